@@ -1,0 +1,1 @@
+"""Task data: the synthetic world, task YAML loading, tokenisation with answer masks."""

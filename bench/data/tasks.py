@@ -1,0 +1,160 @@
+"""Declarative tasks: a YAML file per task under ``tasks/`` names its family, version, splits and model recipe.
+
+A task *family* is Python code registered in ``bench.registry.TASKS`` (``@TASKS.register("synthetic")``) that turns
+a ``TaskConfig`` and a forget split into ``TaskData``: the forget, retain, holdout and utility datasets.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from bench.paths import tasks_dir
+from bench.registry import TASKS
+from bench.spec import SpecError, content_hash, from_mapping, read_yaml
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How a model is scored on this task: at most ``max_items`` items per split (a fixed seeded subset)."""
+
+    max_items: int = 200
+    max_new_tokens: int = 24
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Recipe of the small causal LM trained from scratch on the task (target and retain oracle)."""
+
+    architecture: str = "llama"
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    epochs: int = 24
+    lr: float = 3e-3
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.architecture != "llama":
+            raise ValueError(f"architecture: only 'llama' is supported, got {self.architecture!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError("hidden_size: must be divisible by num_heads")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str
+    version: int
+    family: str
+    forget_splits: tuple[str, ...]
+    prompt_template: str
+    params: dict[str, Any] = field(default_factory=dict)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    description: str = ""
+    citation: str = ""
+    license: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def digest(self) -> str:
+        """Hash of everything in the YAML that can change a number."""
+        return content_hash(self)
+
+
+@dataclass
+class TaskData:
+    """The datasets of one (task, forget split). Every row has ``id``, ``question``, ``answer``,
+    ``paraphrased_answer``, ``perturbed_answers`` and ``idk_answer``."""
+
+    config: TaskConfig
+    split: str
+    forget: Dataset
+    retain: Dataset
+    holdout: Dataset
+    world_facts: Dataset
+
+    @property
+    def target_train(self) -> Dataset:
+        """What the target model is trained on: every trained person and the world facts, in id order, so the
+        target is the same model whichever forget split asked for it."""
+        from datasets import concatenate_datasets
+
+        return concatenate_datasets([self.retain, self.forget, self.world_facts]).sort("id")
+
+    @property
+    def oracle_train(self) -> Dataset:
+        """What the retain oracle is trained on: the target's data without the forget set."""
+        from datasets import concatenate_datasets
+
+        return concatenate_datasets([self.retain, self.world_facts]).sort("id")
+
+    def eval_splits(self) -> dict[str, Dataset]:
+        """The scored splits, each capped at ``eval.max_items`` by a fixed seeded subset (as TOFU caps at 300)."""
+        splits = {"forget": self.forget, "retain": self.retain, "world_facts": self.world_facts}
+        return {name: _subset(ds, self.config.eval.max_items, seed=i) for i, (name, ds) in enumerate(splits.items())}
+
+
+def _subset(ds: Dataset, n: int, seed: int) -> Dataset:
+    if len(ds) <= n:
+        return ds
+    return ds.select(sorted(random.Random(seed).sample(range(len(ds)), n)))
+
+
+@cache
+def _task_index(root: str) -> dict[str, Path]:
+    index: dict[str, Path] = {}
+    for path in sorted(Path(root).rglob("*.yaml")):
+        name = read_yaml(path).get("name")
+        if isinstance(name, str):
+            if name in index:
+                raise SpecError(f"{path}: name: task {name!r} is already defined in {index[name]}")
+            index[name] = path
+    return index
+
+
+def task_names() -> list[str]:
+    return sorted(_task_index(str(tasks_dir())))
+
+
+def load_task_config(name: str) -> TaskConfig:
+    """The ``TaskConfig`` of task ``name`` (``name`` or ``name@version``), or of a YAML file path."""
+    if name.endswith((".yaml", ".yml")):
+        path = Path(name)
+    else:
+        base, _, version = name.partition("@")
+        index = _task_index(str(tasks_dir()))
+        if base not in index:
+            import difflib
+
+            close = difflib.get_close_matches(base, list(index), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SpecError(f"unknown task {base!r}{hint} (known: {', '.join(sorted(index))})")
+        path = index[base]
+    config = from_mapping(TaskConfig, read_yaml(path), str(path))
+    if not name.endswith((".yaml", ".yml")) and "@" in name and name.split("@", 1)[1] != str(config.version):
+        raise SpecError(f"{path}: version: task {config.name} is at version {config.version}, not {name}")
+    if config.family not in TASKS:
+        TASKS.get(config.family)  # raises with a did-you-mean
+    return config
+
+
+def load_task(name: str, split: str) -> TaskData:
+    """Load (task, forget split) through the task's registered family."""
+    config = load_task_config(name)
+    if split not in config.forget_splits:
+        raise SpecError(f"task {config.name}: unknown forget split {split!r} (known: {', '.join(config.forget_splits)})")
+    family = TASKS.get(config.family)
+    return family(config, split)

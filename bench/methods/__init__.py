@@ -1,0 +1,1 @@
+"""Unlearning methods: one file per objective, each registering itself in ``bench.registry.METHODS``."""

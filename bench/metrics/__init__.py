@@ -1,0 +1,1 @@
+"""Metrics: the scoring engine (``engine``) and registered metric functions that read its results."""

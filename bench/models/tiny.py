@@ -1,0 +1,163 @@
+"""Tiny models trained from scratch on a task and cached: the tokenizer, the target and the retain oracle.
+
+* tokenizer: byte-level BPE trained with ``tokenizers`` on every text of the task, with a BOS post-processor;
+* target: a small Llama trained on every trained person plus the world facts (``TaskData.target_train``);
+* retain oracle: the same recipe on the target's data without the forget split (``TaskData.oracle_train``).
+
+Each artefact lives under ``cache_dir()/models/<kind>-<hash>`` where the hash covers (task digest, split, model
+config, seed); it is saved with ``save_pretrained`` (any HF tool loads it) next to ``build.json`` with the build
+time and greedy exact match, written into a temporary folder and renamed into place, so a crash never leaves a
+half-written model that later runs would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from bench.data.tasks import TaskData, TinyModelConfig
+from bench.data.tokenize import collate, encode_qa
+from bench.paths import cache_dir
+from bench.spec import content_hash
+
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
+PAD, BOS, EOS = 0, 1, 2
+
+
+def _task_texts(data: TaskData) -> list[str]:
+    texts: list[str] = [data.config.prompt_template]
+    for ds in (data.retain, data.forget, data.holdout, data.world_facts):
+        for row in ds:
+            texts += [row["question"], row["paraphrased_question"], row["answer"], row["paraphrased_answer"],
+                      *row["perturbed_answers"], row["idk_answer"]]
+    return texts
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE on ``texts``; the post-processor prepends BOS (so ``add_special_tokens`` means BOS)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                       special_tokens=[("<s>", BOS)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   padding_side="right", add_bos_token=True)
+
+
+def llama_config(cfg: TinyModelConfig, vocab_size: int) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=128, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
+        tie_word_embeddings=False,
+    )
+
+
+def train_causal_lm(data: Dataset, tokenizer, template: str, cfg: TinyModelConfig) -> LlamaForCausalLM:
+    """Fine-tune a freshly initialised Llama on QA pairs: answer-token NLL, AdamW, one-cycle LR, ``cfg.epochs``."""
+    torch.manual_seed(cfg.seed)
+    model = LlamaForCausalLM(llama_config(cfg, len(tokenizer)))
+    encoded = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a in zip(data["question"], data["answer"])]
+    steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                pct_start=0.1)
+    order = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(len(encoded), generator=order).tolist()
+        for start in range(0, len(perm), cfg.batch_size):
+            batch = collate([encoded[i] for i in perm[start: start + cfg.batch_size]], PAD)
+            loss = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+    model.eval()
+    return model
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    path: Path
+    info: dict
+
+    def load(self) -> LlamaForCausalLM:
+        model = LlamaForCausalLM.from_pretrained(self.path, dtype=torch.float32)
+        model.eval()
+        return model
+
+
+def _atomic_build(final: Path, build) -> None:
+    """Run ``build(tmpdir)`` and rename the folder into place; a concurrent builder's result wins harmlessly."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not (final / "build.json").exists():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def get_tokenizer(data: TaskData) -> PreTrainedTokenizerFast:
+    cfg = data.config
+    final = cache_dir() / "models" / f"tokenizer-{content_hash([cfg.digest, 'tokenizer'])}"
+    if not (final / "build.json").exists():
+        def build(tmp: Path) -> None:
+            train_tokenizer(_task_texts(data), cfg.model.vocab_size).save_pretrained(tmp)
+            (tmp / "build.json").write_text(json.dumps({"task": cfg.ref, "vocab_size": cfg.model.vocab_size}))
+
+        _atomic_build(final, build)
+    return PreTrainedTokenizerFast.from_pretrained(final)
+
+
+def model_key(data: TaskData, kind: str) -> str:
+    """Content hash of what determines a built model: task digest, the forget split (oracle only), kind."""
+    split = data.split if kind == "oracle" else ""
+    return content_hash([data.config.digest, split, kind])
+
+
+def get_model(data: TaskData, kind: str, on_build=None) -> BuiltModel:
+    """The cached ``target`` or ``oracle`` of ``data``, built on first use. ``on_build(model, tokenizer)`` may add
+    entries (e.g. exact match) to ``build.json``."""
+    if kind not in ("target", "oracle"):
+        raise ValueError(f"kind must be 'target' or 'oracle', got {kind!r}")
+    final = cache_dir() / "models" / f"{kind}-{model_key(data, kind)}"
+    if not (final / "build.json").exists():
+        tokenizer = get_tokenizer(data)
+        train_set = data.target_train if kind == "target" else data.oracle_train
+
+        def build(tmp: Path) -> None:
+            start = time.perf_counter()
+            model = train_causal_lm(train_set, tokenizer, data.config.prompt_template, data.config.model)
+            info = {"kind": kind, "task": data.config.ref, "split": data.split, "train_items": len(train_set),
+                    "build_seconds": round(time.perf_counter() - start, 2),
+                    "params": sum(p.numel() for p in model.parameters())}
+            if on_build is not None:
+                info.update(on_build(model, tokenizer))
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "build.json").write_text(json.dumps(info, indent=2))
+
+        _atomic_build(final, build)
+    return BuiltModel(final, json.loads((final / "build.json").read_text()))

@@ -1,0 +1,140 @@
+"""One generic registry for methods, metrics and tasks.
+
+Things register where they are defined, with a decorator::
+
+    @METHODS.register("npo")
+    class NPO(Method): ...
+
+A registry discovers its entries by importing every module of its home package (so there is no hand-kept import
+list) and then the entry points of its group (``ubench.methods``, ``ubench.metrics``, ``ubench.tasks``) of every
+installed distribution, so an out-of-tree package adds entries without touching this repository.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(LookupError):
+    """An unknown name, a name registered twice, or a plug-in that failed to load."""
+
+
+class Registry(Generic[T]):
+    """A name -> object table with decorator registration, lazy discovery and did-you-mean errors.
+
+    ``kind`` names what is registered ("method"), ``package`` is the home package whose modules are imported on
+    first lookup, ``group`` the entry-point group scanned for plug-ins.
+    """
+
+    def __init__(self, kind: str, package: str, group: str) -> None:
+        self.kind = kind
+        self.package = package
+        self.group = group
+        self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
+        self._origins: dict[str, str] = {}
+        self._discovered = False
+        self._discovering = False
+
+    def register(self, name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
+        """Decorator: ``@REG.register("name")`` adds the decorated object under ``name`` (and its aliases)."""
+
+        def decorate(obj: T) -> T:
+            self.add(name, obj, aliases=aliases)
+            return obj
+
+        return decorate
+
+    def add(self, name: str, obj: T, *, aliases: tuple[str, ...] = ()) -> None:
+        origin = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+        for key in (name, *aliases):
+            if key in self._entries or key in self._aliases:
+                raise RegistryError(
+                    f"{self.kind} name {key!r} is registered twice: by {self._origins.get(key, '?')} and by {origin}"
+                )
+        self._entries[name] = obj
+        self._origins[name] = origin
+        for alias in aliases:
+            self._aliases[alias] = name
+            self._origins[alias] = origin
+
+    def get(self, name: str) -> T:
+        """The entry registered as ``name``; an unknown name raises with the closest known names."""
+        self.discover()
+        key = self._aliases.get(name, name)
+        if key in self._entries:
+            return self._entries[key]
+        known = sorted([*self._entries, *self._aliases])
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise RegistryError(f"unknown {self.kind} {name!r}{hint} (known: {', '.join(known)})")
+
+    def names(self) -> list[str]:
+        self.discover()
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self.discover()
+        return name in self._entries or name in self._aliases
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def discover(self) -> None:
+        """Import every module of the home package, then load the entry-point plug-ins (once)."""
+        if self._discovered or self._discovering:
+            return
+        self._discovering = True
+        try:
+            package = importlib.import_module(self.package)
+            for info in pkgutil.iter_modules(package.__path__, prefix=f"{self.package}."):
+                importlib.import_module(info.name)
+            for ep in entry_points(group=self.group):
+                if ep.name in self._entries:
+                    continue
+                try:
+                    loaded = ep.load()
+                except Exception as exc:  # a broken plug-in must name itself, not crash somewhere later
+                    raise RegistryError(
+                        f"{self.kind} plug-in {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}"
+                    ) from exc
+                if ep.name not in self._entries and ep.name not in self._aliases:
+                    self.add(ep.name, loaded)
+            self._discovered = True
+        finally:
+            self._discovering = False
+
+    def load_plugin_file(self, path: str) -> None:
+        """Import a single Python file whose decorators register into this (or another) registry."""
+        import importlib.util
+        import sys
+        from pathlib import Path
+
+        file = Path(path)
+        if not file.is_file():
+            raise RegistryError(f"{path}: plug-in file not found")
+        self.discover()
+        module_name = f"ubench_plugin_{file.stem}"
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        if spec is None or spec.loader is None:
+            raise RegistryError(f"{path}: not an importable Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except RegistryError:
+            raise
+        except Exception as exc:
+            raise RegistryError(f"{path}: plug-in raised on import: {type(exc).__name__}: {exc}") from exc
+
+
+METHODS: Registry = Registry("method", "bench.methods", "ubench.methods")
+METRICS: Registry = Registry("metric", "bench.metrics", "ubench.metrics")
+TASKS: Registry = Registry("task", "bench.data", "ubench.tasks")

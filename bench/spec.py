@@ -1,0 +1,247 @@
+"""Frozen specifications: what a task, a budget, a run and a leaderboard are.
+
+Every spec is built from plain YAML/JSON mappings by ``from_mapping``, which rejects unknown fields and wrong types
+with a ``SpecError`` naming the file and the field (with a did-you-mean hint), so a typo never silently drops a
+setting. A ``RunSpec`` hashes to its content-addressed run id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class SpecError(ValueError):
+    """Invalid user input: the message is one line naming the file and the field."""
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def content_hash(obj: Any, length: int = 16) -> str:
+    """sha256 of the canonical JSON of ``obj``, truncated to ``length`` hex digits."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML mapping; a syntax error or a non-mapping document becomes one ``SpecError`` line."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}:{where}: invalid YAML: {problem}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _loc(source: str, path: str) -> str:
+    return f"{source}: {path}" if path else source
+
+
+def _check_type(value: Any, annotation: Any, source: str, path: str) -> Any:
+    """Validate (and lightly coerce: int -> float, list -> tuple) ``value`` against a type annotation."""
+    where = _loc(source, path)
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(annotation):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _check_type(value, option, source, path)
+            except SpecError as exc:
+                errors.append(str(exc))
+        raise SpecError(errors[-1] if errors else f"{where}: invalid value {value!r}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item_type, *_rest) = typing.get_args(annotation) or (Any,)
+        return tuple(_check_type(v, item_type, source, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SpecError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        return from_mapping(annotation, value, source, path)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if annotation in (str, bool):
+        if not isinstance(value, annotation):
+            raise SpecError(f"{where}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    return value
+
+
+def from_mapping(cls: type, data: Any, source: str, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping; unknown or missing fields and wrong types raise ``SpecError``.
+
+    Messages read ``<source>: <field.path>: <problem>``, e.g. ``leaderboards/x.yaml: budget.stpes: unknown field``.
+    A dataclass's ``__post_init__`` may raise ``ValueError("field: problem")``; it is re-raised with the location.
+    """
+    where = _loc(source, path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    prefix = f"{path}." if path else ""
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(fields)})"
+            raise SpecError(f"{source}: {prefix}{key}: unknown field{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _check_type(data[name], hints[name], source, f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SpecError(f"{source}: {prefix}{name}: missing required field")
+    try:
+        return cls(**kwargs)
+    except SpecError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{source}: {prefix}{exc}") from exc
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The optimisation budget every method gets on a board: optimizer steps of AdamW with linear warm-up.
+
+    Effective batch = ``batch_size * grad_accum`` forget items (and as many retain items) per optimizer step.
+    """
+
+    steps: int = 20
+    lr: float = 1e-4
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 0.0  # 0 disables clipping
+    callback_every: int = 0  # 0: no callbacks
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        for name in ("warmup_steps", "callback_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One unlearning run: a pure function of these fields gives the run record.
+
+    ``task`` is ``name@version``; ``hparams`` are the method's hyper-parameters with defaults filled in, so the
+    run id changes whenever any number that can change a result changes.
+    """
+
+    task: str
+    split: str
+    method: str
+    hparams: dict[str, Any]
+    model: dict[str, Any]
+    budget: Budget
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(canonical_json(self))
+
+    @property
+    def run_id(self) -> str:
+        return content_hash(self.to_dict())
+
+    @property
+    def label(self) -> str:
+        return f"{self.task}/{self.split}::{self.method}::seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """A method on a board: registered name, optional display label, hyper-parameter overrides."""
+
+    method: str
+    label: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.method
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    task: str
+    split: str
+
+
+@dataclass(frozen=True)
+class SortSpec:
+    by: str
+    descending: bool = True
+
+
+@dataclass(frozen=True)
+class LeaderboardSpec:
+    """A named, versioned board: tasks x methods x seeds under one budget, and how to show the results."""
+
+    name: str
+    version: str
+    tasks: tuple[TaskEntry, ...]
+    methods: tuple[MethodEntry, ...]
+    columns: tuple[str, ...]
+    sort: SortSpec
+    budget: Budget = field(default_factory=Budget)
+    seeds: tuple[int, ...] = (0,)
+    description: str = ""
+    path: str = ""
+
+    @staticmethod
+    def load(path: str | Path) -> LeaderboardSpec:
+        data = read_yaml(path)
+        data.setdefault("path", str(path))
+        spec = from_mapping(LeaderboardSpec, data, str(path))
+        if not spec.methods:
+            raise SpecError(f"{path}: methods: the board lists no method")
+        if not spec.tasks:
+            raise SpecError(f"{path}: tasks: the board lists no task")
+        return spec
+
+    @property
+    def out_dir(self) -> Path:
+        """Generated tables go next to the spec: ``leaderboards/<name>/``."""
+        return Path(self.path).parent / self.name

@@ -1,0 +1,120 @@
+"""The one unlearning loop: plain PyTorch, AdamW, gradient accumulation, paired forget/retain batches, callbacks.
+
+Every method runs through ``unlearn`` under the same ``Budget``: ``budget.steps`` optimizer steps, each over
+``budget.grad_accum`` micro-batches of ``budget.batch_size`` forget items (and as many retain items when the method
+asks for them). Batches come from per-set samplers that reshuffle every pass with a generator seeded from the run's
+seed, so the same seed gives the same batches, losses and weights on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from bench.data.tokenize import Encoded, TokenBatch, collate
+from bench.methods.base import LossContext, Method, ReferenceModel, UnlearnBatch
+from bench.spec import Budget
+
+
+class NonFiniteLossError(RuntimeError):
+    """The objective became NaN or infinite; the run is recorded as failed with the step."""
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(f"non-finite loss {value} at step {step}")
+        self.step = step
+
+
+class EpochSampler:
+    """Endless batches of ``batch_size`` items from ``encoded``: a fresh seeded permutation every pass."""
+
+    def __init__(self, encoded: Sequence[Encoded], batch_size: int, pad_id: int, generator: torch.Generator) -> None:
+        if not encoded:
+            raise ValueError("cannot sample batches from an empty set")
+        self.encoded, self.batch_size, self.pad_id, self.generator = encoded, batch_size, pad_id, generator
+        self._order: list[int] = []
+
+    def next(self) -> TokenBatch:
+        rows: list[int] = []
+        while len(rows) < self.batch_size:
+            if not self._order:
+                self._order = torch.randperm(len(self.encoded), generator=self.generator).tolist()
+            rows.append(self._order.pop())
+        return collate([self.encoded[i] for i in rows], self.pad_id, rows)
+
+
+@dataclass
+class StepState:
+    """What callbacks see after optimizer step ``step`` (1-based)."""
+
+    step: int
+    loss: float
+    lr: float
+    diagnostics: dict
+
+
+Callback = Callable[[torch.nn.Module, StepState], None]
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    diagnostics: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def lr_at(step: int, budget: Budget) -> float:
+    """Linear warm-up over ``warmup_steps`` then constant ``lr`` (step is 0-based)."""
+    if budget.warmup_steps and step < budget.warmup_steps:
+        return budget.lr * (step + 1) / budget.warmup_steps
+    return budget.lr
+
+
+def unlearn(model: torch.nn.Module, method: Method, forget: Sequence[Encoded], retain: Sequence[Encoded],
+            budget: Budget, seed: int, pad_id: int, reference: ReferenceModel | None = None,
+            callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """Minimise ``method.loss`` for ``budget.steps`` AdamW steps; returns per-step losses and diagnostics."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    forget_batches = EpochSampler(forget, budget.batch_size, pad_id, generator)
+    retain_batches = EpochSampler(retain, budget.batch_size, pad_id, generator) if method.needs_retain else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
+    ctx = LossContext(reference=reference)
+    result = TrainResult(steps=0)
+    model.train()
+    start = time.perf_counter()
+    for step in range(budget.steps):
+        lr = lr_at(step, budget)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        ctx.step = step
+        step_loss, diagnostics = 0.0, {}
+        for _ in range(budget.grad_accum):
+            batch = UnlearnBatch(forget_batches.next().to(device),
+                                 retain_batches.next().to(device) if retain_batches else None)
+            loss, diagnostics = method.loss(model, batch, ctx)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFiniteLossError(step + 1, value)
+            (loss / budget.grad_accum).backward()
+            step_loss += value / budget.grad_accum
+        if budget.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        result.steps = step + 1
+        result.losses.append(step_loss)
+        result.diagnostics.append(diagnostics)
+        if callbacks and budget.callback_every and (step + 1) % budget.callback_every == 0:
+            state = StepState(step + 1, step_loss, lr, diagnostics)
+            for callback in callbacks:
+                callback(model, state)
+    result.seconds = time.perf_counter() - start
+    model.eval()
+    return result
