@@ -17,6 +17,16 @@ SPLIT_ROLES = {"forget": "forget", "retain": "retain", "world_facts": "utility"}
 PerItem = Mapping[str, Mapping[str, np.ndarray]]
 
 
+class _SelfReference:
+    """Marker: the evaluated model is its own reference (the retain oracle's row: forget quality = 1)."""
+
+    def __repr__(self) -> str:
+        return "SELF"
+
+
+SELF = _SelfReference()
+
+
 @dataclass
 class Evaluation:
     """Aggregates keyed ``"<split>/<metric>"`` (item metrics) or ``"<metric>"`` (model metrics), plus the per-item
@@ -50,7 +60,7 @@ def per_item_from_rows(rows: list[dict]) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | None) -> Evaluation:
+def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference | None) -> Evaluation:
     """All metrics of ``model`` on ``data.eval_splits()``. ``oracle`` is the retain oracle's per-item values;
     reference-relative metrics raise ``MissingReferenceError`` without it."""
     cfg = data.config
@@ -69,6 +79,8 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | None) -> Evalua
             values = metric.per_item(scores)
             per_item[split][metric.name] = values
             metrics[f"{split}/{metric.name}"] = metric.aggregate(values, split)
+    if oracle is SELF:
+        oracle = per_item
     for metric in model_metrics:
         value = metric.compute(per_item, oracle)
         metrics[metric.name] = MetricValue(value, None, 1, "")

@@ -1,4 +1,4 @@
-"""ROUGE-L of the greedy answer against the reference answer, computed by the ``rouge-score`` package."""
+"""Metrics of the greedy answer: ROUGE-L (computed by the ``rouge-score`` package) and exact string match."""
 
 from __future__ import annotations
 
@@ -26,3 +26,7 @@ def rouge_l(prediction: str, reference: str) -> tuple[float, float]:
 METRICS.add("rouge_l", ItemMetric(
     "rouge_l", "ROUGE-L recall of the greedy answer (TOFU)", direction="higher", forget_direction="lower",
     per_item=lambda s: np.array([rouge_l(g, a)[0] for g, a in zip(s.generations, s.answers)])))
+METRICS.add("exact_answer", ItemMetric(
+    "exact_answer", "1 if the greedy answer equals the reference answer string exactly",
+    direction="higher", forget_direction="lower",
+    per_item=lambda s: np.array([float(g == a.strip()) for g, a in zip(s.generations, s.answers)])))

@@ -1,0 +1,160 @@
+"""RunSpec -> record. Idempotent: a stored record is returned as is; a failure is stored with its error.
+
+Reference records (the target before unlearning and the retain oracle) are evaluations of the cached tiny models,
+computed once per (task digest, split) and stored like runs, so forget quality reads the oracle's per-item truth
+ratios from disk instead of re-scoring the oracle for every run.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+import traceback
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import torch
+import transformers
+
+from bench.data.tasks import TaskData, load_task, load_task_config
+from bench.data.tokenize import encode_qa
+from bench.methods.base import ReferenceModel, full_hparams, make_method
+from bench.metrics.evaluate import SELF, Evaluation, evaluate, per_item_from_rows
+from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_key
+from bench.paths import REPO_ROOT
+from bench.spec import Budget, RunSpec, content_hash
+from bench.store import Store
+from bench.train import NonFiniteLossError, unlearn
+
+REFERENCE_KINDS = ("target", "oracle")
+
+
+@cache
+def env_info() -> dict[str, Any]:
+    """Versions and code state that can change a number (timing-free, so records stay comparable)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "device": "cpu", "threads": torch.get_num_threads(),
+            "git_commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], budget: Budget, seed: int,
+                  source: str = "") -> RunSpec:
+    """Validate the method name and hyper-parameters (SpecError / RegistryError) and pin every default."""
+    config = load_task_config(task)
+    if split not in config.forget_splits:
+        from bench.spec import SpecError
+
+        raise SpecError(f"{source or 'run'}: split: task {config.name} has no forget split {split!r} "
+                        f"(known: {', '.join(config.forget_splits)})")
+    instance = make_method(method, params, source)
+    target = content_hash([config.digest, "", "target"])
+    return RunSpec(task=config.ref, split=split, method=method, hparams=full_hparams(instance),
+                   model={"kind": "tiny-llama", "target": target, "task_digest": config.digest}, budget=budget,
+                   seed=seed)
+
+
+def reference_id(data: TaskData, kind: str) -> str:
+    return content_hash([data.config.digest, data.split, kind, "eval"])
+
+
+def metrics_dict(evaluation: Evaluation) -> dict[str, dict]:
+    return {k: {"value": v.value, "stderr": v.stderr, "n": v.n, "split": v.split}
+            for k, v in sorted(evaluation.metrics.items())}
+
+
+@dataclass
+class References:
+    tokenizer: Any
+    target: BuiltModel
+    oracle: BuiltModel
+    records: dict[str, dict]
+    oracle_per_item: dict
+
+
+def _exact_match_on_build(data: TaskData):
+    def measure(model, tokenizer) -> dict:
+        evaluation = evaluate(model, tokenizer, data, SELF)
+        return {"exact_answer": {s: evaluation.metrics[f"{s}/exact_answer"].value for s in ("forget", "retain")}}
+
+    return measure
+
+
+def get_references(data: TaskData, store: Store) -> References:
+    """Build (or load) tokenizer, target and oracle, and their evaluation records."""
+    tokenizer = get_tokenizer(data)
+    built = {"target": get_model(data, "target", on_build=_exact_match_on_build(data)),
+             "oracle": get_model(data, "oracle")}
+    records: dict[str, dict] = {}
+    for kind in ("oracle", "target"):
+        ref_id = reference_id(data, kind)
+        record = store.load("refs", ref_id)
+        if record is None:
+            start = time.perf_counter()
+            oracle = SELF if kind == "oracle" else per_item_from_rows(store.per_item("refs", reference_id(data,
+                                                                                                           "oracle")))
+            evaluation = evaluate(built[kind].load(), tokenizer, data, oracle)
+            record = {"record_id": ref_id, "kind": "reference", "status": "ok", "error": None,
+                      "spec": {"task": data.config.ref, "split": data.split, "model": kind,
+                               "model_key": model_key(data, kind), "task_digest": data.config.digest},
+                      "metrics": metrics_dict(evaluation), "build": built[kind].info,
+                      "timings": {"eval_seconds": round(time.perf_counter() - start, 3)}, "env": env_info()}
+            store.write("refs", ref_id, record, evaluation.rows())
+        records[kind] = record
+    oracle_rows = store.per_item("refs", reference_id(data, "oracle"))
+    return References(tokenizer, built["target"], built["oracle"], records, per_item_from_rows(oracle_rows))
+
+
+def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
+    """Run ``spec`` unless its record exists; store and return the record (status ok or failed)."""
+    run_id = spec.run_id
+    if reuse:
+        existing = store.load("runs", run_id)
+        if existing is not None:
+            return existing
+    timings: dict[str, float] = {}
+    record: dict[str, Any] = {"run_id": run_id, "kind": "run", "spec": spec.to_dict(), "label": spec.label,
+                              "env": env_info(), "metrics": {}, "train": None, "error": None}
+    per_item: list[dict] = []
+    start = time.perf_counter()
+    try:
+        data = load_task(spec.task, spec.split)
+        refs = get_references(data, store)
+        timings["references_seconds"] = round(time.perf_counter() - start, 3)
+        method = make_method(spec.method, spec.hparams)
+        tokenizer = refs.tokenizer
+        template = data.config.prompt_template
+        forget = [encode_qa(tokenizer, template, q, a, add_eos=True)
+                  for q, a in zip(data.forget["question"], data.forget["answer"])]
+        retain = [encode_qa(tokenizer, template, q, a, add_eos=True)
+                  for q, a in zip(data.retain["question"], data.retain["answer"])]
+        model = refs.target.load()
+        reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
+        trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id, reference)
+        timings["train_seconds"] = round(trained.seconds, 3)
+        record["train"] = {"steps": trained.steps, "losses": trained.losses,
+                           "final_diagnostics": trained.diagnostics[-1] if trained.diagnostics else {}}
+        eval_start = time.perf_counter()
+        evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item)
+        timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
+        record["metrics"] = metrics_dict(evaluation)
+        record["status"] = "ok"
+        per_item = evaluation.rows()
+    except NonFiniteLossError as exc:
+        record.update(status="failed", error={"type": "NonFiniteLoss", "message": str(exc), "step": exc.step})
+    except (RuntimeError, ValueError, ArithmeticError, OSError) as exc:
+        record.update(status="failed", error={"type": type(exc).__name__, "message": str(exc),
+                                              "traceback": traceback.format_exc(limit=6)})
+    timings["total_seconds"] = round(time.perf_counter() - start, 3)
+    record["timings"] = timings
+    store.write("runs", run_id, record, per_item)
+    return record
