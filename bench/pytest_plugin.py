@@ -1,1 +1,114 @@
+"""pytest plug-in: a leaderboard YAML is a test file, each (task, method, seed) entry a test item.
 
+``pytest leaderboards/synthetic.yaml`` runs (or reuses) every entry, and at session end writes the board's tables
+and prints it. Items are named ``<task>/<split>::<method>::seed<N>``, so ``-k npo`` selects entries and ``--lf``
+reruns the failed ones. An entry passes only if its run finished with status ``ok``. Only YAML files in a folder
+named ``leaderboards`` are collected, so fixtures elsewhere are left alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.registry import RegistryError
+from bench.spec import LeaderboardSpec, SpecError
+
+BOARDS = pytest.StashKey[dict[str, LeaderboardSpec]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ubench", "unlearning-bench leaderboards")
+    group.addoption("--ubench-results", default=None, help="result store folder (default: ./results)")
+    group.addoption("--ubench-rerun", action="store_true", help="ignore stored records and run entries again")
+    group.addoption("--ubench-plugin", action="append", default=[], help="a Python file registering methods")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[BOARDS] = {}
+    for path in config.getoption("--ubench-plugin") or []:
+        from bench.registry import METHODS
+
+        METHODS.load_plugin_file(path)
+
+
+def pytest_collect_file(parent: pytest.Collector, file_path: Path):
+    if file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "leaderboards":
+        return LeaderboardFile.from_parent(parent, path=file_path)
+    return None
+
+
+class SpecCollectError(Exception):
+    pass
+
+
+class LeaderboardFile(pytest.File):
+    def collect(self):
+        from bench.leaderboard import plan
+
+        try:
+            board = LeaderboardSpec.load(self.path)
+            cells = plan(board)
+        except (SpecError, RegistryError) as exc:
+            raise SpecCollectError(str(exc)) from None
+        self.config.stash[BOARDS][str(self.path)] = board
+        for cell in cells:
+            yield LeaderboardEntry.from_parent(self, name=cell.name, cell=cell)
+
+    def repr_failure(self, excinfo, style=None):
+        if excinfo.errisinstance(SpecCollectError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+
+class EntryFailed(Exception):
+    pass
+
+
+class LeaderboardEntry(pytest.Item):
+    def __init__(self, *, cell, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cell = cell
+        self.add_marker(pytest.mark.leaderboard)
+
+    def runtest(self) -> None:
+        from bench.cli import _quiet
+        from bench.paths import results_dir
+        from bench.runner import execute
+        from bench.store import Store
+
+        _quiet()
+        store = Store(self.config.getoption("--ubench-results") or results_dir())
+        record = execute(self.cell.spec, store, reuse=not self.config.getoption("--ubench-rerun"))
+        self.user_properties.append(("run_id", record["run_id"]))
+        if record["status"] != "ok":
+            error = record.get("error") or {}
+            raise EntryFailed(f"{self.cell.name}: {record['status']}: {error.get('message', '')} "
+                              f"(record {store.folder('runs', record['run_id'])})")
+
+    def repr_failure(self, excinfo, style=None):
+        if excinfo.errisinstance(EntryFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"leaderboard entry {self.cell.name}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    boards = session.config.stash.get(BOARDS, {})
+    if not boards:
+        return
+    from bench.leaderboard import to_markdown, write_tables
+    from bench.paths import results_dir
+    from bench.store import Store
+
+    store = Store(session.config.getoption("--ubench-results") or results_dir())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for board in boards.values():
+        table, paths = write_tables(board, store)
+        if reporter is not None:
+            reporter.write_sep("=", f"leaderboard {board.name} v{board.version}")
+            reporter.write_line(to_markdown(board, table))
+            reporter.write_line(f"wrote {paths['markdown']} and {paths['csv']}")

@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine with Python 3.11:
+#   make leaderboard   create .venv if absent, install, run the default board on the embedded task
+#   make test          create .venv if absent, install, run the project tests
+# torch==2.13.0 is installed first so the local CPU wheel is used; on a GPU machine set TORCH_SPEC
+# (e.g. TORCH_SPEC='torch>=2.2') to let pip pick that machine's build.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: leaderboard test perf lint clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+leaderboard: $(STAMP)
+	$(VENV)/bin/ubench run leaderboards/synthetic.yaml
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+perf: $(STAMP)
+	$(VENV)/bin/ubench perf
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bench tests
+
+clean-results:
+	rm -rf results
