@@ -34,7 +34,8 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return f"{self.task.task}/{self.task.split}::{self.method.display}::seed{self.seed}"
+        """``task/split/method/seedN``: pytest splits node ids on ``::``, so a name must not contain it."""
+        return f"{self.task.task}/{self.task.split}/{self.method.display}/seed{self.seed}"
 
 
 def plan(board: LeaderboardSpec) -> list[Cell]:
@@ -44,10 +45,9 @@ def plan(board: LeaderboardSpec) -> list[Cell]:
     for t_index, task in enumerate(board.tasks):
         for m_index, entry in enumerate(board.methods):
             for seed in board.seeds:
-                source = f"{board.path}: methods[{m_index}]"
                 try:
                     spec = make_run_spec(task.task, task.split, entry.method, entry.params, board.budget, seed,
-                                         source)
+                                         board.path, f"methods[{m_index}]")
                 except SpecError as exc:
                     if "unknown task" in str(exc):
                         raise SpecError(f"{board.path}: tasks[{t_index}].task: {exc}") from exc

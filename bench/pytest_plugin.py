@@ -1,7 +1,7 @@
 """pytest plug-in: a leaderboard YAML is a test file, each (task, method, seed) entry a test item.
 
 ``pytest leaderboards/synthetic.yaml`` runs (or reuses) every entry, and at session end writes the board's tables
-and prints it. Items are named ``<task>/<split>::<method>::seed<N>``, so ``-k npo`` selects entries and ``--lf``
+and prints it. Items are named ``<task>/<split>/<method>/seed<N>``, so ``-k npo`` selects entries and ``--lf``
 reruns the failed ones. An entry passes only if its run finished with status ``ok``. Only YAML files in a folder
 named ``leaderboards`` are collected, so fixtures elsewhere are left alone.
 """
@@ -70,7 +70,6 @@ class LeaderboardEntry(pytest.Item):
     def __init__(self, *, cell, **kwargs) -> None:
         super().__init__(**kwargs)
         self.cell = cell
-        self.add_marker(pytest.mark.leaderboard)
 
     def runtest(self) -> None:
         from bench.cli import _quiet

@@ -25,7 +25,7 @@ from bench.metrics.evaluate import SELF, Evaluation, evaluate, per_item_from_row
 from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_key
 from bench.paths import REPO_ROOT
 from bench.spec import Budget, RunSpec, content_hash
-from bench.store import Store
+from bench.store import SCHEMA_VERSION, Store
 from bench.train import NonFiniteLossError, unlearn
 
 REFERENCE_KINDS = ("target", "oracle")
@@ -48,7 +48,7 @@ def env_info() -> dict[str, Any]:
 
 
 def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], budget: Budget, seed: int,
-                  source: str = "") -> RunSpec:
+                  source: str = "", path: str = "") -> RunSpec:
     """Validate the method name and hyper-parameters (SpecError / RegistryError) and pin every default."""
     config = load_task_config(task)
     if split not in config.forget_splits:
@@ -56,7 +56,7 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
 
         raise SpecError(f"{source or 'run'}: split: task {config.name} has no forget split {split!r} "
                         f"(known: {', '.join(config.forget_splits)})")
-    instance = make_method(method, params, source)
+    instance = make_method(method, params, source, path)
     target = content_hash([config.digest, "", "target"])
     return RunSpec(task=config.ref, split=split, method=method, hparams=full_hparams(instance),
                    model={"kind": "tiny-llama", "target": target, "task_digest": config.digest}, budget=budget,
@@ -103,7 +103,7 @@ def get_references(data: TaskData, store: Store) -> References:
             oracle = SELF if kind == "oracle" else per_item_from_rows(store.per_item("refs", reference_id(data,
                                                                                                            "oracle")))
             evaluation = evaluate(built[kind].load(), tokenizer, data, oracle)
-            record = {"record_id": ref_id, "kind": "reference", "status": "ok", "error": None,
+            record = {"schema_version": SCHEMA_VERSION, "record_id": ref_id, "kind": "reference", "status": "ok", "error": None,
                       "spec": {"task": data.config.ref, "split": data.split, "model": kind,
                                "model_key": model_key(data, kind), "task_digest": data.config.digest},
                       "metrics": metrics_dict(evaluation), "build": built[kind].info,
@@ -122,7 +122,7 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
         if existing is not None:
             return existing
     timings: dict[str, float] = {}
-    record: dict[str, Any] = {"run_id": run_id, "kind": "run", "spec": spec.to_dict(), "label": spec.label,
+    record: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "kind": "run", "spec": spec.to_dict(), "label": spec.label,
                               "env": env_info(), "metrics": {}, "train": None, "error": None}
     per_item: list[dict] = []
     start = time.perf_counter()

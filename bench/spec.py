@@ -187,7 +187,7 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.task}/{self.split}::{self.method}::seed{self.seed}"
+        return f"{self.task}/{self.split}/{self.method}/seed{self.seed}"
 
 
 @dataclass(frozen=True)

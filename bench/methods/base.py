@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data.tokenize import IGNORE, TokenBatch
-from bench.registry import METHODS
+from bench.registry import METHODS, RegistryError
 from bench.spec import SpecError, from_mapping
 
 
@@ -93,11 +93,19 @@ class Method:
         raise NotImplementedError
 
 
-def make_method(name: str, overrides: dict[str, Any] | None = None, source: str = "") -> Method:
-    """Instantiate registered method ``name`` with hyper-parameter ``overrides`` (unknown or ill-typed -> SpecError)."""
-    cls = METHODS.get(name)
-    where = source or f"method {name}"
-    params = from_mapping(cls.Params, dict(overrides or {}), where, "params")
+def make_method(name: str, overrides: dict[str, Any] | None = None, source: str = "", path: str = "") -> Method:
+    """Instantiate registered method ``name`` with hyper-parameter ``overrides``.
+
+    An unknown name raises ``SpecError`` with a did-you-mean hint; unknown, ill-typed or out-of-range
+    hyper-parameters raise ``SpecError``; both name ``source`` (a file) and ``path`` (``methods[2]``) when given.
+    """
+    prefix = f"{source}: {path + '.' if path else ''}" if source else ""
+    try:
+        cls = METHODS.get(name)
+    except RegistryError as exc:
+        raise SpecError(f"{prefix}method: {exc}" if prefix else str(exc)) from exc
+    params = from_mapping(cls.Params, dict(overrides or {}), source or f"method {name}",
+                          f"{path}.params" if path else "params")
     return cls(params)
 
 

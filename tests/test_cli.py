@@ -1,0 +1,71 @@
+"""The command line: bad input is one line and exit 2 with nothing written; runs and boards from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+from .conftest import mini_board
+
+
+def _one_line_error(capsys: pytest.CaptureFixture) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ubench: error: ") and "\n" not in err, err
+    return err
+
+
+def test_unknown_method_suggests_and_writes_nothing(tmp_path: Path, env_results: Path, capsys) -> None:
+    board = mini_board(tmp_path, methods="[{method: ga}, {method: nop}]")
+    assert main(["run", str(board)]) == 2
+    err = _one_line_error(capsys)
+    assert "unknown method 'nop'" in err and "did you mean 'npo'" in err and str(board) in err
+    assert not env_results.exists()
+    assert not (board.parent / "mini").exists()
+
+
+def test_misspelled_field_names_file_and_field(tmp_path: Path, env_results: Path, capsys) -> None:
+    board = mini_board(tmp_path, extra="sort_by: forget_quality\n")
+    assert main(["run", str(board)]) == 2
+    err = _one_line_error(capsys)
+    assert f"{board}: sort_by: unknown field" in err
+    assert not env_results.exists()
+
+
+def test_bad_hyperparameter_and_unknown_column(tmp_path: Path, env_results: Path, capsys) -> None:
+    board = mini_board(tmp_path, methods="[{method: npo, params: {beta: -1}}]")
+    assert main(["run", str(board)]) == 2
+    assert "methods[0].params.beta: must be > 0" in _one_line_error(capsys)
+    board = mini_board(tmp_path)
+    board.write_text(board.read_text().replace("forget/prob", "forget/porb"))
+    assert main(["run", str(board)]) == 2
+    assert "columns[1]: unknown metric 'porb'; did you mean 'prob'" in _one_line_error(capsys)
+    assert not env_results.exists()
+
+
+def test_run_then_board_from_records(tmp_path: Path, env_results: Path, capsys) -> None:
+    board = mini_board(tmp_path, methods="[{method: ga}, {method: gd}]")
+    assert main(["run", str(board), "-k", "gd"]) == 0
+    out = capsys.readouterr().out
+    assert "/gd/seed0: ok" in out and "/ga/" not in out.split("#")[0]
+    assert main(["board", str(board)]) == 0
+    out = capsys.readouterr().out
+    assert "| ga " in out and "missing 1 of 1" in out
+    assert (board.parent / "mini" / "board.md").exists()
+
+
+def test_failed_cell_exits_1_and_is_on_the_board(tmp_path: Path, env_results: Path, capsys) -> None:
+    board = mini_board(tmp_path, methods="[{method: nan_loss}]")
+    plugin = Path(__file__).parent / "plugins" / "nan_method.py"
+    code = main(["run", str(board), "--plugin", str(plugin)])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "failed (non-finite loss nan at step 1)" in out
+
+
+def test_ls_lists_registered_entries(capsys) -> None:
+    assert main(["ls", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert "npo" in out and "gd" in out

@@ -1,0 +1,81 @@
+"""One registry (decorators, plug-ins, did-you-mean) and strict specs (errors name file and field)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.registry import METHODS, METRICS, TASKS, Registry, RegistryError
+from bench.spec import Budget, LeaderboardSpec, SpecError
+
+from .conftest import PLUGINS, mini_board
+
+
+def test_builtin_entries_register_themselves() -> None:
+    assert {"ga", "gd", "npo"} <= set(METHODS.names())
+    assert {"prob", "rouge_l", "truth_ratio", "forget_quality", "model_utility", "es", "em"} <= set(METRICS.names())
+    assert "synthetic" in TASKS.names()
+
+
+def test_duplicate_name_is_an_error() -> None:
+    registry: Registry = Registry("thing", "bench.methods", "ubench.none")
+    registry.add("a", object())
+    with pytest.raises(RegistryError, match="registered twice"):
+        registry.add("a", object())
+
+
+def test_unknown_name_suggests_the_closest() -> None:
+    with pytest.raises(RegistryError, match="did you mean 'npo'"):
+        METHODS.get("nop")
+
+
+def test_entry_point_plugins_are_discovered(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    import bench.registry as registry_module
+
+    ep = EntryPoint(name="outside_method", value="tests.plugins.outside:OutsideMethod", group="ubench.methods")
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [ep] if group == "ubench.methods" else [])
+    registry: Registry = Registry("method", "bench.methods", "ubench.methods")
+    assert registry.get("outside_method").__name__ == "OutsideMethod"
+
+
+def test_plugin_that_raises_on_import_names_its_file() -> None:
+    with pytest.raises(RegistryError, match="raising_method.py: plug-in raised on import"):
+        METHODS.load_plugin_file(str(PLUGINS / "raising_method.py"))
+
+
+def test_misspelled_leaderboard_field_names_file_and_field(tmp_path: Path) -> None:
+    path = mini_board(tmp_path, extra="colums: [forget/es]\n")
+    with pytest.raises(SpecError) as info:
+        LeaderboardSpec.load(path)
+    message = str(info.value)
+    assert str(path) in message and "colums" in message and "did you mean 'columns'" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("budget: {steps: 0}", "budget.steps: must be >= 1"),
+    ("budget: {steps: ten}", "budget.steps: expected an integer"),
+    ("budget: {stpes: 3}", "budget.stpes: unknown field; did you mean 'steps'"),
+    ("seeds: 3", "seeds: expected a list"),
+])
+def test_bad_values_name_the_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = mini_board(tmp_path)
+    lines = [line for line in path.read_text().splitlines() if not line.startswith(text.split(":")[0] + ":")]
+    path.write_text("\n".join([*lines, text]) + "\n")
+    with pytest.raises(SpecError, match=expected.replace("(", r"\(")):
+        LeaderboardSpec.load(path)
+
+
+def test_invalid_yaml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "leaderboards" / "broken.yaml"
+    path.parent.mkdir()
+    path.write_text("name: x\nmethods: [ga\n")
+    with pytest.raises(SpecError, match="invalid YAML"):
+        LeaderboardSpec.load(path)
+
+
+def test_budget_defaults_are_valid() -> None:
+    assert Budget().steps >= 1

@@ -1,0 +1,117 @@
+"""End-to-end micro runs on the mini task: records, reuse, determinism, failures, the board builder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.leaderboard import build_table, plan, write_tables
+from bench.models.tiny import get_model
+from bench.runner import execute, get_references, make_run_spec
+from bench.spec import Budget, LeaderboardSpec
+
+from .conftest import MINI, mini_board
+
+BUDGET = Budget(steps=4, lr=5e-4, batch_size=8)
+
+
+def _strip_volatile(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("timings", "env")}
+
+
+def test_target_memorises_its_training_answers(mini_data, store) -> None:
+    refs = get_references(mini_data, store)
+    info = get_model(mini_data, "target").info
+    assert info["exact_answer"]["forget"] >= 0.95 and info["exact_answer"]["retain"] >= 0.95
+    target, oracle = refs.records["target"]["metrics"], refs.records["oracle"]["metrics"]
+    assert target["forget/es"]["value"] > 0.95
+    assert oracle["forget/es"]["value"] < 0.6  # never saw the forget people
+    assert oracle["forget_quality"]["value"] == 1.0
+    assert target["forget_quality"]["value"] < 0.05
+
+
+@pytest.mark.parametrize("method", ["ga", "gd", "npo"])
+def test_micro_run_writes_a_complete_record(method: str, store) -> None:
+    spec = make_run_spec(MINI, "forget10", method, {}, BUDGET, seed=0)
+    record = execute(spec, store)
+    assert record["status"] == "ok", record.get("error")
+    folder = store.folder("runs", spec.run_id)
+    stored = json.loads((folder / "result.json").read_text())
+    assert stored["schema_version"] == 1 and stored["run_id"] == spec.run_id
+    assert stored["spec"]["method"] == method and stored["train"]["steps"] == 4
+    assert {"forget/es", "forget/prob", "forget_quality", "model_utility", "retain/rouge_l"} <= set(stored["metrics"])
+    assert stored["env"]["torch"] and "git_commit" in stored["env"]
+    rows = [json.loads(line) for line in (folder / "per_item.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"forget", "retain", "world_facts"}
+    assert stored["metrics"]["forget/es"]["n"] == sum(r["split"] == "forget" for r in rows)
+
+
+def test_rerun_reuses_the_stored_record(store, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = make_run_spec(MINI, "forget10", "ga", {}, BUDGET, seed=0)
+    first = execute(spec, store)
+    import bench.runner
+
+    monkeypatch.setattr(bench.runner, "unlearn", lambda *a, **k: pytest.fail("a stored run was trained again"))
+    assert execute(spec, store) == first
+
+
+def test_same_seed_same_record_other_seed_other_record(tmp_path: Path) -> None:
+    from bench.store import Store
+
+    spec = make_run_spec(MINI, "forget10", "npo", {"beta": 0.5}, BUDGET, seed=3)
+    a = execute(spec, Store(tmp_path / "a"))
+    b = execute(spec, Store(tmp_path / "b"))
+    assert _strip_volatile(a) == _strip_volatile(b)
+    other = execute(make_run_spec(MINI, "forget10", "npo", {"beta": 0.5}, BUDGET, seed=4), Store(tmp_path / "a"))
+    assert other["train"]["losses"] != a["train"]["losses"]
+
+
+def test_run_id_changes_with_anything_that_changes_numbers() -> None:
+    base = make_run_spec(MINI, "forget10", "npo", {}, BUDGET, seed=0)
+    assert base.hparams == {"beta": 0.1}  # defaults are pinned into the spec
+    assert base.run_id == make_run_spec(MINI, "forget10", "npo", {"beta": 0.1}, BUDGET, seed=0).run_id
+    assert base.run_id != make_run_spec(MINI, "forget10", "npo", {"beta": 0.2}, BUDGET, seed=0).run_id
+    assert base.run_id != make_run_spec(MINI, "forget10", "npo", {}, Budget(steps=5, lr=5e-4, batch_size=8), 0).run_id
+
+
+def test_nan_loss_is_recorded_as_failed_with_its_step(store, nan_method: str) -> None:
+    spec = make_run_spec(MINI, "forget10", nan_method, {}, BUDGET, seed=0)
+    record = execute(spec, store)
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "NonFiniteLoss" and record["error"]["step"] == 1
+    assert store.load("runs", spec.run_id)["status"] == "failed"
+
+
+def test_board_has_reference_rows_and_sorted_methods(tmp_path: Path, store) -> None:
+    board = LeaderboardSpec.load(mini_board(tmp_path))
+    for cell in plan(board):
+        execute(cell.spec, store)
+    table, paths = write_tables(board, store)
+    assert list(table["method"][:2]) == ["target (before unlearning)", "retain oracle"]
+    methods = table[~table["reference"]]
+    assert set(methods["method"]) == {"ga", "gd", "npo"}
+    quality = list(methods["forget_quality"])
+    assert quality == sorted(quality, reverse=True)
+    markdown = paths["markdown"].read_text()
+    assert "forget/es ↓" in markdown and "forget_quality ↑" in markdown and "*retain oracle*" in markdown
+    assert paths["csv"].read_text().splitlines()[0].startswith("task,method")
+    # the builder is a pure function of spec and records
+    assert build_table(board, store).equals(table)
+
+
+def test_corrupt_record_is_named_and_skipped(tmp_path: Path, store) -> None:
+    from bench.store import CorruptRecordWarning
+
+    board = LeaderboardSpec.load(mini_board(tmp_path, methods="[{method: ga}, {method: gd}]"))
+    cells = plan(board)
+    for cell in cells:
+        execute(cell.spec, store)
+    broken = store.folder("runs", cells[0].spec.run_id) / "result.json"
+    broken.write_text(broken.read_text()[:40])
+    with pytest.warns(CorruptRecordWarning, match=str(broken)):
+        table = build_table(board, store)
+    row = table[table["method"] == "ga"].iloc[0]
+    assert row["status"].startswith("missing")
+    assert table[table["method"] == "gd"].iloc[0]["status"] == "ok"

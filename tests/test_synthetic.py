@@ -1,0 +1,61 @@
+"""The embedded synthetic task: size, split structure, answer variants and byte-identical determinism."""
+
+from __future__ import annotations
+
+from datasets import Dataset
+
+from bench.data.synthetic import ATTRIBUTES, N_PERTURBED, generate_world, person_split, world_digest
+from bench.data.tasks import load_task
+
+
+def test_world_size_and_attributes() -> None:
+    world = generate_world(seed=0, n_people=100, n_holdout=20)
+    people = {item["person"] for item in world["people"]}
+    assert len(people) == 100
+    assert len(ATTRIBUTES) >= 8
+    per_person = {p: {i["attribute"] for i in world["people"] if i["person"] == p} for p in people}
+    assert all(len(attrs) == len(ATTRIBUTES) for attrs in per_person.values())
+    assert len({i["person"] for i in world["holdout"]}) == 20
+    assert not people & {i["person"] for i in world["holdout"]}
+    assert len(world["world_facts"]) >= 100
+
+
+def test_every_item_has_variants() -> None:
+    world = generate_world()
+    for item in world["people"] + world["holdout"] + world["world_facts"]:
+        assert len(item["perturbed_answers"]) == N_PERTURBED >= 3
+        assert item["paraphrased_answer"] not in item["perturbed_answers"]
+        assert len(set(item["perturbed_answers"])) == N_PERTURBED
+        assert item["answer"] != item["paraphrased_answer"]
+        assert item["idk_answer"]
+        assert item["question"] != item["paraphrased_question"]
+    ids = [i["id"] for i in world["people"] + world["holdout"] + world["world_facts"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_byte_identical_for_same_seed_and_different_for_another() -> None:
+    assert world_digest(generate_world(seed=0)) == world_digest(generate_world(seed=0))
+    assert world_digest(generate_world(seed=0)) != world_digest(generate_world(seed=1))
+
+
+def test_forget_splits_nest_and_partition_people() -> None:
+    people = generate_world()["people"]
+    forgotten = {}
+    for percent in (1, 5, 10):
+        forget, retain = person_split(people, percent)
+        names = {i["person"] for i in forget}
+        assert len(names) == percent
+        assert not names & {i["person"] for i in retain}
+        assert len(forget) + len(retain) == len(people)
+        forgotten[percent] = names
+    assert forgotten[1] < forgotten[5] < forgotten[10]
+
+
+def test_task_exposes_datasets() -> None:
+    data = load_task("synthetic", "forget05")
+    for ds in (data.forget, data.retain, data.holdout, data.world_facts):
+        assert isinstance(ds, Dataset)
+    assert len(data.forget) == 50 and len(data.retain) == 950
+    assert len(data.target_train) == 1000 + len(data.world_facts)
+    assert set(data.oracle_train["id"]).isdisjoint(data.forget["id"])
+    assert data.target_train["id"] == load_task("synthetic", "forget10").target_train["id"]
