@@ -40,7 +40,8 @@ class PerfReport:
         verdict = "ok" if self.ratio <= 1.05 else "over goal"
         return (f"unlearning step, method {self.method}, batch {self.batch_size}, {self.steps} steps x "
                 f"{len(self.harness_ms)} alternating repeats, {torch.get_num_threads()} threads\n"
-                f"  harness step: {h:8.2f} ms (median; min {min(self.harness_ms):.2f}, max {max(self.harness_ms):.2f})\n"
+                f"  harness step: {h:8.2f} ms (median; min {min(self.harness_ms):.2f}, "
+                f"max {max(self.harness_ms):.2f})\n"
                 f"  bare step:    {b:8.2f} ms (median; min {min(self.bare_ms):.2f}, max {max(self.bare_ms):.2f})\n"
                 f"  ratio harness/bare: {self.ratio:.3f} (goal <= 1.05: {verdict})")
 

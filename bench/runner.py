@@ -100,10 +100,11 @@ def get_references(data: TaskData, store: Store) -> References:
         record = store.load("refs", ref_id)
         if record is None:
             start = time.perf_counter()
-            oracle = SELF if kind == "oracle" else per_item_from_rows(store.per_item("refs", reference_id(data,
-                                                                                                           "oracle")))
+            oracle_rows = store.per_item("refs", reference_id(data, "oracle")) if kind == "target" else None
+            oracle = SELF if oracle_rows is None else per_item_from_rows(oracle_rows)
             evaluation = evaluate(built[kind].load(), tokenizer, data, oracle)
-            record = {"schema_version": SCHEMA_VERSION, "record_id": ref_id, "kind": "reference", "status": "ok", "error": None,
+            record = {"schema_version": SCHEMA_VERSION, "record_id": ref_id, "kind": "reference", "status": "ok",
+                      "error": None,
                       "spec": {"task": data.config.ref, "split": data.split, "model": kind,
                                "model_key": model_key(data, kind), "task_digest": data.config.digest},
                       "metrics": metrics_dict(evaluation), "build": built[kind].info,
@@ -122,7 +123,8 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
         if existing is not None:
             return existing
     timings: dict[str, float] = {}
-    record: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "kind": "run", "spec": spec.to_dict(), "label": spec.label,
+    record: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "kind": "run",
+                              "spec": spec.to_dict(), "label": spec.label,
                               "env": env_info(), "metrics": {}, "train": None, "error": None}
     per_item: list[dict] = []
     start = time.perf_counter()

@@ -72,7 +72,8 @@ class Store:
         """Write spec and per-item rows first, ``result.json`` last; each atomically."""
         folder = self.folder(kind, record_id)
         atomic_write_text(folder / "spec.json", dumps(record.get("spec", {})))
-        atomic_write_text(folder / "per_item.jsonl", "".join(json.dumps(row, sort_keys=True) + "\n" for row in per_item))
+        lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in per_item)
+        atomic_write_text(folder / "per_item.jsonl", lines)
         atomic_write_text(folder / "result.json", dumps({"schema_version": SCHEMA_VERSION, **record}))
         return folder
 

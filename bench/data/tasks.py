@@ -155,6 +155,7 @@ def load_task(name: str, split: str) -> TaskData:
     """Load (task, forget split) through the task's registered family."""
     config = load_task_config(name)
     if split not in config.forget_splits:
-        raise SpecError(f"task {config.name}: unknown forget split {split!r} (known: {', '.join(config.forget_splits)})")
+        known = ", ".join(config.forget_splits)
+        raise SpecError(f"task {config.name}: unknown forget split {split!r} (known: {known})")
     family = TASKS.get(config.family)
     return family(config, split)

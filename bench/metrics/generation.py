@@ -8,7 +8,6 @@ import numpy as np
 from rouge_score import rouge_scorer
 
 from bench.metrics.base import ItemMetric
-from bench.metrics.engine import SplitScores
 from bench.registry import METRICS
 
 
