@@ -84,5 +84,40 @@ def env_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return results
 
 
+RANDOM_LLAMA_VOCAB = 50
+
+
+def random_llama(seed: int, init_std: float):
+    """A random 2-layer Llama (vocab 50, hidden 32, 4 heads, pad 0), deterministic in ``seed``, in eval mode.
+
+    The default init (std 0.02) gives nearly uniform next-token distributions; a larger ``init_std`` makes the
+    argmax clear-cut and the predictions context dependent, and sequence log-probs differ between seeds."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=RANDOM_LLAMA_VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, init_std)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matmuls gain nothing from threads, and intra-op threads spin badly on a busy 2-core machine (seconds
+    per forward instead of milliseconds): run a module single-threaded, then restore the setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

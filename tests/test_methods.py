@@ -8,40 +8,25 @@ import math
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from bench.data.tokenize import Encoded, TokenBatch, collate
 from bench.methods.base import LossContext, ReferenceModel, UnlearnBatch, make_method
 from bench.registry import METHODS, RegistryError
 from bench.spec import SpecError
 
+from .conftest import random_llama
+
 VOCAB = 50
 PAD = 0
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny matmuls gain nothing from threads, and intra-op threads spin badly on a busy machine: run this module
-    single-threaded, then restore the setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    return one_torch_thread
 
 
-def tiny_llama(seed: int) -> LlamaForCausalLM:
-    """A random 2-layer Llama (vocab 50, hidden 32, 4 heads), deterministic in ``seed``, in eval mode (no
-    dropout), with weights scaled up from the default init so sequence log-probs differ between seeds."""
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                         pad_token_id=PAD, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0.0, 0.1)
-    return model.eval()
+def tiny_llama(seed: int):
+    return random_llama(seed, init_std=0.1)
 
 
 def toy_sequences(seed: int, shapes: tuple[tuple[int, int], ...]) -> list[Encoded]:

@@ -13,7 +13,6 @@ import pytest
 import torch
 from rouge_score import rouge_scorer
 from scipy.stats import hmean, ks_2samp
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from bench.data.tokenize import Encoded
 from bench.metrics.base import ItemMetric, MissingReferenceError, ModelMetric
@@ -28,34 +27,19 @@ from bench.metrics.memorization import (
 from bench.metrics.tofu import forget_quality, model_utility, truth_ratio_raw, truth_ratio_score
 from bench.registry import METRICS
 
+from .conftest import random_llama
+
 VOCAB = 50
 PAD = 0
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny matmuls gain nothing from threads, and intra-op threads spin badly on a busy machine (seconds per
-    forward instead of milliseconds): run this module single-threaded, then restore the setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    return one_torch_thread
 
 
-def tiny_llama(seed: int) -> LlamaForCausalLM:
-    """A random 2-layer Llama (vocab 50, hidden 32, 4 heads), deterministic in ``seed``, in eval mode."""
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                         pad_token_id=PAD, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
-    # The default init (std 0.02) gives nearly uniform next-token distributions; a larger scale makes the argmax
-    # clear-cut (no near-ties) and the model's predictions context dependent.
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() > 1:
-                p.normal_(0.0, 0.3)
-    return model.eval()
+def tiny_llama(seed: int):
+    return random_llama(seed, init_std=0.3)
 
 
 # --------------------------------------------------------------------------------------------- probability
@@ -266,7 +250,7 @@ def test_model_utility_metric_uses_retain_and_world_facts() -> None:
 # ------------------------------------------------------------------ ES by teacher forcing vs literal decoding
 
 
-def _greedy(model: LlamaForCausalLM, context: list[int], n: int) -> list[int]:
+def _greedy(model: torch.nn.Module, context: list[int], n: int) -> list[int]:
     """Literal greedy decoding: n times, run the model on the whole sequence and append the argmax."""
     seq = list(context)
     with torch.no_grad():
@@ -276,7 +260,7 @@ def _greedy(model: LlamaForCausalLM, context: list[int], n: int) -> list[int]:
     return seq[len(context):]
 
 
-def _literal_es(model: LlamaForCausalLM, prompt: list[int], answer: list[int]) -> float:
+def _literal_es(model: torch.nn.Module, prompt: list[int], answer: list[int]) -> float:
     """ES from the definition: 1 - (1/T) min{k : greedy from [q, a_<k] gives a_>=k exactly}, 0 if no k < T works."""
     t = len(answer)
     for k in range(t):
@@ -285,7 +269,7 @@ def _literal_es(model: LlamaForCausalLM, prompt: list[int], answer: list[int]) -
     return 0.0
 
 
-def _not_argmax(model: LlamaForCausalLM, context: list[int]) -> int:
+def _not_argmax(model: torch.nn.Module, context: list[int]) -> int:
     """A token that is not the greedy choice after ``context`` (the runner-up)."""
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([context])).logits[0, -1]
