@@ -95,13 +95,16 @@ def get_references(data: TaskData, store: Store) -> References:
     built = {"target": get_model(data, "target", on_build=_exact_match_on_build(data)),
              "oracle": get_model(data, "oracle")}
     records: dict[str, dict] = {}
-    for kind in ("oracle", "target"):
+    oracle_per_item: dict = {}
+    for kind in ("oracle", "target"):  # the oracle first: the target's forget quality is measured against it
         ref_id = reference_id(data, kind)
         record = store.load("refs", ref_id)
+        if kind == "target" or record is not None:
+            oracle_per_item = oracle_per_item or per_item_from_rows(store.per_item("refs", reference_id(data,
+                                                                                                     "oracle")))
         if record is None:
             start = time.perf_counter()
-            oracle_rows = store.per_item("refs", reference_id(data, "oracle")) if kind == "target" else None
-            oracle = SELF if oracle_rows is None else per_item_from_rows(oracle_rows)
+            oracle = SELF if kind == "oracle" else oracle_per_item
             evaluation = evaluate(built[kind].load(), tokenizer, data, oracle)
             record = {"schema_version": SCHEMA_VERSION, "record_id": ref_id, "kind": "reference", "status": "ok",
                       "error": None,
@@ -110,9 +113,10 @@ def get_references(data: TaskData, store: Store) -> References:
                       "metrics": metrics_dict(evaluation), "build": built[kind].info,
                       "timings": {"eval_seconds": round(time.perf_counter() - start, 3)}, "env": env_info()}
             store.write("refs", ref_id, record, evaluation.rows())
+            if kind == "oracle":
+                oracle_per_item = per_item_from_rows(evaluation.rows())
         records[kind] = record
-    oracle_rows = store.per_item("refs", reference_id(data, "oracle"))
-    return References(tokenizer, built["target"], built["oracle"], records, per_item_from_rows(oracle_rows))
+    return References(tokenizer, built["target"], built["oracle"], records, oracle_per_item)
 
 
 def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
