@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.data.tasks import load_task
 from bench.metrics.base import ItemMetric
-from bench.registry import METRICS
+from bench.registry import METHODS, METRICS
 from bench.runner import REFERENCE_KINDS, make_run_spec, reference_id
 from bench.spec import LeaderboardSpec, MethodEntry, RunSpec, SpecError, TaskEntry
 from bench.store import Store, atomic_write_text
@@ -44,6 +44,8 @@ def plan(board: LeaderboardSpec) -> list[Cell]:
     cells = []
     for t_index, task in enumerate(board.tasks):
         for m_index, entry in enumerate(board.methods):
+            if entry.plugin:
+                METHODS.load_plugin_file(entry.plugin)
             for seed in board.seeds:
                 try:
                     spec = make_run_spec(task.task, task.split, entry.method, entry.params, board.budget, seed,
@@ -162,7 +164,8 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame) -> str:
     title = f"# {board.name} leaderboard (v{board.version})\n\n"
     description = f"{board.description.strip()}\n\n" if board.description else ""
     budget = board.budget
-    note = (f"Budget: {budget.steps} steps, lr {budget.lr:g}, batch {budget.batch_size} x {budget.grad_accum}, "
+    tier = f"tier `{budget.tier}`: " if budget.tier else ""
+    note = (f"Budget ({tier}AdamW): {budget.steps} steps, lr {budget.lr:g}, batch {budget.batch_size} x {budget.grad_accum}, "
             f"seeds {list(board.seeds)}. Sorted by `{board.sort.by}` "
             f"({'descending' if board.sort.descending else 'ascending'}). Reference rows in italics. "
             "↑/↓: higher/lower is better; on the forget split less knowledge is better, except forget quality and "

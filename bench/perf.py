@@ -68,6 +68,8 @@ def step_overhead(task: str, split: str, method_name: str, steps: int = 30, repe
               for q, a in zip(data.forget["question"][:batch_size], data.forget["answer"][:batch_size])]
     retain = [encode_qa(tokenizer, template, q, a, add_eos=True)
               for q, a in zip(data.retain["question"][:batch_size], data.retain["answer"][:batch_size])]
+    idk = [encode_qa(tokenizer, template, q, a, add_eos=True)
+           for q, a in zip(data.forget["question"][:batch_size], data.forget["idk_answer"][:batch_size])]
     batch = collate(forget, tokenizer.pad_token_id)
     method = make_method(method_name)
     budget = Budget(steps=steps, lr=1e-5, batch_size=batch_size)
@@ -76,7 +78,7 @@ def step_overhead(task: str, split: str, method_name: str, steps: int = 30, repe
     for _ in range(repeats + 1):  # the first round warms allocator and caches and is discarded
         model = target.load()
         result = unlearn(model, method, forget, retain, budget, seed=0, pad_id=tokenizer.pad_token_id,
-                         reference=reference)
+                         reference=reference, idk=idk)
         harness.append(result.seconds / steps * 1000)
         bare.append(_bare_steps(target.load(), batch, steps, budget.lr))
     return PerfReport(method_name, steps, batch_size, harness[1:], bare[1:])

@@ -120,6 +120,8 @@ class Registry(Generic[T]):
         file = Path(path)
         if not file.is_file():
             raise RegistryError(f"{path}: plug-in file not found")
+        if file.resolve() in _LOADED_FILES:
+            return
         self.discover()
         module_name = f"ubench_plugin_{file.stem}"
         spec = importlib.util.spec_from_file_location(module_name, file)
@@ -133,6 +135,10 @@ class Registry(Generic[T]):
             raise
         except Exception as exc:
             raise RegistryError(f"{path}: plug-in raised on import: {type(exc).__name__}: {exc}") from exc
+        _LOADED_FILES.add(file.resolve())
+
+
+_LOADED_FILES: set = set()  # plug-in files already imported (loading a file twice would register twice)
 
 
 METHODS: Registry = Registry("method", "bench.methods", "ubench.methods")

@@ -143,9 +143,12 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
                   for q, a in zip(data.forget["question"], data.forget["answer"])]
         retain = [encode_qa(tokenizer, template, q, a, add_eos=True)
                   for q, a in zip(data.retain["question"], data.retain["answer"])]
+        idk = [encode_qa(tokenizer, template, q, a, add_eos=True)
+               for q, a in zip(data.forget["question"], data.forget["idk_answer"])] if method.needs_idk else None
         model = refs.target.load()
         reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
-        trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id, reference)
+        trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id, reference,
+                          idk=idk)
         timings["train_seconds"] = round(trained.seconds, 3)
         record["train"] = {"steps": trained.steps, "losses": trained.losses,
                            "final_diagnostics": trained.diagnostics[-1] if trained.diagnostics else {}}

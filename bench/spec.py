@@ -67,8 +67,13 @@ def _check_type(value: Any, annotation: Any, source: str, path: str) -> Any:
     if annotation is Any:
         return value
     if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if isinstance(value, dict):  # a mapping can only mean the structured option: report its own errors
+            structured = [o for o in options if dataclasses.is_dataclass(o)]
+            if structured:
+                return _check_type(value, structured[0], source, path)
         errors = []
-        for option in typing.get_args(annotation):
+        for option in options:
             if option is type(None) and value is None:
                 return None
             try:
@@ -150,6 +155,7 @@ class Budget:
     weight_decay: float = 0.0
     max_grad_norm: float = 0.0  # 0 disables clipping
     callback_every: int = 0  # 0: no callbacks
+    tier: str = ""  # the named tier this budget is (bench/control/tiers.yaml); "" for a custom budget
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum"):
@@ -192,15 +198,33 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class MethodEntry:
-    """A method on a board: registered name, optional display label, hyper-parameter overrides."""
+    """A method on a board: registered name, optional display label, hyper-parameter overrides, and (for an
+    out-of-tree method submitted from a single file) the plug-in file that registers it."""
 
     method: str
     label: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    plugin: str = ""
 
     @property
     def display(self) -> str:
         return self.label or self.method
+
+
+def load_submitted_entries(folder: Path) -> list[tuple[Path, MethodEntry]]:
+    """The method entries ``ubench submit`` wrote into ``folder`` (``*.yaml``, sorted by name)."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for file in sorted(folder.glob("*.yaml")):
+        data = read_yaml(file)
+        board_fields = {"method": data.get("method"), "label": data.get("label", ""),
+                        "params": data.get("params", {}) or {}, "plugin": data.get("plugin", "") or ""}
+        entry = from_mapping(MethodEntry, board_fields, str(file))
+        if entry.plugin and not Path(entry.plugin).is_absolute():
+            entry = dataclasses.replace(entry, plugin=str((file.parent / entry.plugin).resolve()))
+        out.append((file, entry))
+    return out
 
 
 @dataclass(frozen=True)
@@ -225,10 +249,11 @@ class LeaderboardSpec:
     methods: tuple[MethodEntry, ...]
     columns: tuple[str, ...]
     sort: SortSpec
-    budget: Budget = field(default_factory=Budget)
+    budget: Budget | str = "standard"  # a tier name (bench/control/tiers.yaml) or an explicit budget mapping
     seeds: tuple[int, ...] = (0,)
     description: str = ""
     path: str = ""
+    entries: str = "entries"  # folder (next to the generated tables) of method entries added by `ubench submit`
 
     @staticmethod
     def load(path: str | Path) -> LeaderboardSpec:
@@ -239,7 +264,23 @@ class LeaderboardSpec:
             raise SpecError(f"{path}: methods: the board lists no method")
         if not spec.tasks:
             raise SpecError(f"{path}: tasks: the board lists no task")
+        if isinstance(spec.budget, str):
+            from bench.control.tiers import tier
+
+            spec = dataclasses.replace(spec, budget=tier(spec.budget, str(path)))
+        submitted = load_submitted_entries(spec.entries_dir)
+        if submitted:
+            taken = {m.display for m in spec.methods}
+            for entry_file, entry in submitted:
+                if entry.display in taken:
+                    raise SpecError(f"{entry_file}: label: {entry.display!r} is already on board {spec.name}")
+                taken.add(entry.display)
+            spec = dataclasses.replace(spec, methods=(*spec.methods, *(e for _, e in submitted)))
         return spec
+
+    @property
+    def entries_dir(self) -> Path:
+        return self.out_dir / self.entries
 
     @property
     def out_dir(self) -> Path:

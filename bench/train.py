@@ -37,13 +37,22 @@ class EpochSampler:
         self.encoded, self.batch_size, self.pad_id, self.generator = encoded, batch_size, pad_id, generator
         self._order: list[int] = []
 
-    def next(self) -> TokenBatch:
+    def next_rows(self) -> list[int]:
         rows: list[int] = []
         while len(rows) < self.batch_size:
             if not self._order:
                 self._order = torch.randperm(len(self.encoded), generator=self.generator).tolist()
             rows.append(self._order.pop())
-        return collate([self.encoded[i] for i in rows], self.pad_id, rows)
+        return rows
+
+    def next(self) -> TokenBatch:
+        return self.collate(self.next_rows())
+
+    def collate(self, rows: list[int], encoded: Sequence[Encoded] | None = None) -> TokenBatch:
+        """The batch of ``rows`` of ``encoded`` (default: the sampled list; another list aligned with it, such as
+        the forget questions' IDK answers, gives the same rows in that form)."""
+        source = self.encoded if encoded is None else encoded
+        return collate([source[i] for i in rows], self.pad_id, rows)
 
 
 @dataclass
@@ -67,6 +76,10 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def method_name(method: Method) -> str:
+    return method.name or type(method).__name__
+
+
 def lr_at(step: int, budget: Budget) -> float:
     """Linear warm-up over ``warmup_steps`` then constant ``lr`` (step is 0-based)."""
     if budget.warmup_steps and step < budget.warmup_steps:
@@ -76,16 +89,26 @@ def lr_at(step: int, budget: Budget) -> float:
 
 def unlearn(model: torch.nn.Module, method: Method, forget: Sequence[Encoded], retain: Sequence[Encoded],
             budget: Budget, seed: int, pad_id: int, reference: ReferenceModel | None = None,
-            callbacks: Sequence[Callback] = ()) -> TrainResult:
-    """Minimise ``method.loss`` for ``budget.steps`` AdamW steps; returns per-step losses and diagnostics."""
+            callbacks: Sequence[Callback] = (), idk: Sequence[Encoded] | None = None) -> TrainResult:
+    """Minimise ``method.loss`` for ``budget.steps`` AdamW steps; returns per-step losses and diagnostics.
+
+    ``idk`` (aligned with ``forget``: the same questions answered "I don't know") is required by methods with
+    ``needs_idk``. ``method.prepare`` runs before the optimizer is built (it may freeze parameters) and
+    ``method.finalize`` after the last step.
+    """
+    if method.needs_reference and reference is None:
+        raise RuntimeError(f"{method_name(method)} needs the frozen reference model")
+    if method.needs_idk and (idk is None or len(idk) != len(forget)):
+        raise RuntimeError(f"{method_name(method)} needs one IDK answer per forget item")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     forget_batches = EpochSampler(forget, budget.batch_size, pad_id, generator)
     retain_batches = EpochSampler(retain, budget.batch_size, pad_id, generator) if method.needs_retain else None
+    ctx = LossContext(reference=reference)
+    method.prepare(model, ctx)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
-    ctx = LossContext(reference=reference)
     result = TrainResult(steps=0)
     model.train()
     start = time.perf_counter()
@@ -96,8 +119,10 @@ def unlearn(model: torch.nn.Module, method: Method, forget: Sequence[Encoded], r
         ctx.step = step
         step_loss, diagnostics = 0.0, {}
         for _ in range(budget.grad_accum):
-            batch = UnlearnBatch(forget_batches.next().to(device),
-                                 retain_batches.next().to(device) if retain_batches else None)
+            rows = forget_batches.next_rows()
+            batch = UnlearnBatch(forget_batches.collate(rows).to(device),
+                                 retain_batches.next().to(device) if retain_batches else None,
+                                 forget_batches.collate(rows, idk).to(device) if method.needs_idk else None)
             loss, diagnostics = method.loss(model, batch, ctx)
             value = loss.item()
             if not math.isfinite(value):
@@ -115,6 +140,7 @@ def unlearn(model: torch.nn.Module, method: Method, forget: Sequence[Encoded], r
             state = StepState(step + 1, step_loss, lr, diagnostics)
             for callback in callbacks:
                 callback(model, state)
+    method.finalize(model, ctx)
     result.seconds = time.perf_counter() - start
     model.eval()
     return result

@@ -40,4 +40,4 @@ def test_bad_board_is_a_one_line_collection_error(pytester: pytest.Pytester, tmp
     board = mini_board(pytester.path, methods="[{method: nop}]")
     result = _run(pytester, tmp_path / "results", str(board))
     assert result.ret != 0
-    assert "unknown method 'nop'; did you mean 'npo'?" in result.stdout.str()
+    assert "unknown method 'nop'; did you mean 'npo'" in result.stdout.str()

@@ -70,7 +70,7 @@ def test_same_seed_same_record_other_seed_other_record(tmp_path: Path) -> None:
 
 def test_run_id_changes_with_anything_that_changes_numbers() -> None:
     base = make_run_spec(MINI, "forget10", "npo", {}, BUDGET, seed=0)
-    assert base.hparams == {"beta": 0.1}  # defaults are pinned into the spec
+    assert base.hparams == {"beta": 0.1, "retain_loss": "none", "retain_weight": 1.0}  # defaults pinned
     assert base.run_id == make_run_spec(MINI, "forget10", "npo", {"beta": 0.1}, BUDGET, seed=0).run_id
     assert base.run_id != make_run_spec(MINI, "forget10", "npo", {"beta": 0.2}, BUDGET, seed=0).run_id
     assert base.run_id != make_run_spec(MINI, "forget10", "npo", {}, Budget(steps=5, lr=5e-4, batch_size=8), 0).run_id

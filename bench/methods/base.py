@@ -1,13 +1,27 @@
 """The method interface: an unlearning objective and nothing more.
 
-A method is a registered class with a ``Params`` dataclass (documented defaults) and ``loss(model, batch, ctx)``
-returning a scalar to *minimise* plus detached diagnostics. The loop, optimizer, budget and evaluation belong to the
-harness, so every method gets the same ones. ``needs_reference`` makes the harness load the frozen target once (and
-only then); ``needs_retain`` makes it pair each forget batch with a retain batch.
+A method is a registered class with a ``Params`` dataclass (documented defaults and a declared ``search_space``)
+and ``forget_loss(model, batch, ctx)`` returning a scalar to *minimise* plus detached diagnostics. The loop,
+optimizer, budget and evaluation belong to the harness, so every method gets the same ones.
+
+Every ``Params`` derives from ``ObjectiveParams``, whose ``retain_loss`` / ``retain_weight`` add a retain-set
+regulariser to any objective (``nll``: + lambda NLL_retain; ``kl``: + lambda KL(p_ref || p_theta) on retain
+tokens), so GA+KL, NPO+KL, WGA+KL, ... are configurations of one class each, not copies.
+
+What a method needs is declared, and the harness provides exactly that:
+
+* ``needs_reference``: the frozen target (loaded once, and only for such methods);
+* ``needs_retain``: a retain batch paired with each forget batch;
+* ``needs_idk``: the forget questions with "I don't know" answers (``batch.idk``, same rows as ``batch.forget``).
+
+The regulariser adds to the first two on the instance (``kl`` needs the reference and the retain set).
+``prepare`` runs before the first step (e.g. freeze parameters) and ``finalize`` after the last (e.g. negate a
+task vector).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -18,37 +32,109 @@ from bench.data.tokenize import IGNORE, TokenBatch
 from bench.registry import METHODS, RegistryError
 from bench.spec import SpecError, from_mapping
 
+RETAIN_LOSSES = ("none", "nll", "kl")
+
+
+def check_positive(**values: float) -> None:
+    for field, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{field}: must be > 0, got {value}")
+
+
+def check_fraction(**values: float) -> None:
+    for field, value in values.items():
+        if not 0 < value <= 1:
+            raise ValueError(f"{field}: must be in (0, 1], got {value}")
+
 
 @dataclass(frozen=True)
-class NoParams:
-    pass
+class ObjectiveParams:
+    """Hyper-parameters every method has: the optional retain regulariser.
+
+    ``retain_loss``: ``none`` | ``nll`` (L += lambda * NLL_retain) | ``kl`` (L += lambda * KL(p_ref || p_theta) on
+    retain answer tokens); ``retain_weight`` is lambda. Subclasses add their own fields (all with defaults) and
+    validate them in ``check``. ``search_space`` maps a field to the values a tuner may try (merged over the
+    class hierarchy by ``search_space_of``).
+    """
+
+    retain_loss: str = "none"
+    retain_weight: float = 1.0
+    search_space: ClassVar[dict[str, list]] = {"retain_weight": [0.5, 1.0, 2.0, 5.0]}
+
+    def __post_init__(self) -> None:
+        if self.retain_loss not in RETAIN_LOSSES:
+            raise ValueError(f"retain_loss: must be one of {', '.join(RETAIN_LOSSES)}, got {self.retain_loss!r}")
+        check_positive(retain_weight=self.retain_weight)
+        self.check()
+
+    def check(self) -> None:
+        """Raise ``ValueError("field: problem")`` for an invalid value."""
+
+
+NoParams = ObjectiveParams  # a method without hyper-parameters of its own
+
+
+def search_space_of(params_cls: type) -> dict[str, list]:
+    """The declared search space of a Params class: its ``search_space`` over the base classes' (subclass wins)."""
+    merged: dict[str, list] = {}
+    for klass in reversed(params_cls.__mro__):
+        merged.update(getattr(klass, "__dict__", {}).get("search_space", {}) or {})
+    names = {f.name for f in dataclasses.fields(params_cls)}
+    return {k: v for k, v in merged.items() if k in names}
 
 
 @dataclass
 class UnlearnBatch:
     forget: TokenBatch
     retain: TokenBatch | None = None
+    idk: TokenBatch | None = None  # forget questions answered "I don't know" (same rows as ``forget``)
 
 
 class ReferenceModel:
-    """The frozen target. Its per-item outputs never change, so they are computed once per item and cached."""
+    """The frozen target. Its per-item token log-probs never change, so they are computed once per item and
+    cached; logits and hidden states (too large to keep for every item) are recomputed under inference mode."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self._sequence_logprob: dict[tuple[str, int], float] = {}
+        self._token_logprobs: dict[tuple[str, int], torch.Tensor] = {}
+        self.forward_passes = 0
 
     @torch.inference_mode()
-    def sequence_logprob(self, batch: TokenBatch, key: str) -> torch.Tensor:
-        """log p_ref(a | q) = sum of answer-token log-probs, per row; ``key`` names the source list of ``index``."""
+    def token_logprobs(self, batch: TokenBatch, key: str) -> torch.Tensor:
+        """log p_ref(a_i | q, a_<i) at every position, shaped [B, L-1] like ``token_logprobs(model, batch)``
+        (zero outside the answer); ``key`` names the source list of ``batch.index`` (``forget``, ``idk``, ...)."""
         rows = batch.index.tolist()
-        missing = [r for r, i in enumerate(rows) if (key, i) not in self._sequence_logprob]
+        missing = [r for r, i in enumerate(rows) if (key, i) not in self._token_logprobs]
         if missing:
-            logp, mask = token_logprobs(self.model, _rows(batch, missing))
-            for r, value in zip(missing, (logp * mask).sum(-1).tolist()):
-                self._sequence_logprob[(key, rows[r])] = value
-        return torch.tensor([self._sequence_logprob[(key, i)] for i in rows], device=batch.input_ids.device)
+            sub = _rows(batch, missing)
+            logp, mask = token_logprobs(self.model, sub)
+            self.forward_passes += 1
+            lengths = sub.attention_mask.sum(-1).tolist()
+            for r, values, m, n in zip(missing, logp, mask, lengths):
+                self._token_logprobs[(key, rows[r])] = (values * m)[: max(n - 1, 0)].cpu().clone()
+        out = torch.zeros(batch.input_ids.shape[0], batch.input_ids.shape[1] - 1)
+        for r, i in enumerate(rows):
+            cached = self._token_logprobs[(key, i)]
+            out[r, : cached.shape[0]] = cached
+        return out.to(batch.input_ids.device)
+
+    def sequence_logprob(self, batch: TokenBatch, key: str) -> torch.Tensor:
+        """log p_ref(a | q) = sum of answer-token log-probs, per row."""
+        return self.token_logprobs(batch, key).sum(-1)
+
+    @torch.inference_mode()
+    def logits(self, batch: TokenBatch) -> torch.Tensor:
+        """Next-token logits [B, L-1, V] of the frozen model (not cached: V floats per token)."""
+        self.forward_passes += 1
+        return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+
+    @torch.inference_mode()
+    def hidden_state(self, batch: TokenBatch, layer: int) -> torch.Tensor:
+        """Output of decoder layer ``layer`` (0-based), [B, L, d]."""
+        self.forward_passes += 1
+        return hidden_state(self.model, batch, layer)
 
 
 def _rows(batch: TokenBatch, rows: list[int]) -> TokenBatch:
@@ -62,35 +148,111 @@ class LossContext:
     step: int = 0
 
 
+def next_token_logits(model: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
+    """Logits of position t predicting token t+1, [B, L-1, V], in float32."""
+    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+
+
+def answer_mask(batch: TokenBatch) -> torch.Tensor:
+    """Float mask [B, L-1] of the positions whose next token is an answer token."""
+    return (batch.labels[:, 1:] != IGNORE).float()
+
+
+def gather_logprobs(logits: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
+    """log softmax(logits)[target] at every position, [B, L-1] (targets clamped on masked positions)."""
+    targets = batch.labels[:, 1:].clamp_min(0)
+    nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    return -nll.view_as(targets)
+
+
 def token_logprobs(model: torch.nn.Module, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(a_i | q, a_<i) at every position, float mask of answer positions), both shaped [B, L-1]."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
-    targets = batch.labels[:, 1:]
-    mask = targets != IGNORE
-    nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.clamp_min(0).flatten(), reduction="none")
-    return -nll.view_as(targets), mask.to(logits.dtype)
+    return gather_logprobs(next_token_logits(model, batch), batch), answer_mask(batch)
+
+
+def row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-row mean over masked positions: (1/T_b) sum_i m_bi v_bi, shape [B]."""
+    return (values * mask).sum(-1) / mask.sum(-1).clamp_min(1)
 
 
 def sequence_nll(model: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
     """Per-row NLL(a) = -(1/T) sum_i log p_i over answer tokens, shape [B]."""
     logp, mask = token_logprobs(model, batch)
-    return -(logp * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+    return -row_mean(logp, mask)
+
+
+def hidden_state(model: torch.nn.Module, batch: TokenBatch, layer: int) -> torch.Tensor:
+    """Residual-stream output of decoder layer ``layer`` (0-based): ``hidden_states[layer + 1]``, [B, L, d]."""
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+    return out.hidden_states[layer + 1]
+
+
+def kl_ref_to_model(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the per-row mean over answer positions of
+    KL(p_ref || p_theta) = sum_v p_ref(v) (log p_ref(v) - log p_theta(v))."""
+    ref_logp = torch.log_softmax(ref_logits, dim=-1)
+    logp = torch.log_softmax(logits, dim=-1)
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
+    return row_mean(kl, mask).mean()
+
+
+def retain_regulariser(kind: str, model: torch.nn.Module, retain: TokenBatch,
+                       reference: ReferenceModel | None) -> torch.Tensor:
+    """``nll``: E_retain[NLL(a)]; ``kl``: E_retain[(1/T) sum_i KL(p_ref(.|x_<i) || p_theta(.|x_<i))]."""
+    if kind == "nll":
+        return sequence_nll(model, retain).mean()
+    if kind == "kl":
+        if reference is None:
+            raise RuntimeError("retain_loss=kl needs the frozen reference model")
+        return kl_ref_to_model(next_token_logits(model, retain), reference.logits(retain), answer_mask(retain))
+    raise ValueError(f"retain_loss: unknown regulariser {kind!r}")
 
 
 class Method:
-    """Base class of unlearning objectives. Subclasses set ``Params`` and implement ``loss``."""
+    """Base class of unlearning objectives. Subclasses set ``Params`` and implement ``forget_loss``.
+
+    ``loss`` = ``forget_loss`` + retain_weight * regulariser (when ``params.retain_loss`` is not ``none``).
+    """
 
     name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
     paper: ClassVar[str] = ""
-    Params: ClassVar[type] = NoParams
+    Params: ClassVar[type] = ObjectiveParams
     needs_reference: ClassVar[bool] = False
     needs_retain: ClassVar[bool] = False
+    needs_idk: ClassVar[bool] = False
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.Params()
+        regulariser = self.regulariser
+        # Instance attributes: what this configuration needs (the objective's needs plus the regulariser's).
+        self.needs_retain = type(self).needs_retain or regulariser != "none"
+        self.needs_reference = type(self).needs_reference or regulariser == "kl"
+
+    @property
+    def regulariser(self) -> str:
+        return getattr(self.params, "retain_loss", "none")
+
+    def prepare(self, model: torch.nn.Module, ctx: LossContext) -> None:
+        """Called once before the first step (e.g. choose the trainable parameters)."""
+
+    def finalize(self, model: torch.nn.Module, ctx: LossContext) -> None:
+        """Called once after the last step (e.g. turn the fine-tuned weights into a negated task vector)."""
+
+    def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
+                    ctx: LossContext) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError(f"{type(self).__name__} implements neither forget_loss nor loss")
 
     def loss(self, model: torch.nn.Module, batch: UnlearnBatch, ctx: LossContext) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
+        loss, diagnostics = self.forget_loss(model, batch, ctx)
+        kind = self.regulariser
+        if kind != "none":
+            if batch.retain is None:
+                raise RuntimeError(f"retain_loss={kind} needs a retain batch")
+            value = retain_regulariser(kind, model, batch.retain, ctx.reference)
+            loss = loss + self.params.retain_weight * value
+            diagnostics = {**diagnostics, f"retain_{kind}": value.item()}
+        return loss, diagnostics
 
 
 def make_method(name: str, overrides: dict[str, Any] | None = None, source: str = "", path: str = "") -> Method:
@@ -106,18 +268,19 @@ def make_method(name: str, overrides: dict[str, Any] | None = None, source: str 
         raise SpecError(f"{prefix}method: {exc}" if prefix else str(exc)) from exc
     params = from_mapping(cls.Params, dict(overrides or {}), source or f"method {name}",
                           f"{path}.params" if path else "params")
-    return cls(params)
+    try:
+        instance = cls(params)
+    except ValueError as exc:
+        raise SpecError(f"{prefix}{exc}" if prefix else f"method {name}: {exc}") from exc
+    instance.name = name
+    return instance
 
 
 def full_hparams(method: Method) -> dict[str, Any]:
     return asdict(method.params)
 
 
-def check_positive(**values: float) -> None:
-    for field, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{field}: must be > 0, got {value}")
-
-
-__all__ = ["Method", "UnlearnBatch", "LossContext", "ReferenceModel", "make_method", "sequence_nll",
-           "token_logprobs", "SpecError", "check_positive", "full_hparams"]
+__all__ = ["Method", "ObjectiveParams", "UnlearnBatch", "LossContext", "ReferenceModel", "make_method",
+           "sequence_nll", "token_logprobs", "SpecError", "check_positive", "check_fraction", "full_hparams",
+           "search_space_of", "row_mean", "answer_mask", "gather_logprobs", "next_token_logits", "hidden_state",
+           "kl_ref_to_model", "retain_regulariser"]

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.methods.base import LossContext, Method, UnlearnBatch, check_positive, token_logprobs
+from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, token_logprobs
 from bench.registry import METHODS
 
 
 @dataclass(frozen=True)
-class NPOParams:
+class NPOParams(ObjectiveParams):
     beta: float = 0.1  # inverse temperature; beta -> 0 recovers GA
     search_space = {"beta": [0.05, 0.1, 0.5, 1.0]}
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_positive(beta=self.beta)
 
 
@@ -31,7 +31,8 @@ class NPO(Method):
     Params = NPOParams
     needs_reference = True
 
-    def loss(self, model: torch.nn.Module, batch: UnlearnBatch, ctx: LossContext) -> tuple[torch.Tensor, dict]:
+    def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
+                    ctx: LossContext) -> tuple[torch.Tensor, dict]:
         if ctx.reference is None:
             raise RuntimeError("npo needs the frozen reference model")
         beta = self.params.beta

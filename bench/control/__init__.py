@@ -1,0 +1,1 @@
+"""Control of unlearning runs: standardised budget tiers (and, with arXiv 2406.09179, calibration)."""

@@ -1,0 +1,48 @@
+"""IdkDPO: DPO with "I don't know" preferred over the true forget answer (Rafailov et al. 2023 on TOFU's setup)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, token_logprobs
+from bench.registry import METHODS
+
+
+@dataclass(frozen=True)
+class IdkDPOParams(ObjectiveParams):
+    beta: float = 0.1
+    retain_loss: str = "nll"
+    search_space = {"beta": [0.05, 0.1, 0.5, 1.0]}
+
+    def check(self) -> None:
+        check_positive(beta=self.beta)
+
+
+@METHODS.register("idkdpo")
+class IdkDPO(Method):
+    """L = -(2/beta) E_forget[log sigmoid(beta * ((log p_theta(idk|q) - log p_ref(idk|q))
+                                                 - (log p_theta(a|q) - log p_ref(a|q))))]
+    with sequence log-likelihoods (sums over answer tokens), p_ref the frozen target, the IDK answer preferred and
+    the true answer rejected. The 2/beta scale matches NPO's (NPO is this loss without the preferred term)."""
+
+    paper = "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290); IDK targets from TOFU"
+    Params = IdkDPOParams
+    needs_reference = True
+    needs_idk = True
+
+    def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
+                    ctx: LossContext) -> tuple[torch.Tensor, dict]:
+        if ctx.reference is None or batch.idk is None:
+            raise RuntimeError("idkdpo needs the frozen reference model and the IDK answers")
+        beta = self.params.beta
+        logp_w, mask_w = token_logprobs(model, batch.idk)
+        logp_l, mask_l = token_logprobs(model, batch.forget)
+        chosen = (logp_w * mask_w).sum(-1) - ctx.reference.sequence_logprob(batch.idk, "idk")
+        rejected = (logp_l * mask_l).sum(-1) - ctx.reference.sequence_logprob(batch.forget, "forget")
+        margin = beta * (chosen - rejected)
+        loss = -(2.0 / beta) * F.logsigmoid(margin).mean()
+        return loss, {"chosen_log_ratio": chosen.mean().item(), "rejected_log_ratio": rejected.mean().item(),
+                      "preference_accuracy": (margin > 0).float().mean().item()}
