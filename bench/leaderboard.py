@@ -165,7 +165,8 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame) -> str:
     description = f"{board.description.strip()}\n\n" if board.description else ""
     budget = board.budget
     tier = f"tier `{budget.tier}`: " if budget.tier else ""
-    note = (f"Budget ({tier}AdamW): {budget.steps} steps, lr {budget.lr:g}, batch {budget.batch_size} x {budget.grad_accum}, "
+    note = (f"Budget ({tier}AdamW): {budget.steps} steps, lr {budget.lr:g}, "
+            f"batch {budget.batch_size} x {budget.grad_accum}, "
             f"seeds {list(board.seeds)}. Sorted by `{board.sort.by}` "
             f"({'descending' if board.sort.descending else 'ascending'}). Reference rows in italics. "
             "↑/↓: higher/lower is better; on the forget split less knowledge is better, except forget quality and "

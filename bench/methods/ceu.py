@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.methods.base import (LossContext, Method, UnlearnBatch, answer_mask, next_token_logits, row_mean)
+from bench.methods.base import LossContext, Method, UnlearnBatch, answer_mask, next_token_logits, row_mean
 from bench.registry import METHODS
 
 

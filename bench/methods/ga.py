@@ -8,8 +8,15 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.methods.base import (LossContext, Method, ObjectiveParams, UnlearnBatch, check_fraction, row_mean,
-                                token_logprobs)
+from bench.methods.base import (
+    LossContext,
+    Method,
+    ObjectiveParams,
+    UnlearnBatch,
+    check_fraction,
+    row_mean,
+    token_logprobs,
+)
 from bench.registry import METHODS
 
 

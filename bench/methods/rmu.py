@@ -7,8 +7,15 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.methods.base import (LossContext, Method, ObjectiveParams, UnlearnBatch, answer_mask, check_positive,
-                                hidden_state)
+from bench.methods.base import (
+    LossContext,
+    Method,
+    ObjectiveParams,
+    UnlearnBatch,
+    answer_mask,
+    check_positive,
+    hidden_state,
+)
 from bench.registry import METHODS
 
 
@@ -54,7 +61,8 @@ class RMU(Method):
     parameters whose name matches ``trainable`` are updated. Forget positions are those that predict an answer
     token (the prompt's last token and the answer), so the steering hits where the knowledge is read out."""
 
-    paper = "Li et al. 2024, The WMDP Benchmark: Measuring and Reducing Malicious Use with Unlearning (arXiv 2403.03218)"
+    paper = ("Li et al. 2024, The WMDP Benchmark: Measuring and Reducing Malicious Use with Unlearning "
+             "(arXiv 2403.03218)")
     Params = RMUParams
     needs_reference = True
     needs_retain = True

@@ -6,8 +6,16 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.methods.base import (LossContext, Method, ObjectiveParams, UnlearnBatch, answer_mask, check_positive,
-                                next_token_logits, row_mean)
+from bench.methods.base import (
+    LossContext,
+    Method,
+    ObjectiveParams,
+    UnlearnBatch,
+    answer_mask,
+    check_positive,
+    next_token_logits,
+    row_mean,
+)
 from bench.registry import METHODS
 
 
