@@ -2,6 +2,8 @@
 
 User errors (bad YAML, unknown names, bad hyper-parameters) print one line ``ubench: error: ...`` and exit 2
 before anything is written. A cell that fails while running is stored as failed; the command then exits 1.
+``ubench submit`` checks an outside method's entry and adds it to a board (exit 1 when a check fails);
+``ubench new-method`` writes a starter method file and its entry.
 """
 
 from __future__ import annotations
@@ -108,6 +110,26 @@ def cmd_perf(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from bench.submit import validate_and_submit
+
+    _quiet()
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    report = validate_and_submit(args.entry, args.board, args.task, args.plugin, echo=echo)
+    return 0 if report.ok else 1
+
+
+def cmd_new_method(args: argparse.Namespace) -> int:
+    from bench.submit import new_method
+
+    code, entry = new_method(args.name, args.dir)
+    print(f"wrote {code} and {entry}")
+    print(f"next: edit forget_loss and paper in {code}, fill in {entry}, then run: ubench submit {entry}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ubench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,12 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--method", default="ga")
     perf.add_argument("--steps", type=int, default=30)
     perf.add_argument("--repeats", type=int, default=5)
+    submit = sub.add_parser("submit", help="check a method entry (smoke runs included) and add it to a board")
+    submit.add_argument("entry", help="submission entry YAML, e.g. mymethod.entry.yaml")
+    submit.add_argument("--board", help="leaderboard YAML (default: leaderboards/synthetic.yaml)")
+    submit.add_argument("--task", help="task of the smoke runs (default: synthetic)")
+    submit.add_argument("--plugin", help="a Python file registering the method (overrides the entry's plugin)")
+    new = sub.add_parser("new-method", help="write a method file and its submission entry from the template")
+    new.add_argument("name", help="registered name of the new method, e.g. my_method")
+    new.add_argument("--dir", default=".", help="folder to write NAME.py and NAME.entry.yaml into (default: .)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "board": cmd_board, "ls": cmd_ls, "perf": cmd_perf}
+    handlers = {"run": cmd_run, "board": cmd_board, "ls": cmd_ls, "perf": cmd_perf, "submit": cmd_submit,
+                "new-method": cmd_new_method}
     try:
         return handlers[args.command](args)
     except (SpecError, RegistryError) as exc:

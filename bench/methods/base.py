@@ -59,7 +59,8 @@ class ObjectiveParams:
 
     retain_loss: str = "none"
     retain_weight: float = 1.0
-    search_space: ClassVar[dict[str, list]] = {"retain_weight": [0.5, 1.0, 2.0, 5.0]}
+    search_space: ClassVar[dict[str, list]] = {"retain_loss": ["none", "nll", "kl"],
+                                               "retain_weight": [0.5, 1.0, 2.0, 5.0]}
 
     def __post_init__(self) -> None:
         if self.retain_loss not in RETAIN_LOSSES:

@@ -79,6 +79,7 @@ class GradientAscent(Method):
 @dataclass(frozen=True)
 class GDParams(AscentParams):
     retain_loss: str = "nll"  # GD is GA + lambda * NLL_retain by definition
+    search_space = {"retain_loss": ["nll", "kl"]}
 
     def check(self) -> None:
         super().check()

@@ -28,7 +28,7 @@ class RMUParams(ObjectiveParams):
     alpha: float = 10.0  # weight of the retain activation-matching term
     trainable: str = r"layers\.[01]\."  # regex over parameter names: only these train (layers <= l)
     direction_seed: int = 0  # seed of the fixed random direction u
-    search_space = {"steering_coef": [5.0, 10.0, 20.0, 40.0], "alpha": [1.0, 10.0, 100.0]}
+    search_space = {"steering_coef": [5.0, 10.0, 20.0, 40.0], "alpha": [1.0, 10.0, 100.0], "retain_loss": ["none"]}
 
     def check(self) -> None:
         check_positive(steering_coef=self.steering_coef, alpha=self.alpha)

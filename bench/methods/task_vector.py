@@ -13,7 +13,7 @@ from bench.registry import METHODS
 @dataclass(frozen=True)
 class TaskVectorParams(ObjectiveParams):
     scale: float = 1.0  # lambda: how much of the forget task vector is subtracted
-    search_space = {"scale": [0.5, 1.0, 2.0, 4.0]}
+    search_space = {"scale": [0.5, 1.0, 2.0, 4.0], "retain_loss": ["none"]}
 
     def check(self) -> None:
         check_positive(scale=self.scale)

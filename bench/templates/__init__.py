@@ -1,0 +1,1 @@
+"""Starter files written by ``ubench new-method``. Not a registry home: importing these modules registers nothing."""

@@ -1,0 +1,276 @@
+"""``ubench submit`` and ``ubench new-method``: an outside method is checked (registration, documentation,
+hyper-parameters within the search space, label, two deterministic smoke runs) and only then written into the
+board's entries folder; the installed-package path is tested end to end with a real ``pip install``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.paths import REPO_ROOT
+from bench.registry import METHODS
+from bench.spec import LeaderboardSpec, SpecError
+from bench.submit import SubmissionReport, label_slug, validate_and_submit
+
+from .conftest import MINI, PLUGINS, mini_board
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FIXTURE_PACKAGE = Path(__file__).parent / "fixtures" / "ubench_example_plugin"
+MINI_BUDGET = "budget: {steps: 4, lr: 0.0005, batch_size: 8}"
+
+
+def tier_board(folder: Path, tier: str = "smoke", methods: str = "[{method: ga, label: GA}]") -> Path:
+    """The conftest mini board over ``synthetic-mini`` with its budget replaced by the named ``tier``."""
+    path = mini_board(folder, methods=methods)
+    text = path.read_text()
+    assert MINI_BUDGET in text, "conftest.mini_board changed its budget line"
+    path.write_text(text.replace(MINI_BUDGET, f"budget: {tier}"))
+    return path
+
+
+def write_entry(folder: Path, body: str, name: str = "entry.yaml") -> Path:
+    path = folder / name
+    path.write_text(body)
+    return path
+
+
+def entry_yaml(method: str = "ga", label: str = "GA cap", params: str = "{cap: 0.5}", tier: str = "smoke",
+               extra: str = "") -> str:
+    return f"""method: {method}
+version: "1"
+label: {label}
+paper: "Jang et al. 2023, Knowledge Unlearning (arXiv 2210.01504)"
+authors: [A. Researcher]
+params: {params}
+tier: {tier}
+{extra}"""
+
+
+def submit(entry: Path, board: Path, plugin: Path | None = None) -> SubmissionReport:
+    return validate_and_submit(entry, board, MINI, plugin)
+
+
+def line(report: SubmissionReport, check: str) -> str:
+    """The report's line for ``check`` (exactly one, one line)."""
+    found = [x for x in report.lines if x.split(" ", 1)[-1].startswith(f"{check}:") or x.endswith(f" {check}")]
+    assert len(found) == 1, report.text
+    return found[0]
+
+
+def assert_failed_and_nothing_written(report: SubmissionReport, board: Path) -> None:
+    assert not report.ok and report.written is None, report.text
+    assert report.lines[-1] == "submission FAILED"
+    entries = LeaderboardSpec.load(board).entries_dir
+    assert not entries.exists() or not any(entries.iterdir())
+
+
+# --- failures: one FAIL line each, nothing written -------------------------------------------------------------
+
+
+def test_missing_required_field_is_one_spec_error_line(tmp_path: Path, capsys) -> None:
+    board = tier_board(tmp_path)
+    entry = write_entry(tmp_path, entry_yaml().replace("authors: [A. Researcher]\n", ""))
+    with pytest.raises(SpecError, match="^" + re.escape(f"{entry}: authors: missing required field") + "$"):
+        submit(entry, board)
+    entry.write_text(entry_yaml(extra="papr: x\n"))
+    assert main(["submit", str(entry), "--board", str(board), "--task", MINI]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"ubench: error: {entry}: papr: unknown field; did you mean 'paper'?"
+    entry.write_text(entry_yaml().replace("authors: [A. Researcher]", "authors: []"))
+    with pytest.raises(SpecError, match="authors: list at least one author"):
+        submit(entry, board)
+    assert not (board.parent / "mini").exists()
+
+
+def test_unknown_method_suggests_a_name(tmp_path: Path) -> None:
+    board = tier_board(tmp_path)
+    report = submit(write_entry(tmp_path, entry_yaml(method="nop", params="{}")), board)
+    assert "FAIL method: unknown method 'nop'; did you mean 'npo'" in line(report, "method")
+    assert line(report, "smoke run").startswith("SKIP smoke run")
+    assert_failed_and_nothing_written(report, board)
+
+
+def test_param_outside_the_search_space(tmp_path: Path) -> None:
+    board = tier_board(tmp_path)
+    report = submit(write_entry(tmp_path, entry_yaml(params="{cap: 0.1}")), board)
+    assert line(report, "hyper-parameters") == (
+        "FAIL hyper-parameters: params.cap: 0.1 is outside the search space [0.25, 1.0]")
+    assert line(report, "method").startswith("PASS method: 'ga' from built in")
+    assert_failed_and_nothing_written(report, board)
+
+
+def test_param_outside_the_search_space_must_keep_its_default(tmp_path: Path) -> None:
+    board = tier_board(tmp_path)
+    report = submit(write_entry(tmp_path, entry_yaml("rmu", "RMU x", params="{trainable: 'layers'}")), board)
+    reason = line(report, "hyper-parameters")
+    assert reason.startswith("FAIL hyper-parameters: params.trainable: 'layers' differs from the default")
+    assert "fixed by the method's version" in reason
+    assert_failed_and_nothing_written(report, board)
+
+
+def test_listed_choices_of_a_non_numeric_field(tmp_path: Path) -> None:
+    """retain_loss is searched over its listed choices: GA may add the KL regulariser; GD may not drop its own."""
+    board = tier_board(tmp_path)
+    ok = submit(write_entry(tmp_path, entry_yaml(label="GA+KL x", params="{retain_loss: kl}")), board)
+    assert line(ok, "hyper-parameters").startswith("PASS hyper-parameters")
+    bad = submit(write_entry(tmp_path, entry_yaml("gd", "GD x", params="{retain_loss: none}")), board)
+    assert line(bad, "hyper-parameters").startswith("FAIL hyper-parameters")
+
+
+def test_invalid_param_value_is_a_fail_line(tmp_path: Path) -> None:
+    board = tier_board(tmp_path)
+    report = submit(write_entry(tmp_path, entry_yaml(params="{cap: 2.0, cpa: 1}")), board)
+    assert "params.cpa: unknown field; did you mean 'cap'?" in line(report, "hyper-parameters")
+    assert line(report, "smoke run") == "SKIP smoke run: the method could not be built"
+    assert_failed_and_nothing_written(report, board)
+
+
+def test_wrong_tier(tmp_path: Path) -> None:
+    board = tier_board(tmp_path, tier="smoke")
+    report = submit(write_entry(tmp_path, entry_yaml(tier="standard")), board)
+    assert line(report, "tier") == "FAIL tier: the entry targets tier 'standard' but board mini runs tier 'smoke'"
+    assert_failed_and_nothing_written(report, board)
+    report = submit(write_entry(tmp_path, entry_yaml(tier="huge")), board)
+    assert line(report, "tier") == "FAIL tier: unknown budget tier 'huge' (known: smoke, standard, full)"
+
+
+def test_duplicate_label(tmp_path: Path) -> None:
+    board = tier_board(tmp_path, methods="[{method: ga, label: GA}, {method: gd}]")
+    report = submit(write_entry(tmp_path, entry_yaml(label="GA")), board)
+    assert line(report, "label") == "FAIL label: 'GA' is already on board mini; choose another label"
+    assert line(report, "smoke run").startswith("PASS smoke run")
+    assert_failed_and_nothing_written(report, board)
+
+
+def test_nan_plugin_fails_the_smoke_run_with_the_step(tmp_path: Path) -> None:
+    board = tier_board(tmp_path)
+    entry = write_entry(tmp_path, entry_yaml(method="nan_loss", label="NaN", params="{}"))
+    report = submit(entry, board, plugin=PLUGINS / "nan_method.py")
+    assert line(report, "method") == f"PASS method: 'nan_loss' from plug-in file {PLUGINS / 'nan_method.py'}"
+    assert "no 'paper' attribute" in line(report, "documentation")
+    smoke = line(report, "smoke run")
+    assert smoke.startswith("FAIL smoke run: run 1 on synthetic-mini/forget10, tier smoke (3 steps), seed 0 "
+                            "failed (step 1): NonFiniteLoss: non-finite loss nan at step 1"), smoke
+    assert_failed_and_nothing_written(report, board)
+
+
+def test_missing_plugin_file_is_a_fail_line(tmp_path: Path) -> None:
+    board = tier_board(tmp_path)
+    report = submit(write_entry(tmp_path, entry_yaml(method="mine", params="{}", extra="plugin: mine.py\n")), board)
+    assert line(report, "method") == f"FAIL method: {tmp_path / 'mine.py'}: plug-in file not found"
+    assert_failed_and_nothing_written(report, board)
+
+
+def test_label_slug() -> None:
+    assert label_slug("GA+KL") == "ga-kl"
+    assert label_slug("ExampleGA (tau 0.25)") == "examplega-tau-0.25"
+    assert label_slug("++") == "entry"
+
+
+# --- new-method: the generated pair passes submit --------------------------------------------------------------
+
+
+def test_template_registers_nothing_when_imported() -> None:
+    import bench.templates.method_template as template
+
+    assert "template_method" not in METHODS
+    assert template.TemplateMethod.__doc__ and template.TemplateMethod.paper
+
+
+def test_new_method_passes_submit_and_lands_in_the_entries_folder(tmp_path: Path, capsys) -> None:
+    work = tmp_path / "work"
+    assert main(["new-method", "submit_test_method", "--dir", str(work)]) == 0
+    code, entry = work / "submit_test_method.py", work / "submit_test_method.entry.yaml"
+    assert f"wrote {code} and {entry}" in capsys.readouterr().out
+    before = code.read_text()
+    assert '@METHODS.register("submit_test_method")' in before and "class SubmitTestMethod(Method)" in before
+    assert main(["new-method", "submit_test_method", "--dir", str(work)]) == 2  # never overwrites
+    assert "already exists; refusing to overwrite" in capsys.readouterr().err
+    assert code.read_text() == before
+
+    board = tier_board(tmp_path, tier="standard")
+    assert main(["submit", str(entry), "--board", str(board), "--task", MINI]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == "submission PASSED", out
+    checks = [x.split(":")[0] for x in out if x.startswith(("PASS", "FAIL", "SKIP"))]
+    assert checks == ["PASS tier", "PASS method", "PASS documentation", "PASS hyper-parameters", "PASS label",
+                      "PASS smoke run"]
+    assert "identical records" in out[-3] and " s)" in out[-3]
+
+    spec = LeaderboardSpec.load(board)
+    written = spec.entries_dir / "submit_test_method.yaml"
+    copy = spec.entries_dir / "submit_test_method.py"
+    assert written.exists() and copy.read_text() == before
+    added = spec.methods[-1]
+    assert (added.method, added.label, added.params, added.plugin) == (
+        "submit_test_method", "submit_test_method", {"alpha": 1.0}, str(copy.resolve()))
+    assert "submitted:" in written.read_text()
+
+    # the same label again fails, and leaves the folder as it was
+    report = validate_and_submit(entry, board, MINI)
+    assert not report.ok and "is already on board mini" in line(report, "label")
+    assert sorted(p.name for p in spec.entries_dir.iterdir()) == ["submit_test_method.py", "submit_test_method.yaml"]
+
+    # a fresh process plans the board from the copied plug-in alone (the generated files can go away)
+    shutil.rmtree(work)
+    shown = subprocess.run([str(_ubench()), "board", str(board), "--results", str(tmp_path / "results")],
+                           cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                           timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert "| submit_test_method " in shown.stdout and "missing 1 of 1" in shown.stdout
+
+
+# --- an installed package's entry point, end to end in subprocesses ---------------------------------------------
+
+
+def _ubench() -> Path:
+    for candidate in (Path(sys.executable).with_name("ubench"), REPO_ROOT / ".venv" / "bin" / "ubench"):
+        if candidate.exists():
+            return candidate
+    pytest.skip("the ubench console script is not installed")
+
+
+def test_installed_package_entry_point_submit_and_run(tmp_path: Path) -> None:
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is not importable in this environment (needed to build the example package)")
+    package = tmp_path / "ubench_example_plugin"  # build from a copy: setuptools writes build/ and egg-info in place
+    shutil.copytree(FIXTURE_PACKAGE, package, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--disable-pip-version-check", "--target", str(site), str(package)], check=True, cwd=tmp_path,
+                   capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "UBENCH_RESULTS": str(tmp_path / "results")}
+    ubench = str(_ubench())
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([ubench, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    listed = run("ls", "methods")
+    assert listed.returncode == 0, listed.stderr
+    assert any(x.startswith("example_ga ") for x in listed.stdout.splitlines()), listed.stdout
+
+    board = tier_board(tmp_path, tier="smoke", methods="[{method: ga}]")
+    submitted = run("submit", str(package / "entry.yaml"), "--board", str(board), "--task", MINI)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    assert "PASS method: 'example_ga' from entry point example_ga = ubench_example_plugin.method:ExampleGA of " \
+           "installed package ubench-example-plugin 0.1.0" in submitted.stdout
+    assert submitted.stdout.strip().splitlines()[-1] == "submission PASSED"
+    entries = board.parent / "mini" / "entries"
+    assert [p.name for p in entries.iterdir()] == ["examplega-tau-0.25.yaml"]
+
+    ran = run("run", str(board))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "ExampleGA (tau 0.25)/seed0: ok" in ran.stdout
+    table = (board.parent / "mini" / "board.md").read_text()
+    row = next(x for x in table.splitlines() if "ExampleGA (tau 0.25)" in x)
+    assert "1/1" in row and row.rstrip(" |").endswith("ok")
