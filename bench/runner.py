@@ -11,20 +11,21 @@ import platform
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
 
 import torch
 import transformers
 
+from bench.control.controller import Controller
 from bench.data.tasks import TaskData, load_task, load_task_config
 from bench.data.tokenize import encode_qa
 from bench.methods.base import ReferenceModel, full_hparams, make_method
 from bench.metrics.evaluate import SELF, Evaluation, evaluate, per_item_from_rows
 from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_key
 from bench.paths import REPO_ROOT
-from bench.spec import Budget, RunSpec, content_hash
+from bench.spec import Budget, ControlSpec, RunSpec, content_hash
 from bench.store import SCHEMA_VERSION, Store
 from bench.train import NonFiniteLossError, unlearn
 
@@ -48,7 +49,7 @@ def env_info() -> dict[str, Any]:
 
 
 def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], budget: Budget, seed: int,
-                  source: str = "", path: str = "") -> RunSpec:
+                  source: str = "", path: str = "", control: ControlSpec | None = None) -> RunSpec:
     """Validate the method name and hyper-parameters (SpecError / RegistryError) and pin every default."""
     config = load_task_config(task)
     if split not in config.forget_splits:
@@ -60,7 +61,7 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
     target = content_hash([config.digest, "", "target"])
     return RunSpec(task=config.ref, split=split, method=method, hparams=full_hparams(instance),
                    model={"kind": "tiny-llama", "target": target, "task_digest": config.digest}, budget=budget,
-                   seed=seed)
+                   seed=seed, control=control or ControlSpec())
 
 
 def reference_id(data: TaskData, kind: str) -> str:
@@ -146,18 +147,31 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
         idk = [encode_qa(tokenizer, template, q, a, add_eos=True)
                for q, a in zip(data.forget["question"], data.forget["idk_answer"])] if method.needs_idk else None
         model = refs.target.load()
+        target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
+        def full_metrics(m: torch.nn.Module) -> dict[str, dict]:
+            return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item))
+
+        control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics)
         trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id, reference,
-                          idk=idk)
+                          callbacks=control.callbacks(), idk=idk)
         timings["train_seconds"] = round(trained.seconds, 3)
         record["train"] = {"steps": trained.steps, "losses": trained.losses,
                            "final_diagnostics": trained.diagnostics[-1] if trained.diagnostics else {}}
+        use = trained.use
+        exceeded = use.exceeded(spec.budget)
+        record["budget"] = {"declared": asdict(spec.budget), "used": asdict(use), "exceeded": exceeded}
         eval_start = time.perf_counter()
         evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item)
         timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
         record["metrics"] = metrics_dict(evaluation)
-        record["status"] = "ok"
         per_item = evaluation.rows()
+        control_start = time.perf_counter()
+        record["control"] = control.finish(model, evaluation)
+        timings["control_seconds"] = round(time.perf_counter() - control_start, 3)
+        record["status"] = "budget_exceeded" if exceeded else "ok"
+        if exceeded:
+            record["error"] = {"type": "BudgetExceeded", "message": "; ".join(exceeded)}
     except NonFiniteLossError as exc:
         record.update(status="failed", error={"type": "NonFiniteLoss", "message": str(exc), "step": exc.step})
     except (RuntimeError, ValueError, ArithmeticError, OSError) as exc:

@@ -156,6 +156,8 @@ class Budget:
     max_grad_norm: float = 0.0  # 0 disables clipping
     callback_every: int = 0  # 0: no callbacks
     tier: str = ""  # the named tier this budget is (bench/control/tiers.yaml); "" for a custom budget
+    schedule: str = "constant"  # learning rate after warm-up: constant | linear (decay to 0) | cosine (to 0)
+    forward_passes_per_step: int = 4  # most forward passes of the trained model per micro-batch
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum"):
@@ -166,6 +168,46 @@ class Budget:
         for name in ("warmup_steps", "callback_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.schedule not in ("constant", "linear", "cosine"):
+            raise ValueError(f"schedule: must be constant, linear or cosine, got {self.schedule!r}")
+        if self.forward_passes_per_step < 1:
+            raise ValueError(f"forward_passes_per_step: must be >= 1, got {self.forward_passes_per_step}")
+
+    @property
+    def forward_pass_limit(self) -> int:
+        """Forward passes of the trained model the whole run may use (all steps, prepare and finalize included)."""
+        return self.steps * self.grad_accum * self.forward_passes_per_step
+
+
+CONTROL_KINDS = ("none", "mixing", "early_stop")
+UTILITY_MEASURES = ("retain_es", "retain_rouge", "model_utility")
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """How a run is controlled before comparison (arXiv 2406.09179).
+
+    ``mixing``: after training, calibrate theta(alpha) = (1 - alpha) theta_target + alpha theta_unlearned to the
+    largest alpha with U >= tau * U(target) (bisection to ``tolerance``). ``early_stop``: at every callback step
+    (``budget.callback_every``) measure U and stop when it falls below tau * U(target), keeping the last model that
+    passed. ``none``: raw endpoints only. With any kind, a positive ``budget.callback_every`` records U and forget
+    ES at those step-budget checkpoints.
+    """
+
+    kind: str = "mixing"
+    tau: float = 0.9
+    utility: str = "retain_es"
+    tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONTROL_KINDS:
+            raise ValueError(f"kind: must be one of {', '.join(CONTROL_KINDS)}, got {self.kind!r}")
+        if self.utility not in UTILITY_MEASURES:
+            raise ValueError(f"utility: must be one of {', '.join(UTILITY_MEASURES)}, got {self.utility!r}")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"tau: must be in (0, 1], got {self.tau}")
+        if not 0 < self.tolerance < 1:
+            raise ValueError(f"tolerance: must be in (0, 1), got {self.tolerance}")
 
 
 @dataclass(frozen=True)
@@ -183,6 +225,7 @@ class RunSpec:
     model: dict[str, Any]
     budget: Budget
     seed: int = 0
+    control: ControlSpec = field(default_factory=ControlSpec)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(canonical_json(self))
@@ -250,7 +293,8 @@ class LeaderboardSpec:
     columns: tuple[str, ...]
     sort: SortSpec
     budget: Budget | str = "standard"  # a tier name (bench/control/tiers.yaml) or an explicit budget mapping
-    seeds: tuple[int, ...] = (0,)
+    control: ControlSpec = field(default_factory=ControlSpec)
+    seeds: tuple[int, ...] = ()  # default: the tier's number of seeds, 0..n-1
     description: str = ""
     path: str = ""
     entries: str = "entries"  # folder (next to the generated tables) of method entries added by `ubench submit`
@@ -264,10 +308,12 @@ class LeaderboardSpec:
             raise SpecError(f"{path}: methods: the board lists no method")
         if not spec.tasks:
             raise SpecError(f"{path}: tasks: the board lists no task")
-        if isinstance(spec.budget, str):
-            from bench.control.tiers import tier
+        from bench.control.tiers import tier, tier_seeds
 
+        if isinstance(spec.budget, str):
             spec = dataclasses.replace(spec, budget=tier(spec.budget, str(path)))
+        if not spec.seeds:
+            spec = dataclasses.replace(spec, seeds=tuple(range(tier_seeds(spec.budget.tier))))
         submitted = load_submitted_entries(spec.entries_dir)
         if submitted:
             taken = {m.display for m in spec.methods}

@@ -63,9 +63,35 @@ class StepState:
     loss: float
     lr: float
     diagnostics: dict
+    stop: bool = False  # a callback sets it to end training after this step (early stopping)
 
 
 Callback = Callable[[torch.nn.Module, StepState], None]
+
+
+@dataclass
+class BudgetUse:
+    """What a run actually consumed, compared with its declared ``Budget``."""
+
+    optimizer_steps: int = 0
+    forget_examples: int = 0
+    retain_examples: int = 0
+    forward_passes: int = 0  # of the trained model, prepare/finalize included
+    reference_forward_passes: int = 0
+    stopped_early_at: int | None = None
+
+    def exceeded(self, budget: Budget) -> list[str]:
+        """Reasons this use breaks ``budget`` (empty when it obeys it)."""
+        reasons = []
+        if self.optimizer_steps > budget.steps:
+            reasons.append(f"{self.optimizer_steps} optimizer steps > {budget.steps}")
+        per_set = budget.steps * budget.grad_accum * budget.batch_size
+        if self.forget_examples > per_set or self.retain_examples > per_set:
+            reasons.append(f"examples {self.forget_examples}/{self.retain_examples} > {per_set}")
+        if self.forward_passes > budget.forward_pass_limit:
+            reasons.append(f"{self.forward_passes} forward passes > {budget.forward_pass_limit} "
+                           f"({budget.forward_passes_per_step} per micro-batch)")
+        return reasons
 
 
 @dataclass
@@ -74,6 +100,8 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     diagnostics: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    use: BudgetUse = field(default_factory=BudgetUse)
+    scoring: bool = False  # True while callbacks run
 
 
 def method_name(method: Method) -> str:
@@ -81,10 +109,17 @@ def method_name(method: Method) -> str:
 
 
 def lr_at(step: int, budget: Budget) -> float:
-    """Linear warm-up over ``warmup_steps`` then constant ``lr`` (step is 0-based)."""
+    """Linear warm-up over ``warmup_steps`` (step is 0-based), then ``schedule``: constant ``lr``, or a linear or
+    cosine decay from ``lr`` at the end of warm-up to 0 after the last step."""
     if budget.warmup_steps and step < budget.warmup_steps:
         return budget.lr * (step + 1) / budget.warmup_steps
-    return budget.lr
+    if budget.schedule == "constant":
+        return budget.lr
+    span = max(budget.steps - budget.warmup_steps, 1)
+    progress = (step - budget.warmup_steps) / span
+    if budget.schedule == "linear":
+        return budget.lr * (1.0 - progress)
+    return budget.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def unlearn(model: torch.nn.Module, method: Method, forget: Sequence[Encoded], retain: Sequence[Encoded],
@@ -106,10 +141,29 @@ def unlearn(model: torch.nn.Module, method: Method, forget: Sequence[Encoded], r
     forget_batches = EpochSampler(forget, budget.batch_size, pad_id, generator)
     retain_batches = EpochSampler(retain, budget.batch_size, pad_id, generator) if method.needs_retain else None
     ctx = LossContext(reference=reference)
+    result = TrainResult(steps=0)
+    use = result.use
+    ref_passes_before = reference.forward_passes if reference is not None else 0
+
+    def count_forward(module, args, kwargs):
+        if not result.scoring:  # the harness's own scoring at checkpoints is not the method's budget
+            use.forward_passes += 1
+
+    hook = model.register_forward_pre_hook(count_forward, with_kwargs=True)
+    try:
+        _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx, result, callbacks)
+    finally:
+        hook.remove()
+    if reference is not None:
+        use.reference_forward_passes = reference.forward_passes - ref_passes_before
+    return result
+
+
+def _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx, result, callbacks) -> None:
+    use = result.use
     method.prepare(model, ctx)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
-    result = TrainResult(steps=0)
     model.train()
     start = time.perf_counter()
     for step in range(budget.steps):
@@ -120,6 +174,8 @@ def unlearn(model: torch.nn.Module, method: Method, forget: Sequence[Encoded], r
         step_loss, diagnostics = 0.0, {}
         for _ in range(budget.grad_accum):
             rows = forget_batches.next_rows()
+            use.forget_examples += len(rows)
+            use.retain_examples += budget.batch_size if retain_batches else 0
             batch = UnlearnBatch(forget_batches.collate(rows).to(device),
                                  retain_batches.next().to(device) if retain_batches else None,
                                  forget_batches.collate(rows, idk).to(device) if method.needs_idk else None)
@@ -132,15 +188,24 @@ def unlearn(model: torch.nn.Module, method: Method, forget: Sequence[Encoded], r
         if budget.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
         optimizer.step()
+        use.optimizer_steps += 1
         optimizer.zero_grad(set_to_none=True)
         result.steps = step + 1
         result.losses.append(step_loss)
         result.diagnostics.append(diagnostics)
         if callbacks and budget.callback_every and (step + 1) % budget.callback_every == 0:
             state = StepState(step + 1, step_loss, lr, diagnostics)
-            for callback in callbacks:
-                callback(model, state)
+            model.eval()
+            result.scoring = True
+            try:
+                for callback in callbacks:
+                    callback(model, state)
+            finally:
+                result.scoring = False
+            model.train()
+            if state.stop:
+                use.stopped_early_at = step + 1
+                break
     method.finalize(model, ctx)
     result.seconds = time.perf_counter() - start
     model.eval()
-    return result

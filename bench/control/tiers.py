@@ -11,12 +11,36 @@ from bench.spec import Budget, SpecError, from_mapping, read_yaml
 TIERS_FILE = Path(__file__).with_name("tiers.yaml")
 
 
+TIER_ONLY = ("seeds", "trials")  # board-level allowances of a tier (not part of a run's Budget)
+
+
 @cache
+def _read() -> dict[str, tuple[Budget, dict[str, int]]]:
+    data = read_yaml(TIERS_FILE)
+    out = {}
+    for name, body in data.items():
+        body = dict(body)
+        allowances = {key: int(body.pop(key, 1)) for key in TIER_ONLY}
+        for key, value in allowances.items():
+            if value < 1:
+                raise SpecError(f"{TIERS_FILE}: {name}.{key}: must be >= 1, got {value}")
+        out[name] = (dataclasses.replace(from_mapping(Budget, body, str(TIERS_FILE), name), tier=name), allowances)
+    return out
+
+
 def tiers() -> dict[str, Budget]:
     """Tier name -> Budget (with ``tier`` set to the name), in the file's order (smallest first)."""
-    data = read_yaml(TIERS_FILE)
-    return {name: dataclasses.replace(from_mapping(Budget, body, str(TIERS_FILE), name), tier=name)
-            for name, body in data.items()}
+    return {name: budget for name, (budget, _) in _read().items()}
+
+
+def tier_seeds(name: str) -> int:
+    """Seeds a board on tier ``name`` runs by default (1 for a custom budget)."""
+    return _read()[name][1]["seeds"] if name in _read() else 1
+
+
+def tier_trials(name: str) -> int:
+    """Hyper-parameter trials per method the tier allows (1: the declared defaults only)."""
+    return _read()[name][1]["trials"] if name in _read() else 1
 
 
 def tier(name: str, source: str = "", path: str = "budget") -> Budget:
