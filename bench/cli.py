@@ -3,7 +3,8 @@
 User errors (bad YAML, unknown names, bad hyper-parameters) print one line ``ubench: error: ...`` and exit 2
 before anything is written. A cell that fails while running is stored as failed; the command then exits 1.
 ``ubench submit`` checks an outside method's entry and adds it to a board (exit 1 when a check fails);
-``ubench new-method`` writes a starter method file and its entry.
+``ubench new-method`` writes a starter method file and its entry. ``ubench tune`` searches each board entry's
+hyper-parameters within the budget tier's trial allowance, scoring calibrated endpoints only.
 """
 
 from __future__ import annotations
@@ -102,11 +103,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from bench.perf import step_overhead
+    from bench.perf import calibration_cost, step_overhead
 
     _quiet()
-    report = step_overhead(args.task, args.split, args.method, steps=args.steps, repeats=args.repeats)
-    print(report.text())
+    if args.only in (None, "step"):
+        report = step_overhead(args.task, args.split, args.method, steps=args.steps, repeats=args.repeats)
+        print(report.text(), flush=True)
+    if args.only in (None, "calibration"):
+        print(calibration_cost(args.task, args.split, args.method).text(), flush=True)
     return 0
 
 
@@ -119,6 +123,76 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     report = validate_and_submit(args.entry, args.board, args.task, args.plugin, echo=echo)
     return 0 if report.ok else 1
+
+
+def _fmt_params(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+
+def _fmt_number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """For each (task, method entry, seed) of the board, run a calibrated hyper-parameter search and print every
+    trial (params, status, alpha, calibrated forget ES, AUC; ``*`` marks the selected one) and the selections.
+    Exit 0 when every search selected a trial, 1 when some search had no ``ok`` trial."""
+    from bench.control.search import search
+    from bench.control.tiers import tier_trials, tiers
+    from bench.leaderboard import plan
+    from bench.paths import results_dir
+    from bench.spec import LeaderboardSpec
+    from bench.store import Store
+
+    _load_plugins(args.plugin)
+    board = LeaderboardSpec.load(args.board)
+    cells = plan(board)
+    if args.method is not None:
+        cells = [c for c in cells if c.method.display == args.method]
+        if not cells:
+            labels = ", ".join(dict.fromkeys(m.display for m in board.methods))
+            raise SpecError(f"{args.board}: --method {args.method!r}: no such entry (labels: {labels})")
+    tier_name = board.budget.tier
+    allowance = tier_trials(tier_name)
+    custom = tier_name not in tiers()
+    n_trials = allowance if args.trials is None else args.trials
+    if n_trials < 1:
+        raise SpecError(f"{args.board}: --trials: must be >= 1, got {n_trials}")
+    if n_trials > allowance and not custom:
+        raise SpecError(f"{args.board}: --trials {n_trials}: tier {tier_name!r} allows {allowance} trial(s) per "
+                        f"method; the allowance is part of the budget (use a larger tier)")
+    if board.control.kind != "mixing":
+        raise SpecError(f"{args.board}: control.kind: tuning compares calibrated endpoints and needs 'mixing', "
+                        f"got {board.control.kind!r}")
+    store = Store(args.results or results_dir())
+    _quiet()
+    selections: list[str] = []
+    missing = 0
+    tier_text = tier_name or "custom"
+    for cell in cells:
+        print(f"{cell.name}: {n_trials} trial(s), tier {tier_text}, control mixing tau={board.control.tau} "
+              f"on {board.control.utility}", flush=True)
+        result = search(cell.task.task, cell.task.split, cell.method.method, cell.method.params, board.budget,
+                        cell.seed, store, board.control, n_trials)
+        for trial in result.trials:
+            mark = "*" if trial.index == result.selected else " "
+            detail = f" ({trial.error})" if trial.error else ""
+            print(f"  {mark} trial {trial.index}: {_fmt_params(trial.params)} | {trial.status}{detail} | "
+                  f"alpha={_fmt_number(trial.alpha)} forget_es@alpha={_fmt_number(trial.forget_es)} "
+                  f"auc={_fmt_number(trial.auc)} | run {trial.run_id}", flush=True)
+        best = result.best
+        if best is None:
+            missing += 1
+            selections.append(f"{cell.name}: no trial finished ok")
+        else:
+            selections.append(f"{cell.name}: trial {best.index} {{{_fmt_params(best.params)}}} "
+                              f"(forget_es@alpha={_fmt_number(best.forget_es)}, run {best.run_id})")
+        print(f"  search {result.search_id} -> {result.path}", flush=True)
+    print()
+    print("selected (lowest calibrated forget ES; ties: higher AUC, then trial order):")
+    for line in selections:
+        print(f"  {line}")
+    return 1 if missing else 0
 
 
 def cmd_new_method(args: argparse.Namespace) -> int:
@@ -144,17 +218,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
     ls = sub.add_parser("ls", help="list registered methods, metrics or tasks")
     ls.add_argument("what", choices=["methods", "metrics", "tasks"])
-    perf = sub.add_parser("perf", help="harness step time / bare PyTorch step time on the same model and batch")
+    perf = sub.add_parser("perf", help="harness/bare step time ratio; calibration scoring passes per probe")
     perf.add_argument("--task", default="synthetic")
     perf.add_argument("--split", default="forget10")
     perf.add_argument("--method", default="ga")
     perf.add_argument("--steps", type=int, default=30)
     perf.add_argument("--repeats", type=int, default=5)
+    perf.add_argument("--only", choices=["step", "calibration"], help="run one benchmark (default: all)")
     submit = sub.add_parser("submit", help="check a method entry (smoke runs included) and add it to a board")
     submit.add_argument("entry", help="submission entry YAML, e.g. mymethod.entry.yaml")
     submit.add_argument("--board", help="leaderboard YAML (default: leaderboards/synthetic.yaml)")
     submit.add_argument("--task", help="task of the smoke runs (default: synthetic)")
     submit.add_argument("--plugin", help="a Python file registering the method (overrides the entry's plugin)")
+    tune = sub.add_parser("tune", help="search each entry's hyper-parameters on calibrated endpoints (tier allowance)")
+    tune.add_argument("board", help="leaderboard YAML, e.g. leaderboards/synthetic.yaml")
+    tune.add_argument("--method", help="only the entry with this label (its display name on the board)")
+    tune.add_argument("--trials", type=int, help="trials per entry (default and maximum: the tier's allowance; "
+                                                 "any number for a custom budget)")
+    tune.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
+    tune.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
     new = sub.add_parser("new-method", help="write a method file and its submission entry from the template")
     new.add_argument("name", help="registered name of the new method, e.g. my_method")
     new.add_argument("--dir", default=".", help="folder to write NAME.py and NAME.entry.yaml into (default: .)")
@@ -164,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "board": cmd_board, "ls": cmd_ls, "perf": cmd_perf, "submit": cmd_submit,
-                "new-method": cmd_new_method}
+                "new-method": cmd_new_method, "tune": cmd_tune}
     try:
         return handlers[args.command](args)
     except (SpecError, RegistryError) as exc:
