@@ -1,0 +1,278 @@
+"""The control columns of a leaderboard (calibrated metrics, alpha, trade-off AUC), its protocol line and "Finding"
+paragraph, and the trade-off plot, on synthetic-mini boards under the ``smoke`` budget tier."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.leaderboard import (
+    build_table,
+    column_direction,
+    finding,
+    plan,
+    protocol_line,
+    to_markdown,
+    write_tables,
+)
+from bench.plots import plot_paths
+from bench.runner import execute
+from bench.spec import LeaderboardSpec, SpecError
+from bench.store import Store
+
+from .conftest import MINI, mini_board
+
+COLUMNS = ("[forget/es, forget_quality, retain/es, calibrated/forget/es, calibrated/forget_quality, "
+           "calibrated/model_utility, alpha, tradeoff_auc]")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def control_board(folder: Path, methods: str = "[{method: ga, label: GA}, {method: gd}, {method: npo}]",
+                  columns: str = COLUMNS, sort: str = "{by: calibrated/forget/es, descending: false}",
+                  extra: str = "") -> Path:
+    """``mini_board`` under the smoke tier, with control columns and a calibrated sort."""
+    path = mini_board(folder, methods=methods, extra=extra)
+    text = path.read_text().replace("budget: {steps: 4, lr: 0.0005, batch_size: 8}", "budget: smoke")
+    text = re.sub(r"(?m)^columns: .*$", f"columns: {columns}", text)
+    text = re.sub(r"(?m)^sort: .*$", f"sort: {sort}", text)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory, one_torch_thread) -> tuple[LeaderboardSpec, Store]:
+    """One smoke board over GA, GD and NPO, run once for the module."""
+    folder = tmp_path_factory.mktemp("control")
+    board = LeaderboardSpec.load(control_board(folder))
+    store = Store(folder / "results")
+    for cell in plan(board):
+        assert execute(cell.spec, store)["status"] == "ok"
+    return board, store
+
+
+def _records(board: LeaderboardSpec, store: Store) -> dict[str, dict]:
+    return {c.method.display: store.load("runs", c.spec.run_id) for c in plan(board)}
+
+
+# Three smoke steps barely move the mini model (alpha* = 1, calibrated = raw), so these tests also read copies of
+# the records whose control section carries a real calibration: alpha < 1, calibrated metrics that differ from the
+# raw ones, and a trade-off curve, in a ranking that the calibration reverses.
+CALIBRATION = {"GA": (0.25, 0.0, 0.6), "gd": (0.75, 0.3, 0.2), "npo": (0.5, 0.1, 0.4)}  # alpha, raw ES, cal ES
+
+
+@pytest.fixture(scope="module")
+def calibrated(ran, tmp_path_factory: pytest.TempPathFactory) -> tuple[LeaderboardSpec, Store]:
+    board, store = ran
+    copy = Store(tmp_path_factory.mktemp("calibrated") / "results")
+    shutil.copytree(store.root, copy.root)
+    for cell in plan(board):
+        alpha, raw_es, cal_es = CALIBRATION[cell.method.display]
+        path = copy.folder("runs", cell.spec.run_id) / "result.json"
+        record = json.loads(path.read_text())
+        record["metrics"]["forget/es"]["value"] = raw_es
+        record["metrics"]["retain/es"]["value"] = 1.0 - alpha
+        control = record["control"]
+        control["calibration"].update(alpha=alpha, u_alpha=0.9, forget_es_alpha=cal_es)
+        control["calibrated_metrics"]["forget/es"]["value"] = cal_es
+        control["calibrated_metrics"]["model_utility"]["value"] = 0.5 + alpha / 10
+        control["tradeoff"] = {"points": [{"alpha": 0.0, "utility": 1.0, "forget_es": 1.0},
+                                          {"alpha": alpha, "utility": 0.9, "forget_es": cal_es},
+                                          {"alpha": 1.0, "utility": 1.0 - alpha, "forget_es": raw_es}],
+                               "auc": alpha / 2}
+        path.write_text(json.dumps(record))
+    return board, copy
+
+
+def test_calibrated_columns_and_alpha_equal_the_records(ran) -> None:
+    board, store = ran
+    table = build_table(board, store)
+    records = _records(board, store)
+    methods = table[~table["reference"]].set_index("method")
+    assert set(methods.index) == {"GA", "gd", "npo"}
+    for label, record in records.items():
+        row, control = methods.loc[label], record["control"]
+        for key in ("forget/es", "forget_quality", "model_utility"):
+            assert row[f"calibrated/{key}"] == pytest.approx(control["calibrated_metrics"][key]["value"], abs=0)
+        assert row["forget/es"] == pytest.approx(record["metrics"]["forget/es"]["value"], abs=0)
+        assert row["alpha"] == pytest.approx(control["calibration"]["alpha"], abs=0)
+        assert 0.0 <= row["alpha"] <= 1.0
+        assert row["tradeoff_auc"] == pytest.approx(control["tradeoff"]["auc"], abs=0, nan_ok=True)
+    calibrated = list(methods["calibrated/forget/es"])
+    assert calibrated == sorted(calibrated)  # ascending: forget efficacy at matched utility
+    refs = table[table["reference"]]
+    assert list(refs["calibrated/forget/es"]) == list(refs["forget/es"])
+    assert refs["alpha"].isna().all() and refs["tradeoff_auc"].isna().all()
+    markdown = to_markdown(board, table, [])
+    for header in ("calibrated/forget/es ↓", "calibrated/forget_quality ↑", "calibrated/model_utility ↑",
+                   "alpha ↑", "tradeoff_auc ↑", "forget/es ↓"):
+        assert header in markdown
+    target_line = next(line for line in markdown.splitlines() if "*target (before unlearning)*" in line)
+    cells = [c.strip() for c in target_line.strip("|").split("|")]
+    assert cells[-3:-1] == ["", ""]  # alpha and tradeoff_auc are blank on reference rows
+
+
+def test_calibrated_values_come_from_the_control_section(calibrated) -> None:
+    board, store = calibrated
+    table = build_table(board, store)
+    methods = table[~table["reference"]].set_index("method")
+    assert list(methods.index) == ["gd", "npo", "GA"]  # by calibrated/forget/es, ascending
+    for label, (alpha, raw_es, cal_es) in CALIBRATION.items():
+        row = methods.loc[label]
+        assert (row["alpha"], row["forget/es"], row["calibrated/forget/es"]) == (alpha, raw_es, cal_es)
+        assert row["calibrated/model_utility"] == pytest.approx(0.5 + alpha / 10)
+        assert row["tradeoff_auc"] == alpha / 2
+    paragraph = finding(board, table)
+    assert "Kendall τ_b = -1.00" in paragraph and "strongly reversed" in paragraph
+    assert "Raw, the best is GA at 0.000; calibrated, the best is gd at 0.200." in paragraph
+    assert "GA 1 → 3; gd 3 → 1" in paragraph
+    assert "GA's raw retain ES (`retain/es`) is 0.750 against the target's 1.000 (75% of it), below the " \
+           "calibration threshold τ·U(target) = 0.900: its raw `forget/es` of 0.000 is reached by losing retained " \
+           "knowledge too; calibrated (α* = 0.250) its `forget/es` is 0.600." in paragraph
+
+
+def test_column_directions() -> None:
+    assert column_direction("calibrated/forget/es") == column_direction("forget/es") == "lower"
+    assert column_direction("calibrated/retain/es") == column_direction("retain/es") == "higher"
+    assert column_direction("calibrated/forget_quality") == "higher"
+    assert column_direction("alpha") == "higher" and column_direction("tradeoff_auc") == "higher"
+
+
+@pytest.mark.parametrize(("columns", "sort", "expected"), [
+    ("[forget/es, calibrated/forget/ess]", "{by: forget/es}",
+     "columns[1]: unknown column 'calibrated/forget/ess'; did you mean 'calibrated/forget/es'?"),
+    ("[forget/es]", "{by: alpah}", "sort.by: unknown column 'alpah'; did you mean 'alpha'?"),
+    ("[calibrated/alpha]", "{by: forget/es}", "columns[0]: alpha has no calibrated form; write alpha"),
+    ("[calibrated/es]", "{by: forget/es}", "columns[0]: es is per split; write calibrated/forget/es"),
+    ("[forget/prob]", "{by: calibrated/forget/porb}", "sort.by: unknown column 'calibrated/forget/porb'; did you "
+                                                      "mean 'calibrated/forget/prob'?"),
+])
+def test_bad_control_column_is_one_line_spec_error(tmp_path: Path, columns: str, sort: str, expected: str) -> None:
+    board = LeaderboardSpec.load(control_board(tmp_path, columns=columns, sort=sort))
+    with pytest.raises(SpecError) as info:
+        plan(board)
+    message = str(info.value)
+    assert "\n" not in message and expected in message and str(board.path) in message
+
+
+def test_unknown_calibrated_column_from_the_cli(tmp_path: Path, env_results: Path, capsys) -> None:
+    from bench.cli import main
+
+    board = control_board(tmp_path, columns="[forget/es, calibrated/forget/ess]")
+    assert main(["run", str(board)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ubench: error: ") and "\n" not in err
+    assert "did you mean 'calibrated/forget/es'" in err
+    assert not env_results.exists() and not (board.parent / "mini").exists()
+
+
+@pytest.mark.parametrize("which", ["ran", "calibrated"])
+def test_plot_is_a_valid_png_linked_from_the_markdown(which: str, request: pytest.FixtureRequest) -> None:
+    import matplotlib.image
+
+    board, store = request.getfixturevalue(which)
+    table, paths = write_tables(board, store)
+    png = paths["tradeoff"]
+    assert png == board.out_dir / "tradeoff.png"
+    data = png.read_bytes()
+    assert data.startswith(PNG_MAGIC) and b"Software" not in data
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] > 100 and image.shape[1] > 100 and image.shape[2] in (3, 4)
+    assert np.ptp(image[..., :3]) > 0  # something is drawn
+    assert not list(board.out_dir.glob(".tradeoff.png.*"))  # no temporary file left behind
+    markdown = paths["markdown"].read_text()
+    assert "![trade-off](tradeoff.png)" in markdown
+    assert to_markdown(board, table) == markdown  # without a list, it links the plots that exist
+
+
+def test_markdown_states_the_protocol_and_the_finding(ran) -> None:
+    from scipy.stats import kendalltau
+
+    board, store = ran
+    table = build_table(board, store)
+    markdown = to_markdown(board, table, [])
+    protocol = protocol_line(board)
+    assert protocol in markdown and "\n" not in protocol
+    assert "τ = 0.9" in protocol and "U = retain ES (`retain/es`)" in protocol and "tolerance 0.01" in protocol
+    paragraph = finding(board, table)
+    assert paragraph.startswith("**Finding.**") and paragraph in markdown
+    methods = table[~table["reference"]]
+    tau = kendalltau(methods["forget/es"], methods["calibrated/forget/es"]).statistic
+    if math.isfinite(tau):
+        assert f"Kendall τ_b = {tau:.2f}" in paragraph
+    else:
+        assert "Kendall τ_b is undefined" in paragraph
+    ga = methods[methods["method"] == "GA"].iloc[0]
+    target = table[table["method"] == "target (before unlearning)"].iloc[0]
+    assert f"GA's raw retain ES (`retain/es`) is {ga['retain/es']:.3f} against the target's " \
+           f"{target['retain/es']:.3f}" in paragraph
+    assert f"α* = {ga['alpha']:.3f}" in paragraph
+
+
+@pytest.mark.parametrize("which", ["ran", "calibrated"])
+def test_tables_and_plot_are_deterministic(which: str, request: pytest.FixtureRequest) -> None:
+    board, store = request.getfixturevalue(which)
+    first, paths = write_tables(board, store)
+    markdown, csv, png = (paths[k].read_bytes() for k in ("markdown", "csv", "tradeoff"))
+    second, again = write_tables(board, store)
+    assert second.equals(first)
+    assert again["markdown"].read_bytes() == markdown and again["csv"].read_bytes() == csv
+    assert again["tradeoff"].read_bytes() == png
+
+
+def test_finding_is_computed_from_the_table(tmp_path: Path) -> None:
+    """A hand-made table: the ranks, Kendall tau-b and GA's utility come from its numbers, not from constants."""
+    from scipy.stats import kendalltau
+
+    board = LeaderboardSpec.load(control_board(tmp_path, methods="[{method: ga, label: GA}, {method: gd}, "
+                                                                 "{method: npo}, {method: simnpo}]"))
+    task = f"{MINI}/forget10"
+    rows = [("target (before unlearning)", True, 1.0, 1.0, 1.0, np.nan),
+            ("retain oracle", True, 0.2, 0.2, 1.0, np.nan),
+            ("GA", False, 0.0, 0.6, 0.05, 0.3),
+            ("gd", False, 0.3, 0.3, 0.9, 0.9),
+            ("npo", False, 0.1, 0.5, 0.4, 0.5),
+            ("simnpo", False, 0.2, 0.4, 0.7, 0.6)]
+    table = pd.DataFrame([{"task": task, "method": m, "reference": ref, "forget/es": raw,
+                           "calibrated/forget/es": cal, "retain/es": u, "alpha": a} for m, ref, raw, cal, u, a in rows])
+    paragraph = finding(board, table)
+    tau = kendalltau([0.0, 0.3, 0.1, 0.2], [0.6, 0.3, 0.5, 0.4]).statistic
+    assert tau == pytest.approx(-1.0)
+    assert "Kendall τ_b = -1.00" in paragraph and "strongly reversed" in paragraph
+    assert "Raw, the best is GA at 0.000; calibrated, the best is gd at 0.300." in paragraph
+    assert "GA 1 → 4; gd 4 → 1" in paragraph
+    assert "GA's raw retain ES (`retain/es`) is 0.050 against the target's 1.000 (5% of it), below the " \
+           "calibration threshold τ·U(target) = 0.900" in paragraph
+    assert "calibrated (α* = 0.300) its `forget/es` is 0.600" in paragraph
+    without = finding(board, table.drop(columns=["calibrated/forget/es"]))
+    assert "Add `forget/es` and `calibrated/forget/es` to the columns" in without
+
+
+def test_one_plot_per_task_on_a_multi_task_board(tmp_path: Path) -> None:
+    path = control_board(tmp_path)
+    path.write_text(path.read_text().replace(f"tasks: [{{task: {MINI}, split: forget10}}]",
+                                             f"tasks: [{{task: {MINI}, split: forget10}}, "
+                                             "{task: synthetic, split: forget05}]"))
+    board = LeaderboardSpec.load(path)
+    names = [p.name for p in plot_paths(board, board.out_dir / "tradeoff.png").values()]
+    assert names == [f"tradeoff-{MINI}-forget10.png", "tradeoff-synthetic-forget05.png"]
+
+
+def test_control_none_has_blank_calibrated_columns_and_no_plot(tmp_path: Path, store, one_torch_thread) -> None:
+    board = LeaderboardSpec.load(control_board(tmp_path, methods="[{method: ga}]", extra="control: {kind: none}\n"))
+    cells = plan(board)
+    assert cells[0].spec.control.kind == "none"  # the board's control reaches the run spec
+    for cell in cells:
+        execute(cell.spec, store)
+    table, paths = write_tables(board, store)
+    row = table[~table["reference"]].iloc[0]
+    assert np.isnan(row["calibrated/forget/es"]) and np.isnan(row["alpha"]) and not np.isnan(row["forget/es"])
+    assert "tradeoff" not in paths and not (board.out_dir / "tradeoff.png").exists()
+    markdown = paths["markdown"].read_text()
+    assert "Control: none" in markdown and "![trade-off]" not in markdown and "**Finding.**" in markdown
