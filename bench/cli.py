@@ -41,9 +41,8 @@ def _load_plugins(paths: Sequence[str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.leaderboard import plan, to_markdown, write_tables
+    from bench.leaderboard import cell_record, plan, run_cell, to_markdown, write_tables
     from bench.paths import results_dir
-    from bench.runner import execute
     from bench.spec import LeaderboardSpec
     from bench.store import Store
 
@@ -56,9 +55,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _quiet()
     failures = 0
     for i, cell in enumerate(cells, 1):
-        cached = store.load("runs", cell.spec.run_id) is not None and not args.rerun
+        cached = cell_record(cell, board, store) is not None and not args.rerun
         start = time.perf_counter()
-        record = execute(cell.spec, store, reuse=not args.rerun)
+        record = run_cell(cell, board, store, reuse=not args.rerun)
         took = "stored" if cached else f"{time.perf_counter() - start:.1f}s"
         status = record["status"]
         detail = f" ({record['error']['message']})" if record.get("error") else ""

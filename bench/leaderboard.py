@@ -82,6 +82,57 @@ def plan(board: LeaderboardSpec) -> list[Cell]:
     return cells
 
 
+def trials_per_cell(board: LeaderboardSpec) -> int:
+    """Hyper-parameter trials each cell gets: the tier's allowance (1: the entry's own parameters only)."""
+    from bench.control.tiers import tier_trials
+
+    return tier_trials(board.budget.tier) if board.budget.tier else 1
+
+
+def _search_args(cell: Cell, board: LeaderboardSpec) -> dict:
+    return {"task": cell.task.task, "split": cell.task.split, "method": cell.method.method,
+            "base_params": cell.method.params, "budget": board.budget, "seed": cell.seed, "control": board.control,
+            "n_trials": trials_per_cell(board)}
+
+
+def run_cell(cell: Cell, board: LeaderboardSpec, store: Store, reuse: bool = True) -> dict:
+    """Run one board cell and return the record that represents it: the run itself, or, when the tier allows
+    several trials, the selected trial of a calibrated search (arXiv 2406.09179) with ``search`` attached (the
+    first trial's record when none succeeded)."""
+    from bench.runner import execute
+
+    if trials_per_cell(board) == 1:
+        return execute(cell.spec, store, reuse=reuse)
+    from bench.control.search import search
+
+    result = search(**_search_args(cell, board), store=store)
+    chosen = result.best or result.trials[0]
+    record = dict(store.load("runs", chosen.run_id) or {})
+    record["search"] = {"search_id": result.search_id, "selected": result.selected, "n_trials": result.n_trials}
+    return record
+
+
+def cell_record(cell: Cell, board: LeaderboardSpec, store: Store) -> dict | None:
+    """The stored record that represents ``cell`` (see ``run_cell``), or None if it has not run."""
+    if trials_per_cell(board) == 1:
+        return store.load("runs", cell.spec.run_id)
+    import json
+
+    from bench.control.search import search_id_of
+
+    args = _search_args(cell, board)
+    search_id = search_id_of(cell.spec.task, args["split"], args["method"], args["base_params"], args["budget"],
+                             args["seed"], args["control"], args["n_trials"])
+    path = store.root / "searches" / f"{search_id}.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    trials = summary.get("trials") or []
+    index = summary.get("selected")
+    chosen = trials[index] if index is not None else (trials[0] if trials else None)
+    return store.load("runs", chosen["run_id"]) if chosen else None
+
+
 def column_direction(column: str) -> str:
     """Direction of better of a column key (see the module docstring): a metric's from its declaration, and the
     same for its ``calibrated/`` form; ``alpha`` and ``tradeoff_auc`` are higher-is-better."""
@@ -195,7 +246,7 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
         method_rows = []
         for entry in board.methods:
             mine = [c for c in cells if c.task == task and c.method == entry]
-            records = [store.load("runs", c.spec.run_id) for c in mine]
+            records = [cell_record(c, board, store) for c in mine]
             done = [r for r in records if r is not None]
             ok = [r for r in done if r.get("status") == "ok"]
             failed = [r for r in done if r.get("status") != "ok"]

@@ -54,7 +54,7 @@ class LeaderboardFile(pytest.File):
             raise SpecCollectError(str(exc)) from None
         self.config.stash[BOARDS][str(self.path)] = board
         for cell in cells:
-            yield LeaderboardEntry.from_parent(self, name=cell.name, cell=cell)
+            yield LeaderboardEntry.from_parent(self, name=cell.name, cell=cell, board=board)
 
     def repr_failure(self, excinfo, style=None):
         if excinfo.errisinstance(SpecCollectError):
@@ -67,19 +67,20 @@ class EntryFailed(Exception):
 
 
 class LeaderboardEntry(pytest.Item):
-    def __init__(self, *, cell, **kwargs) -> None:
+    def __init__(self, *, cell, board, **kwargs) -> None:
         super().__init__(**kwargs)
         self.cell = cell
+        self.board = board
 
     def runtest(self) -> None:
         from bench.cli import _quiet
+        from bench.leaderboard import run_cell
         from bench.paths import results_dir
-        from bench.runner import execute
         from bench.store import Store
 
         _quiet()
         store = Store(self.config.getoption("--ubench-results") or results_dir())
-        record = execute(self.cell.spec, store, reuse=not self.config.getoption("--ubench-rerun"))
+        record = run_cell(self.cell, self.board, store, reuse=not self.config.getoption("--ubench-rerun"))
         self.user_properties.append(("run_id", record["run_id"]))
         if record["status"] != "ok":
             error = record.get("error") or {}

@@ -21,6 +21,7 @@ import transformers
 from bench.control.controller import Controller
 from bench.data.tasks import TaskData, load_task, load_task_config
 from bench.data.tokenize import encode_qa
+from bench.geffect.callback import GEffectRecorder
 from bench.methods.base import ReferenceModel, full_hparams, make_method
 from bench.metrics.evaluate import SELF, Evaluation, evaluate, per_item_from_rows
 from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_key
@@ -132,6 +133,7 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
                               "spec": spec.to_dict(), "label": spec.label,
                               "env": env_info(), "metrics": {}, "train": None, "error": None}
     per_item: list[dict] = []
+    extra: dict[str, str] = {}
     start = time.perf_counter()
     try:
         data = load_task(spec.task, spec.split)
@@ -153,8 +155,14 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
             return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item))
 
         control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics)
+        recorder = GEffectRecorder(method, data, tokenizer, reference) if spec.budget.callback_every else None
+        callbacks = [*control.callbacks(), *([recorder] if recorder else [])]
         trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id, reference,
-                          callbacks=control.callbacks(), idk=idk)
+                          callbacks=callbacks, idk=idk)
+        if recorder is not None:
+            record["geffect"] = recorder.summary(model.config.num_hidden_layers)
+            extra["geffect.jsonl"] = recorder.jsonl()
+            timings["geffect_seconds"] = round(recorder.seconds, 3)
         timings["train_seconds"] = round(trained.seconds, 3)
         record["train"] = {"steps": trained.steps, "losses": trained.losses,
                            "final_diagnostics": trained.diagnostics[-1] if trained.diagnostics else {}}
@@ -179,5 +187,5 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
                                               "traceback": traceback.format_exc(limit=6)})
     timings["total_seconds"] = round(time.perf_counter() - start, 3)
     record["timings"] = timings
-    store.write("runs", run_id, record, per_item)
+    store.write("runs", run_id, record, per_item, extra)
     return record

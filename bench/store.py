@@ -69,12 +69,16 @@ class Store:
         path = self.folder(kind, record_id) / "per_item.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line]
 
-    def write(self, kind: str, record_id: str, record: dict, per_item: Iterable[dict] = ()) -> Path:
-        """Write spec and per-item rows first, ``result.json`` last; each atomically."""
+    def write(self, kind: str, record_id: str, record: dict, per_item: Iterable[dict] = (),
+              extra: dict[str, str] | None = None) -> Path:
+        """Write spec, per-item rows and ``extra`` files (name -> text, e.g. ``geffect.jsonl``) first and
+        ``result.json`` last; each atomically."""
         folder = self.folder(kind, record_id)
         atomic_write_text(folder / "spec.json", dumps(record.get("spec", {})))
         lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in per_item)
         atomic_write_text(folder / "per_item.jsonl", lines)
+        for name, text in (extra or {}).items():
+            atomic_write_text(folder / name, text)
         atomic_write_text(folder / "result.json", dumps({"schema_version": SCHEMA_VERSION, **record}))
         return folder
 

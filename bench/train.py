@@ -164,6 +164,14 @@ def _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx
     method.prepare(model, ctx)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
+    starters = [c for c in callbacks if getattr(c, "at_start", False)]
+    if starters and budget.callback_every:  # e.g. the G-effect at theta_0, after prepare()
+        result.scoring = True
+        try:
+            for callback in starters:
+                callback(model, StepState(0, float("nan"), lr_at(0, budget), {}))
+        finally:
+            result.scoring = False
     model.train()
     start = time.perf_counter()
     for step in range(budget.steps):

@@ -159,7 +159,7 @@ def test_a_method_over_its_forward_pass_allowance_is_budget_exceeded(store) -> N
 
 def test_tiers_are_declared_ordered_and_named() -> None:
     names = list(tiers())
-    assert names[:3] == ["smoke", "standard", "full"]
+    assert names == ["smoke", "smoke-search", "standard", "full"]
     assert tiers()["smoke"].steps < tiers()["standard"].steps < tiers()["full"].steps
     assert all(b.tier == n for n, b in tiers().items())
     assert tier_seeds("full") > 1 and tier_trials("full") > 1 and tier_trials("standard") == 1
@@ -176,3 +176,33 @@ def test_learning_rate_schedules(schedule: str, expected: list[float]) -> None:
     budget = Budget(steps=6, lr=1.0, warmup_steps=2, schedule=schedule)
     assert [lr_at(s, budget) for s in range(2)] == [0.5, 1.0]
     assert [lr_at(s, budget) for s in range(2, 6)] == pytest.approx(expected)
+
+
+def test_a_board_on_a_tier_with_trials_shows_each_cells_selected_trial(tmp_path, capsys) -> None:
+    """Tier ``smoke-search`` allows 2 trials: ``ubench run`` runs a calibrated search per cell, stores its summary,
+    and the board row is the selected trial's record (``cell_record``)."""
+    import json
+
+    from bench.cli import main
+    from bench.leaderboard import cell_record, plan, trials_per_cell
+    from bench.spec import LeaderboardSpec
+
+    from .conftest import mini_board
+
+    path = mini_board(tmp_path, methods="[{method: npo}]")
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("budget:")]
+    path.write_text("\n".join([*lines, "budget: smoke-search"]) + "\n")
+    results = tmp_path / "results"
+    assert main(["run", str(path), "--results", str(results)]) == 0
+    board = LeaderboardSpec.load(path)
+    assert trials_per_cell(board) == 2
+    (summary_file,) = (results / "searches").glob("*.json")
+    summary = json.loads(summary_file.read_text())
+    assert len(summary["trials"]) == 2 and summary["selected"] in (0, 1)
+    from bench.store import Store
+
+    (cell,) = plan(board)
+    record = cell_record(cell, board, Store(results))
+    assert record["run_id"] == summary["trials"][summary["selected"]]["run_id"]
+    assert len(list((results / "runs").iterdir())) == 2

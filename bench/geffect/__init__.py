@@ -1,0 +1,1 @@
+"""G-effect toolkit (arXiv 2502.19301): measurement, training-loop callback, summaries and plots."""

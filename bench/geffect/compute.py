@@ -1,0 +1,206 @@
+"""The gradient effect (G-effect) of an unlearning objective (Wang et al. 2025, arXiv 2502.19301).
+
+Definitions (sign convention of the paper, kept everywhere in this package):
+
+* risk R(D; theta) = mean over the items of D of NLL(a) = -(1/T) sum_i log p_i (answer tokens);
+* objective L_u = the method's loss (``method.loss``: the forget term plus any retain regulariser) on a batch D_u;
+* G-effect e(D) = grad R(D)^T grad L_u(D_u). One SGD step of size eta changes R(D) by about -eta * e(D), so
+  unlearning wants e(forget) strongly NEGATIVE (the forget risk rises) and e(retain) >= 0 (the retain risk does not
+  rise). GA: e(forget) = -||grad R_forget||^2 when D_u = D.
+* per block: the inner product restricted to one parameter block (embeddings, each decoder layer, final norm,
+  output head); block groups: shallow / middle / deep thirds of the decoder layers;
+* per instance (PG-effect): grad R(D)^T grad log p(s_i) for each forget item s_i.
+
+Two paths that agree (``tests/test_geffect.py``):
+
+* **exact**: autograd gradients, blockwise dot products on the device. It holds grad L_u and one risk gradient at
+  a time (one extra gradient beyond the objective's), no CPU copies.
+* **fast**: forward-mode differentiation. ``torch.func.jvp`` of the per-item values along a direction v gives
+  every v^T grad f_i in one forward-mode pass: per-item risks along grad L_u (per-item G-effects), or per-item
+  forget log-likelihoods along grad R(D) (the PG-effect of every forget item at once, instead of one backward
+  pass per item).
+
+A measurement uses exact gradients for the blockwise values (one backward per data set, blocks come free) and the
+fast path for per-instance values, each where it is the faster one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.func import functional_call, jvp
+
+from bench.data.tokenize import TokenBatch
+from bench.methods.base import LossContext, Method, UnlearnBatch, answer_mask, gather_logprobs, row_mean
+
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def block_of(name: str) -> str:
+    """Parameter name -> block: ``embeddings``, ``layer<i>``, ``final_norm``, ``head`` or ``other``."""
+    if "embed_tokens" in name or "wte" in name or "wpe" in name:
+        return "embeddings"
+    match = _LAYER.search(name)
+    if match:
+        return f"layer{int(match.group(1))}"
+    if name.startswith("lm_head") or ".lm_head" in name:
+        return "head"
+    if "norm" in name:
+        return "final_norm"
+    return "other"
+
+
+def block_groups(n_layers: int) -> dict[str, str]:
+    """Decoder layer block -> ``shallow`` / ``middle`` / ``deep`` (thirds; the paper's grouping); embeddings count
+    as shallow, final norm and head as deep."""
+    groups = {"embeddings": "shallow", "final_norm": "deep", "head": "deep", "other": "middle"}
+    for i in range(n_layers):
+        groups[f"layer{i}"] = ("shallow", "middle", "deep")[min(3 * i // max(n_layers, 1), 2)]
+    return groups
+
+
+def trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def per_item_nll(model: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
+    """NLL(a) per row, [B]: the per-item risks."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+    return -row_mean(gather_logprobs(logits, batch), answer_mask(batch))
+
+
+def per_item_logprob(model: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
+    """log p(s_i) = sum of answer-token log-probs per row, [B] (the PG-effect's per-instance objective)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+    return (gather_logprobs(logits, batch) * answer_mask(batch)).sum(-1)
+
+
+def grads_of(value: torch.Tensor, params: Sequence[torch.nn.Parameter]) -> list[torch.Tensor]:
+    out = torch.autograd.grad(value, list(params), allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(out, params)]
+
+
+def objective_gradient(model: torch.nn.Module, method: Method, batch: UnlearnBatch,
+                       ctx: LossContext) -> tuple[list[torch.Tensor], float]:
+    """grad_theta L_u on ``batch`` (trainable parameters) and the loss value."""
+    params = [p for _, p in trainable(model)]
+    loss, _ = method.loss(model, batch, ctx)
+    return grads_of(loss, params), float(loss.detach())
+
+
+def risk_gradient(model: torch.nn.Module, batch: TokenBatch) -> list[torch.Tensor]:
+    """grad_theta R(D) with R the mean per-item NLL of ``batch``."""
+    params = [p for _, p in trainable(model)]
+    return grads_of(per_item_nll(model, batch).mean(), params)
+
+
+def blockwise_dot(names: Sequence[str], a: Iterable[torch.Tensor], b: Iterable[torch.Tensor]) -> dict[str, float]:
+    """sum over each block's parameters of <a_p, b_p> (float64 accumulation)."""
+    out: dict[str, float] = {}
+    for name, x, y in zip(names, a, b):
+        block = block_of(name)
+        out[block] = out.get(block, 0.0) + float((x.double() * y.double()).sum())
+    return out
+
+
+def blockwise_sq_norm(names: Sequence[str], a: Iterable[torch.Tensor]) -> dict[str, float]:
+    return blockwise_dot(names, a, a)
+
+
+def directional_derivatives(model: torch.nn.Module, fn, batch: TokenBatch,
+                            direction: Sequence[torch.Tensor]) -> torch.Tensor:
+    """d/d eps fn(theta + eps v)[i] at eps = 0 for every row i, i.e. v^T grad fn_i, in ONE forward-mode pass
+    (``torch.func.jvp``; needs eager attention: sdpa has no forward-mode rule on CPU)."""
+    named = trainable(model)
+    names = [n for n, _ in named]
+    primals = tuple(p.detach() for _, p in named)
+    tangents = tuple(v.detach().to(p.dtype) for v, (_, p) in zip(direction, named))
+
+    def f(*values: torch.Tensor) -> torch.Tensor:
+        return fn(_Functional(model, dict(zip(names, values))), batch)
+
+    with _eager_attention(model):
+        _, derivative = jvp(f, primals, tangents)
+    return derivative
+
+
+class _Functional(torch.nn.Module):
+    """``model`` evaluated at substituted parameters (``torch.func.functional_call``)."""
+
+    def __init__(self, model: torch.nn.Module, params: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.inner, self.params = model, params
+
+    def forward(self, **kwargs):
+        return functional_call(self.inner, self.params, args=(), kwargs=kwargs)
+
+
+class _eager_attention:
+    """Temporarily switch a transformers model to eager attention (forward-mode AD needs it on CPU)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.previous = getattr(getattr(model, "config", None), "_attn_implementation", None)
+
+    def __enter__(self) -> None:
+        if self.previous not in (None, "eager"):
+            self.model.set_attn_implementation("eager")
+
+    def __exit__(self, *exc) -> None:
+        if self.previous not in (None, "eager"):
+            self.model.set_attn_implementation(self.previous)
+
+
+@dataclass
+class GEffect:
+    """One measurement at one step: per data set, the total, per-block values and the cosine; per forget item,
+    the PG-effect on D = forget and D = retain."""
+
+    step: int
+    lr: float
+    loss: float
+    total: dict[str, float] = field(default_factory=dict)  # data set -> e(D)
+    blocks: dict[str, dict[str, float]] = field(default_factory=dict)  # data set -> block -> e_block(D)
+    cosine: dict[str, float] = field(default_factory=dict)
+    objective_norm: float = 0.0
+    per_instance: dict[str, list[float]] = field(default_factory=dict)  # D -> [grad R(D)^T grad log p(s_i)]
+    diagnostics: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "lr": self.lr, "loss": self.loss, "total": self.total, "blocks": self.blocks,
+                "cosine": self.cosine, "objective_norm": self.objective_norm, "per_instance": self.per_instance,
+                "diagnostics": self.diagnostics}
+
+
+def measure(model: torch.nn.Module, method: Method, objective_batch: UnlearnBatch, ctx: LossContext,
+            risk_batches: dict[str, TokenBatch], instance_batch: TokenBatch | None = None,
+            instance_sets: Sequence[str] = ("forget", "retain"), step: int = 0, lr: float = 0.0) -> GEffect:
+    """e(D) = grad R(D)^T grad L_u(D_u) for every D in ``risk_batches``, in total and per block (exact path),
+    plus the per-instance PG-effect of every row of ``instance_batch`` on the sets ``instance_sets`` (fast path).
+
+    Memory: grad L_u and one risk gradient at a time, on the model's device.
+    """
+    was_training = model.training
+    model.eval()
+    named = trainable(model)
+    names = [n for n, _ in named]
+    g_u, loss = objective_gradient(model, method, objective_batch, ctx)
+    u_blocks = blockwise_sq_norm(names, g_u)
+    u_norm = sum(u_blocks.values()) ** 0.5
+    result = GEffect(step=step, lr=lr, loss=loss, objective_norm=u_norm)
+    for data_name, batch in risk_batches.items():
+        g_r = risk_gradient(model, batch)
+        blocks = blockwise_dot(names, g_r, g_u)
+        r_norm = sum(blockwise_sq_norm(names, g_r).values()) ** 0.5
+        result.blocks[data_name] = blocks
+        result.total[data_name] = sum(blocks.values())
+        result.cosine[data_name] = result.total[data_name] / (r_norm * u_norm) if r_norm * u_norm > 0 else 0.0
+        if instance_batch is not None and data_name in instance_sets:
+            values = directional_derivatives(model, per_item_logprob, instance_batch, g_r)
+            result.per_instance[data_name] = [float(v) for v in values]
+        del g_r
+    model.train(was_training)
+    return result
