@@ -155,7 +155,8 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
             return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item))
 
         control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics)
-        recorder = GEffectRecorder(method, data, tokenizer, reference) if spec.budget.callback_every else None
+        recorder = (GEffectRecorder(method, data, tokenizer, reference, every=spec.budget.callback_every,
+                                    total_steps=spec.budget.steps) if spec.budget.callback_every else None)
         callbacks = [*control.callbacks(), *([recorder] if recorder else [])]
         trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id, reference,
                           callbacks=callbacks, idk=idk)

@@ -164,14 +164,6 @@ def _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx
     method.prepare(model, ctx)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
-    starters = [c for c in callbacks if getattr(c, "at_start", False)]
-    if starters and budget.callback_every:  # e.g. the G-effect at theta_0, after prepare()
-        result.scoring = True
-        try:
-            for callback in starters:
-                callback(model, StepState(0, float("nan"), lr_at(0, budget), {}))
-        finally:
-            result.scoring = False
     model.train()
     start = time.perf_counter()
     for step in range(budget.steps):
@@ -193,6 +185,17 @@ def _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx
                 raise NonFiniteLossError(step + 1, value)
             (loss / budget.grad_accum).backward()
             step_loss += value / budget.grad_accum
+        at_checkpoint = bool(budget.callback_every) and step % budget.callback_every == 0
+        before_update = [c for c in callbacks if getattr(c, "before_update", False)]
+        if at_checkpoint and before_update:  # e.g. the G-effect of this step's own gradient at theta_step
+            state = StepState(step, step_loss, lr, diagnostics)
+            result.scoring = True
+            try:
+                for callback in before_update:
+                    callback(model, state)
+            finally:
+                result.scoring = False
+            model.train()
         if budget.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
         optimizer.step()
@@ -201,12 +204,13 @@ def _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx
         result.steps = step + 1
         result.losses.append(step_loss)
         result.diagnostics.append(diagnostics)
-        if callbacks and budget.callback_every and (step + 1) % budget.callback_every == 0:
+        after_update = [c for c in callbacks if not getattr(c, "before_update", False)]
+        if after_update and budget.callback_every and (step + 1) % budget.callback_every == 0:
             state = StepState(step + 1, step_loss, lr, diagnostics)
             model.eval()
             result.scoring = True
             try:
-                for callback in callbacks:
+                for callback in after_update:
                     callback(model, state)
             finally:
                 result.scoring = False

@@ -66,16 +66,29 @@ def trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
+def answer_logprobs(model: torch.nn.Module, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p of every next token, float answer mask), both [B, L-1-s] for the positions from s = the batch's first
+    position that predicts an answer token on: the output head and log-softmax skip the prompt-only positions before
+    it (``logits_to_keep``; a model that ignores the argument gets its full logits sliced, same values)."""
+    mask = answer_mask(batch)
+    answer_columns = mask.any(0).nonzero()
+    start = int(answer_columns[0]) if len(answer_columns) else 0
+    keep = batch.input_ids.shape[1] - start
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=keep).logits
+    logits = logits[:, logits.shape[1] - keep: -1].float()
+    shifted = TokenBatch(batch.input_ids, batch.attention_mask, batch.labels[:, start:], batch.index)
+    return gather_logprobs(logits, shifted), mask[:, start:]
+
+
 def per_item_nll(model: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
     """NLL(a) per row, [B]: the per-item risks."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
-    return -row_mean(gather_logprobs(logits, batch), answer_mask(batch))
+    return -row_mean(*answer_logprobs(model, batch))
 
 
 def per_item_logprob(model: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
     """log p(s_i) = sum of answer-token log-probs per row, [B] (the PG-effect's per-instance objective)."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
-    return (gather_logprobs(logits, batch) * answer_mask(batch)).sum(-1)
+    logp, mask = answer_logprobs(model, batch)
+    return (logp * mask).sum(-1)
 
 
 def grads_of(value: torch.Tensor, params: Sequence[torch.nn.Parameter]) -> list[torch.Tensor]:
@@ -97,17 +110,34 @@ def risk_gradient(model: torch.nn.Module, batch: TokenBatch) -> list[torch.Tenso
     return grads_of(per_item_nll(model, batch).mean(), params)
 
 
-def blockwise_dot(names: Sequence[str], a: Iterable[torch.Tensor], b: Iterable[torch.Tensor]) -> dict[str, float]:
-    """sum over each block's parameters of <a_p, b_p> (float64 accumulation)."""
+def _per_block(names: Sequence[str], values: Iterable[float]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for name, x, y in zip(names, a, b):
+    for name, value in zip(names, values):
         block = block_of(name)
-        out[block] = out.get(block, 0.0) + float((x.double() * y.double()).sum())
+        out[block] = out.get(block, 0.0) + value
     return out
+
+
+def blockwise_dot(names: Sequence[str], a: Iterable[torch.Tensor], b: Iterable[torch.Tensor]) -> dict[str, float]:
+    """sum over each block's parameters of <a_p, b_p> (float64 accumulation, one transfer to the host)."""
+    products = [(x.double() * y.double()).sum() for x, y in zip(a, b)]
+    return _per_block(names, torch.stack(products).tolist() if products else [])
 
 
 def blockwise_sq_norm(names: Sequence[str], a: Iterable[torch.Tensor]) -> dict[str, float]:
     return blockwise_dot(names, a, a)
+
+
+def blockwise_dot_and_sq_norm(names: Sequence[str], a: Iterable[torch.Tensor],
+                              b: Iterable[torch.Tensor]) -> tuple[dict[str, float], dict[str, float]]:
+    """(``blockwise_dot(a, b)``, ``blockwise_sq_norm(a)``) in one pass: each parameter of ``a`` converted to
+    float64 once, one transfer to the host."""
+    products = []
+    for x, y in zip(a, b):
+        x64 = x.double()
+        products.append(torch.stack([(x64 * y.double()).sum(), (x64 * x64).sum()]))
+    values = torch.stack(products).tolist() if products else []
+    return _per_block(names, (v[0] for v in values)), _per_block(names, (v[1] for v in values))
 
 
 def directional_derivatives(model: torch.nn.Module, fn, batch: TokenBatch,
@@ -175,26 +205,33 @@ class GEffect:
                 "diagnostics": self.diagnostics}
 
 
-def measure(model: torch.nn.Module, method: Method, objective_batch: UnlearnBatch, ctx: LossContext,
-            risk_batches: dict[str, TokenBatch], instance_batch: TokenBatch | None = None,
-            instance_sets: Sequence[str] = ("forget", "retain"), step: int = 0, lr: float = 0.0) -> GEffect:
+def measure(model: torch.nn.Module, method: Method | None, objective_batch: UnlearnBatch | None,
+            ctx: LossContext | None, risk_batches: dict[str, TokenBatch], instance_batch: TokenBatch | None = None,
+            instance_sets: Sequence[str] = ("forget", "retain"), step: int = 0, lr: float = 0.0,
+            objective_grads: Sequence[torch.Tensor] | None = None, loss: float = float("nan")) -> GEffect:
     """e(D) = grad R(D)^T grad L_u(D_u) for every D in ``risk_batches``, in total and per block (exact path),
     plus the per-instance PG-effect of every row of ``instance_batch`` on the sets ``instance_sets`` (fast path).
 
-    Memory: grad L_u and one risk gradient at a time, on the model's device.
+    ``objective_grads`` (one tensor per trainable parameter) is grad L_u when the caller has it already, e.g. the
+    training step's own accumulated gradient before the optimizer applies it; otherwise it is computed from
+    ``method`` on ``objective_batch``. Memory: grad L_u and one risk gradient at a time, on the model's device.
     """
     was_training = model.training
     model.eval()
     named = trainable(model)
     names = [n for n, _ in named]
-    g_u, loss = objective_gradient(model, method, objective_batch, ctx)
+    if objective_grads is None:
+        assert method is not None and objective_batch is not None and ctx is not None
+        g_u, loss = objective_gradient(model, method, objective_batch, ctx)
+    else:
+        g_u = list(objective_grads)
     u_blocks = blockwise_sq_norm(names, g_u)
     u_norm = sum(u_blocks.values()) ** 0.5
     result = GEffect(step=step, lr=lr, loss=loss, objective_norm=u_norm)
     for data_name, batch in risk_batches.items():
         g_r = risk_gradient(model, batch)
-        blocks = blockwise_dot(names, g_r, g_u)
-        r_norm = sum(blockwise_sq_norm(names, g_r).values()) ** 0.5
+        blocks, r_blocks = blockwise_dot_and_sq_norm(names, g_r, g_u)
+        r_norm = sum(r_blocks.values()) ** 0.5
         result.blocks[data_name] = blocks
         result.total[data_name] = sum(blocks.values())
         result.cosine[data_name] = result.total[data_name] / (r_norm * u_norm) if r_norm * u_norm > 0 else 0.0
