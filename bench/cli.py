@@ -4,7 +4,8 @@ User errors (bad YAML, unknown names, bad hyper-parameters) print one line ``ube
 before anything is written. A cell that fails while running is stored as failed; the command then exits 1.
 ``ubench submit`` checks an outside method's entry and adds it to a board (exit 1 when a check fails);
 ``ubench new-method`` writes a starter method file and its entry. ``ubench tune`` searches each board entry's
-hyper-parameters within the budget tier's trial allowance, scoring calibrated endpoints only.
+hyper-parameters within the budget tier's trial allowance, scoring calibrated endpoints only. ``ubench geffect``
+measures the G-effect (arXiv 2502.19301) of a method at a checkpoint on a task split, without a run.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from bench.perf import calibration_cost, step_overhead
+    from bench.perf import calibration_cost, geffect_cost, step_overhead
 
     _quiet()
     if args.only in (None, "step"):
@@ -110,6 +111,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
         print(report.text(), flush=True)
     if args.only in (None, "calibration"):
         print(calibration_cost(args.task, args.split, args.method).text(), flush=True)
+    if args.only in (None, "geffect"):
+        report = geffect_cost(args.task, args.split, args.method, repeats=args.repeats, steps=args.steps)
+        print(report.text(), flush=True)
     return 0
 
 
@@ -194,6 +198,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def cmd_geffect(args: argparse.Namespace) -> int:
+    """The G-effect of one method at one checkpoint on one task split (``bench.geffect.cli``)."""
+    from bench.geffect.cli import run
+
+    _load_plugins(args.plugin)
+    _quiet()
+    return run(args.task, args.split, args.method, args.params, args.checkpoint, args.items, args.out)
+
+
 def cmd_new_method(args: argparse.Namespace) -> int:
     from bench.submit import new_method
 
@@ -217,13 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
     ls = sub.add_parser("ls", help="list registered methods, metrics or tasks")
     ls.add_argument("what", choices=["methods", "metrics", "tasks"])
-    perf = sub.add_parser("perf", help="harness/bare step time ratio; calibration scoring passes per probe")
+    perf = sub.add_parser("perf", help="harness/bare step time ratio; calibration scoring passes per probe; "
+                                       "G-effect recording cost")
     perf.add_argument("--task", default="synthetic")
     perf.add_argument("--split", default="forget10")
     perf.add_argument("--method", default="ga")
     perf.add_argument("--steps", type=int, default=30)
     perf.add_argument("--repeats", type=int, default=5)
-    perf.add_argument("--only", choices=["step", "calibration"], help="run one benchmark (default: all)")
+    perf.add_argument("--only", choices=["step", "calibration", "geffect"], help="run one benchmark (default: all)")
     submit = sub.add_parser("submit", help="check a method entry (smoke runs included) and add it to a board")
     submit.add_argument("entry", help="submission entry YAML, e.g. mymethod.entry.yaml")
     submit.add_argument("--board", help="leaderboard YAML (default: leaderboards/synthetic.yaml)")
@@ -236,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "any number for a custom budget)")
     tune.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
     tune.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
+    geffect = sub.add_parser("geffect", help="G-effect of a method at a checkpoint on a task split, without a run")
+    geffect.add_argument("--task", required=True, help="task name, e.g. synthetic or synthetic-mini")
+    geffect.add_argument("--split", required=True, help="forget split, e.g. forget10")
+    geffect.add_argument("--method", required=True, help="registered method name, e.g. npo")
+    geffect.add_argument("--params", help='hyper-parameters as a JSON object, e.g. \'{"beta": 0.1}\'')
+    geffect.add_argument("--checkpoint", help="saved Hugging Face model folder (default: the task's target model)")
+    geffect.add_argument("--items", type=int, default=16, help="items per data set (default: 16)")
+    geffect.add_argument("--out", help="write the measurement JSON to this file")
+    geffect.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
     new = sub.add_parser("new-method", help="write a method file and its submission entry from the template")
     new.add_argument("name", help="registered name of the new method, e.g. my_method")
     new.add_argument("--dir", default=".", help="folder to write NAME.py and NAME.entry.yaml into (default: .)")
@@ -245,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "board": cmd_board, "ls": cmd_ls, "perf": cmd_perf, "submit": cmd_submit,
-                "new-method": cmd_new_method, "tune": cmd_tune}
+                "new-method": cmd_new_method, "tune": cmd_tune, "geffect": cmd_geffect}
     try:
         return handlers[args.command](args)
     except (SpecError, RegistryError) as exc:

@@ -12,7 +12,14 @@ Column keys (see ``column_direction``):
 - ``alpha``: the calibrated mixing weight alpha* (``control.calibration.alpha``), higher is better (less mixing
   with the target was needed; 1 means the raw endpoint already keeps the utility);
 - ``tradeoff_auc``: the area under the forget-efficacy vs utility frontier (``control.tradeoff.auc``), higher is
-  better. ``alpha`` and ``tradeoff_auc`` are blank on reference rows.
+  better. ``alpha`` and ``tradeoff_auc`` are blank on reference rows;
+- ``geffect/cumulative/<set>`` (set: forget, retain, holdout, world_facts): the cumulative G-effect (arXiv
+  2502.19301) sum of lr * e(D) * steps over the recorded steps (``geffect.cumulative``); forget: lower is better
+  (more negative: the forget risk rose more), the others higher is better;
+- ``geffect/top_group_share``: the share of |cumulative forget G-effect| in the most-affected block group, no
+  direction of better (marked ``·``; as the sort key it needs an explicit ``descending``);
+- ``geffect/top_group``: that group's name (text: the most common value over seeds; never a sort key).
+  The G-effect columns are blank on reference rows.
 """
 
 from __future__ import annotations
@@ -28,19 +35,28 @@ import pandas as pd
 
 from bench.control.controller import UTILITY_METRIC
 from bench.data.tasks import load_task
+from bench.geffect.callback import DATA_SETS as GEFFECT_SETS
 from bench.metrics.base import ItemMetric
 from bench.registry import METHODS, METRICS
 from bench.runner import REFERENCE_KINDS, make_run_spec, reference_id
-from bench.spec import LeaderboardSpec, MethodEntry, RunSpec, SpecError, TaskEntry
+from bench.spec import LeaderboardSpec, MethodEntry, RunSpec, SpecError, TaskEntry, read_yaml
 from bench.store import Store, atomic_write_text
 
 REFERENCE_LABELS = {"target": "target (before unlearning)", "oracle": "retain oracle"}
-ARROWS = {"higher": "↑", "lower": "↓"}
+ARROWS = {"higher": "↑", "lower": "↓", "none": "·"}
 CALIBRATED = "calibrated/"
 SPLITS = ("forget", "retain", "world_facts")
 # Columns read from a run's control section that have no reference-row value, with their direction of better.
 CONTROL_COLUMNS = {"alpha": "higher", "tradeoff_auc": "higher"}
 UTILITY_NAMES = {"retain_es": "retain ES", "retain_rouge": "retain ROUGE-L", "model_utility": "model utility"}
+# G-effect columns (arXiv 2502.19301), read from a run's ``geffect`` summary, with their direction of better
+# ("none": no direction); blank on reference rows. ``geffect/top_group`` is text.
+GEFFECT = "geffect/"
+GEFFECT_COLUMNS = {**{f"{GEFFECT}cumulative/{s}": "lower" if s == "forget" else "higher" for s in GEFFECT_SETS},
+                   f"{GEFFECT}top_group_share": "none", f"{GEFFECT}top_group": "none"}
+TEXT_COLUMNS = frozenset({f"{GEFFECT}top_group"})
+# Columns that are blank on reference rows.
+RUN_ONLY_COLUMNS = frozenset({*CONTROL_COLUMNS, *GEFFECT_COLUMNS})
 
 
 @dataclass(frozen=True)
@@ -135,9 +151,12 @@ def cell_record(cell: Cell, board: LeaderboardSpec, store: Store) -> dict | None
 
 def column_direction(column: str) -> str:
     """Direction of better of a column key (see the module docstring): a metric's from its declaration, and the
-    same for its ``calibrated/`` form; ``alpha`` and ``tradeoff_auc`` are higher-is-better."""
+    same for its ``calibrated/`` form; ``alpha`` and ``tradeoff_auc`` are higher-is-better; the G-effect columns
+    have theirs in ``GEFFECT_COLUMNS`` (``none`` for the direction-less ones)."""
     if column in CONTROL_COLUMNS:
         return CONTROL_COLUMNS[column]
+    if column in GEFFECT_COLUMNS:
+        return GEFFECT_COLUMNS[column]
     split, _, name = column.removeprefix(CALIBRATED).rpartition("/")
     metric = METRICS.get(name)
     if isinstance(metric, ItemMetric):
@@ -146,24 +165,29 @@ def column_direction(column: str) -> str:
 
 
 def known_columns() -> list[str]:
-    """Every valid column key: raw metric keys, their ``calibrated/`` forms, then ``alpha`` and ``tradeoff_auc``."""
+    """Every valid column key: raw metric keys, their ``calibrated/`` forms, ``alpha`` and ``tradeoff_auc``, then
+    the G-effect columns."""
     raw: list[str] = []
     for name in METRICS.names():
         if isinstance(METRICS.get(name), ItemMetric):
             raw.extend(f"{split}/{name}" for split in SPLITS)
         else:
             raw.append(name)
-    return [*raw, *(CALIBRATED + key for key in raw), *CONTROL_COLUMNS]
+    return [*raw, *(CALIBRATED + key for key in raw), *CONTROL_COLUMNS, *GEFFECT_COLUMNS]
 
 
 def _column_problem(column: str) -> str | None:
     """Why ``column`` is not a valid column key (one line, with a did-you-mean), or None when it is valid."""
-    if column in CONTROL_COLUMNS:
+    if column in CONTROL_COLUMNS or column in GEFFECT_COLUMNS:
         return None
     raw = column.removeprefix(CALIBRATED)
     calibrated = raw != column
-    if calibrated and raw in CONTROL_COLUMNS:
+    if calibrated and (raw in CONTROL_COLUMNS or raw in GEFFECT_COLUMNS):
         return f"{raw} has no calibrated form; write {raw}"
+    if raw.startswith(GEFFECT):
+        close = difflib.get_close_matches(raw, list(GEFFECT_COLUMNS), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (G-effect columns: {', '.join(GEFFECT_COLUMNS)})"
+        return f"unknown column {column!r}{hint}"
     split, _, name = raw.rpartition("/")
     if name not in METRICS:
         close = difflib.get_close_matches(column, known_columns(), n=1, cutoff=0.6)
@@ -186,12 +210,30 @@ def _column_problem(column: str) -> str | None:
     return None
 
 
+def _explicit_descending(board: LeaderboardSpec) -> bool:
+    """Whether the board's file gives ``sort.descending`` itself (True for a board without a readable file: its
+    ``SortSpec`` was built in code, where the argument is explicit)."""
+    if not board.path or not Path(board.path).is_file():
+        return True
+    try:
+        sort = read_yaml(board.path).get("sort")
+    except SpecError:
+        return True
+    return isinstance(sort, dict) and "descending" in sort
+
+
 def _check_columns(board: LeaderboardSpec) -> None:
     for i, column in enumerate((*board.columns, board.sort.by)):
         where = f"columns[{i}]" if i < len(board.columns) else "sort.by"
         problem = _column_problem(column)
         if problem:
             raise SpecError(f"{board.path}: {where}: {problem}")
+    key = board.sort.by
+    if key in TEXT_COLUMNS:
+        raise SpecError(f"{board.path}: sort.by: {key} is text and cannot order the board; sort by a number")
+    if column_direction(key) == "none" and not _explicit_descending(board):
+        raise SpecError(f"{board.path}: sort.by: {key} has no direction of better; give sort.descending (true or "
+                        "false) explicitly")
 
 
 def record_value(record: dict | None, column: str) -> float | None:
@@ -204,7 +246,15 @@ def record_value(record: dict | None, column: str) -> float | None:
         return None
     reference = record.get("kind") == "reference"
     control = record.get("control") or {}
-    if column in CONTROL_COLUMNS:
+    if column in GEFFECT_COLUMNS:
+        if reference or column in TEXT_COLUMNS:
+            return None
+        summary = record.get("geffect") or {}
+        if column == f"{GEFFECT}top_group_share":
+            value = summary.get("top_group_share")
+        else:
+            value = (summary.get("cumulative") or {}).get(column.rpartition("/")[2])
+    elif column in CONTROL_COLUMNS:
         if reference:
             return None
         section, field = ("calibration", "alpha") if column == "alpha" else ("tradeoff", "auc")
@@ -216,9 +266,28 @@ def record_value(record: dict | None, column: str) -> float | None:
     return None if value is None else float(value)
 
 
+def record_text(record: dict | None, column: str) -> str | None:
+    """The value of text column ``column`` (``geffect/top_group``) in an ``ok`` run record, or None."""
+    if not record or record.get("status") != "ok" or record.get("kind") == "reference" or column not in TEXT_COLUMNS:
+        return None
+    value = (record.get("geffect") or {}).get(column.rpartition("/")[2])
+    return None if value is None else str(value)
+
+
 def _metric_values(records: list[dict], column: str) -> list[float]:
+    """The numeric values of ``column`` over ``records`` (a text column has none: see ``_text_value``)."""
+    if column in TEXT_COLUMNS:
+        return []
     values = (record_value(r, column) for r in records)
     return [v for v in values if v is not None]
+
+
+def _text_value(records: list[dict], column: str) -> str | float:
+    """The most common value of text column ``column`` over ``records`` (ties: the earliest seed's), NaN if none."""
+    from collections import Counter
+
+    values = [v for v in (record_text(r, column) for r in records) if v is not None]
+    return Counter(values).most_common(1)[0][0] if values else np.nan
 
 
 def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
@@ -232,6 +301,7 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
     key = board.sort.by
     keys = list(dict.fromkeys((*board.columns, key)))
     rows: list[dict] = []
+    geffect: dict[str, dict[str, dict]] = {f"{t.task}/{t.split}": {} for t in board.tasks}
     for task in board.tasks:
         data = load_task(task.task, task.split)
         for kind in REFERENCE_KINDS:
@@ -261,20 +331,73 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
                 values = _metric_values(ok, column)
                 row[column] = float(np.mean(values)) if values else np.nan
                 row[f"{column} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
+                if column in TEXT_COLUMNS:
+                    row[column] = _text_value(ok, column)
             method_rows.append(row)
+            facts = _geffect_facts(mine, ok, store)
+            if facts:
+                geffect[f"{task.task}/{task.split}"][entry.display] = facts
         ascending = not board.sort.descending
         method_rows.sort(key=lambda r: (np.isnan(r[key]), r[key] if ascending else -r[key]))
         rows.extend(method_rows)
     table = pd.DataFrame(rows)
     if key not in board.columns:
         table = table.drop(columns=[key, f"{key} std"])
+    table.attrs["geffect"] = {name: facts for name, facts in geffect.items() if facts}
     return table
 
 
-def _format(value: float, std: float) -> str:
+def _geffect_facts(cells: list[Cell], ok: list[dict], store: Store) -> dict:
+    """What the G-effect paragraph needs of one board entry, from its ``ok`` records and their ``geffect.jsonl``
+    (means over seeds): the registered method and hyper-parameters, the cumulative G-effect per data set, |e_u|
+    at the last two recorded steps, and NPO's mean weight at the first and last recorded step. Empty without
+    G-effect data. Kept in ``table.attrs["geffect"]``, not in the table's columns (nor the CSV)."""
+    from bench.geffect.plots import load_measurements
+
+    summaries = [(r, r["geffect"]) for r in ok if r.get("geffect")]
+    if not summaries or not cells:
+        return {}
+    # the board entry's hyper-parameters (defaults filled in): "+KL" pairs are entries of the board
+    facts: dict = {"method": cells[0].spec.method, "hparams": dict(cells[0].spec.hparams), "seeds": len(summaries)}
+    cumulative: dict[str, list[float]] = {}
+    for _, summary in summaries:
+        for name, value in (summary.get("cumulative") or {}).items():
+            cumulative.setdefault(name, []).append(float(value))
+    facts["cumulative"] = {name: float(np.mean(values)) for name, values in cumulative.items()}
+    tails, weight_steps = [], []
+    for record, _ in summaries:
+        measured = load_measurements(store, record)
+        if len(measured) >= 2:
+            tails.append([(int(m["step"]), abs(float(m["total"].get("forget", np.nan)))) for m in measured[-2:]])
+        weighted = [int(m["step"]) for m in measured if "npo_weight" in (m.get("diagnostics") or {})]
+        if weighted:
+            weight_steps.append([weighted[0], weighted[-1]])
+    if tails:
+        facts["e_u_tail"] = {"steps": [step for step, _ in tails[0]],
+                             "abs": [float(np.mean([t[k][1] for t in tails])) for k in range(2)]}
+    weights = [s["npo_weight"] for _, s in summaries if s.get("npo_weight")]
+    if weights:
+        facts["npo_weight"] = {k: float(np.mean([w[k] for w in weights])) for k in ("first", "last")}
+        if weight_steps:
+            facts["npo_weight"]["steps"] = weight_steps[0]
+    return facts
+
+
+def _format(value: float, std: float, spec: str = ".3f") -> str:
     if np.isnan(value):
         return "—"
-    return f"{value:.3f}" if np.isnan(std) else f"{value:.3f} ± {std:.3f}"
+    return f"{value:{spec}}" if np.isnan(std) else f"{value:{spec}} ± {std:{spec}}"
+
+
+def _cell(row: pd.Series, column: str) -> str:
+    """A method or reference row's cell: blank for run-only columns on reference rows, the text of a text column,
+    3 significant digits for the cumulative G-effect (its values span orders of magnitude), else 3 decimals."""
+    if row["reference"] and column in RUN_ONLY_COLUMNS:
+        return ""
+    if column in TEXT_COLUMNS:
+        return row[column] if isinstance(row[column], str) else "—"
+    spec = ".3g" if column.startswith(f"{GEFFECT}cumulative/") else ".3f"
+    return _format(row[column], row[f"{column} std"], spec)
 
 
 def protocol_line(board: LeaderboardSpec) -> str:
@@ -395,23 +518,142 @@ def finding(board: LeaderboardSpec, table: pd.DataFrame) -> str:
     return "\n\n".join(paragraphs)
 
 
-def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str] | None = None) -> str:
-    """Markdown with direction arrows in the headers (↑ higher is better, ↓ lower is better), the control
-    protocol, the "Finding" paragraph and links to the trade-off plots.
+GEFFECT_SIGN_LINE = (
+    "G-effect (arXiv 2502.19301): e(D) = ∇R(D)ᵀ∇L_u, the first-order fall of the risk R(D) (mean answer NLL) per "
+    "unit step of the objective L_u; **negative e(forget) = the forget risk rises = unlearning**, e(retain) ≥ 0 "
+    "wanted; `geffect/cumulative/<set>` is Σ lr·e(D)·steps over the recorded steps (forget ↓, others ↑), "
+    "`geffect/top_group_share` (· no direction) the share of |cumulative e(forget)| in the most-affected block "
+    "group (shallow/middle/deep thirds), `geffect/top_group` that group.")
+
+
+def _has_geffect(board: LeaderboardSpec, table: pd.DataFrame) -> bool:
+    return any(c in GEFFECT_COLUMNS for c in board.columns) or bool(table.attrs.get("geffect"))
+
+
+def _paired_plain(facts: dict[str, dict], label: str) -> str | None:
+    """The plain entry of a "+KL" variant ``label``: the same registered method whose hyper-parameters, apart from
+    the retain regulariser (``retain_loss``, ``retain_weight``), are the KL variant's, with ``retain_loss: none``
+    (the first such entry in board order), or None."""
+    kl = facts[label]
+    if kl["hparams"].get("retain_loss") != "kl":
+        return None
+    rest = {k: v for k, v in kl["hparams"].items() if k not in ("retain_loss", "retain_weight")}
+    for other, f in facts.items():
+        if other == label or f["method"] != kl["method"] or f["hparams"].get("retain_loss", "none") != "none":
+            continue
+        if {k: v for k, v in f["hparams"].items() if k not in ("retain_loss", "retain_weight")} == rest:
+            return other
+    return None
+
+
+def _npo_label(board: LeaderboardSpec, facts: dict[str, dict]) -> str | None:
+    """The board's plain NPO row with G-effect data: labelled ``NPO``, else an ``npo`` entry without regulariser."""
+    entries = [m.display for m in board.methods if m.method == "npo" and m.display in facts]
+    exact = [d for d in entries if d.lower() == "npo"]
+    plain = [d for d in entries if facts[d]["hparams"].get("retain_loss", "none") == "none"]
+    pick = exact or plain or entries
+    return pick[0] if pick else None
+
+
+def geffect_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
+    """The "G-effect" paragraph, computed from the records behind ``table`` (``table.attrs["geffect"]``, set by
+    ``build_table``): GA's cumulative e_u and whether its |e_u| settles (the last two recorded steps), NPO's mean
+    weight at the first and last recorded step, and, for each method with a "+KL" variant on the board, whether
+    the variant's cumulative e_r is higher than the plain objective's. Empty without G-effect data."""
+    data = table.attrs.get("geffect") or {}
+    ga = _ga_label(board)
+    paragraphs = []
+    for task_name, facts in data.items():
+        parts = []
+        if ga in facts and "forget" in facts[ga]["cumulative"]:
+            e_u = facts[ga]["cumulative"]["forget"]
+            direction = "rose" if e_u < 0 else "fell" if e_u > 0 else "did not move"
+            text = (f"{ga}'s cumulative e_u is {e_u:.4g}: to first order its forget risk {direction} by "
+                    f"{abs(e_u):.4g}")
+            tail = facts[ga].get("e_u_tail")
+            if tail and all(np.isfinite(tail["abs"])):
+                (s0, s1), (a0, a1) = tail["steps"], tail["abs"]
+                ratio = f" (×{a1 / a0:.3g})" if a0 > 0 else ""
+                verdict = "shrinks, so e_u settles" if a1 < a0 else "does not shrink, so e_u does not settle"
+                text += f"; |e_u| goes from {a0:.4g} at step {s0} to {a1:.4g} at step {s1}{ratio}: it {verdict}"
+            parts.append(text + ".")
+        npo = _npo_label(board, facts)
+        if npo and "npo_weight" in facts[npo]:
+            weight = facts[npo]["npo_weight"]
+            steps = weight.get("steps")
+            where = f" (step {steps[0]} → {steps[1]})" if steps else " (first → last recorded step)"
+            trend = "falls" if weight["last"] < weight["first"] else "does not fall"
+            parts.append(f"{npo}'s mean weight w {trend} from {weight['first']:.3f} to {weight['last']:.3f}{where}"
+                         + (": it damps the ascent on items already forgotten." if weight["last"] < weight["first"]
+                            else "."))
+        higher, not_higher = [], []
+        for label in facts:
+            plain = _paired_plain(facts, label)
+            if plain is None:
+                continue
+            e_kl, e_plain = facts[label]["cumulative"].get("retain"), facts[plain]["cumulative"].get("retain")
+            if e_kl is None or e_plain is None:
+                continue
+            item = f"{label} {e_kl:.4g} vs {plain} {e_plain:.4g}"
+            (higher if e_kl > e_plain else not_higher).append(item)
+        if higher or not_higher:
+            text = "Cumulative e_r with the KL retain regulariser against without: "
+            pieces = []
+            if higher:
+                pieces.append(f"higher for {'; '.join(higher)}")
+            if not_higher:
+                pieces.append(f"not higher for {'; '.join(not_higher)}")
+            parts.append(text + ", ".join(pieces) + ".")
+        if parts:
+            prefix = f"On `{task_name}`: " if len(board.tasks) > 1 else ""
+            paragraphs.append(f"**G-effect.** {prefix}" + " ".join(parts))
+    return "\n\n".join(paragraphs)
+
+
+def _geffect_links(board: LeaderboardSpec, names: Sequence[str]) -> str:
+    """Markdown linking the G-effect plots ``names`` (relative to ``board.out_dir``): the per-step plot(s) shown,
+    the per-method heat maps and per-instance scatters linked by label."""
+    from bench.geffect.plots import plot_index
+
+    index = {str(path.relative_to(board.out_dir)): key for key, path in plot_index(board).items()}
+    chosen = [(index[n], n) for n in names if n in index]
+    lines = []
+    for task in board.tasks:
+        suffix = f" ({task.task}/{task.split})" if len(board.tasks) > 1 else ""
+        mine = [(key, name) for key, name in chosen if key[1] == task]
+        steps = [name for key, name in mine if key[0] == "steps"]
+        lines += [f"![G-effect per step{suffix}]({name})" for name in steps]
+        for kind, title in (("heatmap", "Per-block heat maps of e(forget) by step"),
+                            ("instances", "Per-instance PG-effects on forget vs retain at the last recorded step")):
+            links = [f"[{key[2]}]({name})" for key, name in mine if key[0] == kind]
+            if links:
+                lines.append(f"{title}{suffix}: " + " · ".join(links) + ".")
+    return "\n\n".join(lines)
+
+
+def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str] | None = None,
+                geffect_plots: Sequence[str] | None = None) -> str:
+    """Markdown with direction arrows in the headers (↑ higher is better, ↓ lower is better, · no direction), the
+    control protocol, the G-effect sign convention (when the board has G-effect columns or data), the "Finding"
+    and "G-effect" paragraphs and links to the trade-off and G-effect plots.
 
     ``plots``: file names (relative to ``board.out_dir``) of the trade-off plots to link; None links those of
-    ``bench.plots.plot_paths`` that exist.
+    ``bench.plots.plot_paths`` that exist. ``geffect_plots``: the same for the G-effect plots (``geffect/...``);
+    None links those of ``bench.geffect.plots.plot_index`` that exist.
     """
     if plots is None:
         from bench.plots import PLOT_NAME, plot_paths
 
         plots = [p.name for p in plot_paths(board, board.out_dir / PLOT_NAME).values() if p.exists()]
+    if geffect_plots is None:
+        from bench.geffect.plots import plot_index
+
+        geffect_plots = [str(p.relative_to(board.out_dir)) for p in plot_index(board).values() if p.exists()]
     headers = ["task", "method", "seeds", *[f"{c} {ARROWS[column_direction(c)]}" for c in board.columns], "status"]
     body = []
     for _, row in table.iterrows():
         name = f"*{row['method']}*" if row["reference"] else row["method"]
-        values = ["" if row["reference"] and c in CONTROL_COLUMNS else _format(row[c], row[f"{c} std"])
-                  for c in board.columns]
+        values = [_cell(row, c) for c in board.columns]
         body.append([row["task"], name, row["seeds"], *values, row["status"]])
     from tabulate import tabulate
 
@@ -426,17 +668,27 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
             "↑/↓: higher/lower is better; on the forget split less knowledge is better, except forget quality and "
             "truth ratio, which are best when they match the retain oracle.\n\n")
     protocol = protocol_line(board) + "\n\n"
+    if _has_geffect(board, table):
+        protocol += GEFFECT_SIGN_LINE + "\n\n"
     markdown = title + description + note + protocol
     markdown += tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
     markdown += "\n" + finding(board, table) + "\n"
+    paragraph = geffect_paragraph(board, table)
+    if paragraph:
+        markdown += "\n" + paragraph + "\n"
     if plots:
         markdown += "\n" + "\n\n".join(f"![trade-off]({name})" for name in plots) + "\n"
+    links = _geffect_links(board, geffect_plots) if geffect_plots else ""
+    if links:
+        markdown += "\n" + links + "\n"
     return markdown
 
 
 def write_tables(board: LeaderboardSpec, store: Store) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Build the table from stored records and write ``<out_dir>/board.md``, ``board.csv`` and the trade-off
-    plot(s) (``bench.plots``; keys ``tradeoff...`` in the returned paths), each atomically."""
+    """Build the table from stored records and write ``<out_dir>/board.md``, ``board.csv``, the trade-off
+    plot(s) (``bench.plots``; keys ``tradeoff...`` in the returned paths) and the G-effect plots in
+    ``<out_dir>/geffect/`` (``bench.geffect.plots``; keys ``geffect/<stem>``), each atomically."""
+    from bench.geffect.plots import geffect_plots
     from bench.plots import PLOT_NAME, plot_paths, tradeoff_plot
 
     table = build_table(board, store)
@@ -447,6 +699,9 @@ def write_tables(board: LeaderboardSpec, store: Store) -> tuple[pd.DataFrame, di
     for stale in set(plot_paths(board, base).values()) - set(written):
         stale.unlink(missing_ok=True)  # a plot of an earlier build whose task has no trade-off data now
     paths.update({p.stem: p for p in written})
-    atomic_write_text(paths["markdown"], to_markdown(board, table, [p.name for p in written]))
+    g_written = geffect_plots(board, store)
+    paths.update({f"geffect/{p.stem}": p for p in g_written})
+    g_names = [str(p.relative_to(out)) for p in g_written]
+    atomic_write_text(paths["markdown"], to_markdown(board, table, [p.name for p in written], g_names))
     atomic_write_text(paths["csv"], table.to_csv(index=False, float_format="%.6g"))
     return table, paths

@@ -140,7 +140,7 @@ def test_wrong_tier(tmp_path: Path) -> None:
     assert line(report, "tier") == "FAIL tier: the entry targets tier 'standard' but board mini runs tier 'smoke'"
     assert_failed_and_nothing_written(report, board)
     report = submit(write_entry(tmp_path, entry_yaml(tier="huge")), board)
-    assert line(report, "tier") == "FAIL tier: unknown budget tier 'huge' (known: smoke, standard, full)"
+    assert line(report, "tier") == "FAIL tier: unknown budget tier 'huge' (known: smoke, smoke-search, standard, full)"
 
 
 def test_duplicate_label(tmp_path: Path) -> None:

@@ -1,0 +1,235 @@
+"""The G-effect on the leaderboard (columns, markdown, plots) and the ``ubench geffect`` command, on a
+synthetic-mini board whose budget records the G-effect every 2 of its 4 steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.geffect.plots import load_measurements, plot_index
+from bench.leaderboard import (
+    GEFFECT_SIGN_LINE,
+    build_table,
+    column_direction,
+    geffect_paragraph,
+    plan,
+    to_markdown,
+    write_tables,
+)
+from bench.runner import execute
+from bench.spec import LeaderboardSpec, SpecError
+from bench.store import Store
+
+from .conftest import MINI, mini_board
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+METHODS = "[{method: ga, label: GA}, {method: ga, label: GA+KL, params: {retain_loss: kl}}, {method: npo}]"
+G_COLUMNS = ("geffect/cumulative/forget", "geffect/cumulative/retain", "geffect/cumulative/holdout",
+             "geffect/cumulative/world_facts", "geffect/top_group_share", "geffect/top_group")
+COLUMNS = f"[forget/es, retain/es, {', '.join(G_COLUMNS)}]"
+
+
+def geffect_board(folder: Path, columns: str = COLUMNS, sort: str | None = None) -> Path:
+    """``mini_board`` with GA, GA+KL and NPO, a budget that records the G-effect at steps 0, 2 and 4, and
+    G-effect columns."""
+    path = mini_board(folder, methods=METHODS)
+    text = path.read_text().replace("budget: {steps: 4, lr: 0.0005, batch_size: 8}",
+                                    "budget: {steps: 4, lr: 0.001, batch_size: 8, callback_every: 2}")
+    text = re.sub(r"(?m)^columns: .*$", f"columns: {columns}", text)
+    if sort is not None:
+        text = re.sub(r"(?m)^sort: .*$", f"sort: {sort}", text)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory, one_torch_thread) -> tuple[LeaderboardSpec, Store]:
+    folder = tmp_path_factory.mktemp("geffect")
+    board = LeaderboardSpec.load(geffect_board(folder))
+    store = Store(folder / "results")
+    for cell in plan(board):
+        assert execute(cell.spec, store)["status"] == "ok"
+    return board, store
+
+
+def _records(board: LeaderboardSpec, store: Store) -> dict[str, dict]:
+    return {c.method.display: store.load("runs", c.spec.run_id) for c in plan(board)}
+
+
+def test_columns_hold_the_records_values(ran) -> None:
+    board, store = ran
+    table = build_table(board, store)
+    methods = table[~table["reference"]].set_index("method")
+    assert set(methods.index) == {"GA", "GA+KL", "npo"}
+    for label, record in _records(board, store).items():
+        summary, row = record["geffect"], methods.loc[label]
+        steps = summary["steps"]  # every 2 steps of 4, from step 0 (the recorder decides where in the step)
+        assert len(steps) >= 2 and steps[0] == 0 and steps == sorted(steps) and all(s % 2 == 0 for s in steps)
+        for data_set in ("forget", "retain", "holdout", "world_facts"):
+            assert row[f"geffect/cumulative/{data_set}"] == summary["cumulative"][data_set]
+        assert row["geffect/top_group_share"] == summary["top_group_share"]
+        assert row["geffect/top_group"] == summary["top_group"]
+        assert summary["cumulative"]["forget"] < 0  # ascent raised the forget risk
+    refs = table[table["reference"]]
+    assert refs[[c for c in G_COLUMNS if c != "geffect/top_group"]].isna().all().all()
+    assert column_direction("geffect/cumulative/forget") == "lower"
+    assert column_direction("geffect/cumulative/retain") == column_direction("geffect/cumulative/holdout") == "higher"
+    assert column_direction("geffect/top_group_share") == "none"
+    markdown = to_markdown(board, table, [], [])
+    for header in ("geffect/cumulative/forget ↓", "geffect/cumulative/retain ↑", "geffect/cumulative/world_facts ↑",
+                   "geffect/top_group_share ·", "geffect/top_group ·"):
+        assert header in markdown
+    target_line = next(line for line in markdown.splitlines() if "*target (before unlearning)*" in line)
+    cells = [c.strip() for c in target_line.strip("|").split("|")]
+    assert cells[-7:-1] == [""] * 6  # G-effect columns are blank on reference rows
+
+
+def test_markdown_states_the_sign_and_the_computed_paragraph(ran) -> None:
+    board, store = ran
+    table = build_table(board, store)
+    markdown = to_markdown(board, table, [], [])
+    assert GEFFECT_SIGN_LINE in markdown and "\n" not in GEFFECT_SIGN_LINE
+    assert "negative e(forget) = the forget risk rises = unlearning" in GEFFECT_SIGN_LINE
+    paragraph = geffect_paragraph(board, table)
+    assert paragraph.startswith("**G-effect.**") and paragraph in markdown
+    records = _records(board, store)
+    ga = records["GA"]
+    assert f"GA's cumulative e_u is {ga['geffect']['cumulative']['forget']:.4g}" in paragraph
+    measured = load_measurements(store, ga)
+    (s0, a0), (s1, a1) = [(m["step"], abs(m["total"]["forget"])) for m in measured[-2:]]
+    assert f"|e_u| goes from {a0:.4g} at step {s0} to {a1:.4g} at step {s1}" in paragraph
+    assert ("so e_u settles" if a1 < a0 else "so e_u does not settle") in paragraph
+    weight = records["npo"]["geffect"]["npo_weight"]
+    assert f"npo's mean weight w {'falls' if weight['last'] < weight['first'] else 'does not fall'} from " \
+           f"{weight['first']:.3f} to {weight['last']:.3f}" in paragraph
+    e_kl, e_plain = (records[k]["geffect"]["cumulative"]["retain"] for k in ("GA+KL", "GA"))
+    verdict = "higher" if e_kl > e_plain else "not higher"
+    assert f"{verdict} for GA+KL {e_kl:.4g} vs GA {e_plain:.4g}" in paragraph
+    assert geffect_paragraph(board, pd.DataFrame(table.to_dict())) == ""  # no records behind it: no paragraph
+
+
+def test_paragraph_follows_the_numbers() -> None:
+    """A hand-made table: whether e_u settles and which +KL variant raises e_r come from the facts given."""
+    from types import SimpleNamespace
+
+    from bench.spec import MethodEntry, TaskEntry
+
+    board = SimpleNamespace(tasks=(TaskEntry(MINI, "forget10"),), methods=(
+        MethodEntry("ga", "GA"), MethodEntry("ga", "GA+KL", {"retain_loss": "kl"}), MethodEntry("npo", "NPO"),
+        MethodEntry("npo", "NPO+KL", {"retain_loss": "kl"})))
+
+    def facts(method: str, retain_loss: str, e_r: float, **extra) -> dict:
+        return {"method": method, "hparams": {"retain_loss": retain_loss, "retain_weight": 1.0},
+                "cumulative": {"forget": -2.5, "retain": e_r}, **extra}
+
+    table = pd.DataFrame({"task": [f"{MINI}/forget10"]})
+    table.attrs["geffect"] = {f"{MINI}/forget10": {
+        "GA": facts("ga", "none", -1.0, e_u_tail={"steps": [30, 40], "abs": [8.0, 2.0]}),
+        "GA+KL": facts("ga", "kl", -0.5),
+        "NPO": facts("npo", "none", -0.2, npo_weight={"first": 0.9, "last": 0.3, "steps": [10, 40]}),
+        "NPO+KL": facts("npo", "kl", -0.3)}}
+    paragraph = geffect_paragraph(board, table)
+    assert "GA's cumulative e_u is -2.5: to first order its forget risk rose by 2.5" in paragraph
+    assert "|e_u| goes from 8 at step 30 to 2 at step 40 (×0.25): it shrinks, so e_u settles" in paragraph
+    assert "NPO's mean weight w falls from 0.900 to 0.300 (step 10 → 40)" in paragraph
+    assert "higher for GA+KL -0.5 vs GA -1" in paragraph and "not higher for NPO+KL -0.3 vs NPO -0.2" in paragraph
+
+
+def test_plots_are_valid_deterministic_and_linked(ran) -> None:
+    import matplotlib.image
+
+    board, store = ran
+    table, paths = write_tables(board, store)
+    folder = board.out_dir / "geffect"
+    names = ["geffect_steps.png", *(f"geffect_{kind}-{slug}.png" for kind in ("heatmap", "instances")
+                                    for slug in ("ga", "ga-kl", "npo"))]
+    assert sorted(p.name for p in folder.glob("*.png")) == sorted(names)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+    first = {}
+    for name in names:
+        path = folder / name
+        assert paths[f"geffect/{path.stem}"] == path
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and b"Software" not in data
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+        image = matplotlib.image.imread(path)
+        assert image.shape[0] > 100 and image.shape[1] > 100 and np.ptp(image[..., :3]) > 0
+        first[name] = data
+    markdown = paths["markdown"].read_text()
+    assert "![G-effect per step](geffect/geffect_steps.png)" in markdown
+    assert "[GA+KL](geffect/geffect_heatmap-ga-kl.png)" in markdown
+    assert "[npo](geffect/geffect_instances-npo.png)" in markdown
+    assert to_markdown(board, table) == markdown  # without lists, it links the plots that exist
+    assert set(plot_index(board).values()) == {folder / n for n in names}
+    _, again = write_tables(board, store)
+    assert {name: (folder / name).read_bytes() for name in names} == first
+    assert again["markdown"].read_text() == markdown
+
+
+@pytest.mark.parametrize(("columns", "sort", "expected"), [
+    ("[geffect/top_group_share]", "{by: geffect/top_group_share}",
+     "sort.by: geffect/top_group_share has no direction of better; give sort.descending"),
+    ("[geffect/top_group]", "{by: geffect/top_group, descending: true}",
+     "sort.by: geffect/top_group is text and cannot order the board"),
+    ("[geffect/cumulative/forgt]", "{by: forget/es}",
+     "columns[0]: unknown column 'geffect/cumulative/forgt'; did you mean 'geffect/cumulative/forget'?"),
+    ("[calibrated/geffect/top_group_share]", "{by: forget/es}",
+     "columns[0]: geffect/top_group_share has no calibrated form"),
+])
+def test_bad_geffect_column_or_sort_is_one_line(tmp_path: Path, columns: str, sort: str, expected: str) -> None:
+    board = LeaderboardSpec.load(geffect_board(tmp_path, columns=columns, sort=sort))
+    with pytest.raises(SpecError) as info:
+        plan(board)
+    assert "\n" not in str(info.value) and expected in str(info.value)
+
+
+def test_direction_less_sort_key_with_explicit_descending(tmp_path: Path) -> None:
+    for descending in ("true", "false"):
+        board = LeaderboardSpec.load(geffect_board(tmp_path, sort=f"{{by: geffect/top_group_share, "
+                                                                  f"descending: {descending}}}"))
+        assert len(plan(board)) == 3
+
+
+def test_cli_prints_the_table_and_writes_the_json(tmp_path: Path, capsys, one_torch_thread) -> None:
+    from bench.cli import main
+    from bench.data.tasks import load_task
+    from bench.models.tiny import get_model
+
+    out = tmp_path / "npo.json"
+    assert main(["geffect", "--task", MINI, "--split", "forget10", "--method", "npo", "--items", "8",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "sign: e(D) = grad R(D)^T grad L_u" in text
+    header = next(line for line in text.splitlines() if line.startswith("| D ") and "e(D)" in line)
+    assert "cosine" in header and "embeddings" in header and "layer0" in header and "head" in header
+    assert re.search(r"(?m)^\| forget +\| -", text)  # NPO raises the forget risk at the target
+    assert "fraction < 0" in text
+    measured = json.loads(out.read_text())
+    assert set(measured["total"]) == {"forget", "retain", "holdout", "world_facts"}
+    assert measured["step"] == 0 and measured["lr"] == 0.0 and measured["items"] == 8
+    assert len(measured["per_instance"]["forget"]) == len(measured["per_instance"]["retain"]) == 8
+    summary = measured["per_instance_summary"]["forget"]
+    assert summary["min"] <= summary["mean"] <= summary["max"] and 0 <= summary["fraction_negative"] <= 1
+    target = get_model(load_task(MINI, "forget10"), "target").path  # a saved model folder, given explicitly
+    again = tmp_path / "again.json"
+    assert main(["geffect", "--task", MINI, "--split", "forget10", "--method", "npo", "--items", "8",
+                 "--checkpoint", str(target), "--out", str(again)]) == 0
+    assert json.loads(again.read_text())["total"] == measured["total"]
+
+
+def test_cli_unknown_method_is_exit_2_with_did_you_mean(tmp_path: Path, capsys) -> None:
+    from bench.cli import main
+
+    assert main(["geffect", "--task", MINI, "--split", "forget10", "--method", "nop"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ubench: error: ") and "\n" not in err
+    assert "unknown method 'nop'" in err and "did you mean 'npo'" in err
+    assert main(["geffect", "--task", MINI, "--split", "forget10", "--method", "npo", "--params", "{bad"]) == 2
+    assert "--params: invalid JSON" in capsys.readouterr().err
