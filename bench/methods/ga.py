@@ -73,7 +73,10 @@ class GradientAscent(Method):
         logp, mask = token_logprobs(model, batch.forget)
         forget_nll = -row_mean(logp.detach(), mask).mean()
         loss = weighted_ascent(logp, mask, None, self.params.cap)
-        return loss, {"forget_nll": forget_nll.item()}
+        # grad log p_i = (1/p_i) grad p_i: the G-effect paper's inverse-confidence term, which grows without bound as
+        # tokens are forgotten (why GA does not settle); logged as the mean of 1/p_i over answer tokens.
+        inverse = (-logp.detach().double()).clamp_max(69.0).exp()[mask > 0].mean()
+        return loss, {"forget_nll": forget_nll.item(), "inverse_confidence": inverse.item()}
 
 
 @dataclass(frozen=True)
