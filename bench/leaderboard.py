@@ -236,8 +236,9 @@ def _check_columns(board: LeaderboardSpec) -> None:
                         "false) explicitly")
 
 
-def record_value(record: dict | None, column: str) -> float | None:
-    """The value of ``column`` in an ``ok`` record, or None when the record lacks it.
+def record_value(record: dict | None, column: str, field: str = "value") -> float | None:
+    """The value of ``column`` in an ``ok`` record, or None when the record lacks it. ``field`` = ``ci_low`` /
+    ``ci_high`` reads a metric's bootstrap interval instead (metric columns only; None for the others).
 
     A reference record (``kind: reference``) has only raw metrics: its ``calibrated/`` value is the raw value and
     it has no ``alpha`` or ``tradeoff_auc``.
@@ -246,6 +247,8 @@ def record_value(record: dict | None, column: str) -> float | None:
         return None
     reference = record.get("kind") == "reference"
     control = record.get("control") or {}
+    if field != "value" and (column in GEFFECT_COLUMNS or column in CONTROL_COLUMNS):
+        return None
     if column in GEFFECT_COLUMNS:
         if reference or column in TEXT_COLUMNS:
             return None
@@ -262,7 +265,7 @@ def record_value(record: dict | None, column: str) -> float | None:
     else:
         raw = column.removeprefix(CALIBRATED)
         source = record.get("metrics") if reference or raw == column else control.get("calibrated_metrics")
-        value = ((source or {}).get(raw) or {}).get("value")
+        value = ((source or {}).get(raw) or {}).get(field)
     return None if value is None else float(value)
 
 
@@ -280,6 +283,14 @@ def _metric_values(records: list[dict], column: str) -> list[float]:
         return []
     values = (record_value(r, column) for r in records)
     return [v for v in values if v is not None]
+
+
+def _interval(row: dict, records: list[dict], column: str) -> None:
+    """``<column> ci_low`` / ``ci_high``: the bootstrap 95% interval over items of a single record's metric (with
+    several seeds the spread over seeds, ``<column> std``, is the reported uncertainty); NaN otherwise."""
+    for field in ("ci_low", "ci_high"):
+        value = record_value(records[0], column, field) if len(records) == 1 else None
+        row[f"{column} {field}"] = np.nan if value is None else value
 
 
 def _text_value(records: list[dict], column: str) -> str | float:
@@ -312,6 +323,7 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
                 values = _metric_values([record] if record else [], column)
                 row[column] = values[0] if values else np.nan
                 row[f"{column} std"] = np.nan
+                _interval(row, [record] if record else [], column)
             rows.append(row)
         method_rows = []
         for entry in board.methods:
@@ -331,6 +343,7 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
                 values = _metric_values(ok, column)
                 row[column] = float(np.mean(values)) if values else np.nan
                 row[f"{column} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
+                _interval(row, ok, column)
                 if column in TEXT_COLUMNS:
                     row[column] = _text_value(ok, column)
             method_rows.append(row)
@@ -666,7 +679,9 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
             f"seeds {list(board.seeds)}. Sorted by `{board.sort.by}` "
             f"({'descending' if board.sort.descending else 'ascending'}). Reference rows in italics. "
             "↑/↓: higher/lower is better; on the forget split less knowledge is better, except forget quality and "
-            "truth ratio, which are best when they match the retain oracle.\n\n")
+            "truth ratio, which are best when they match the retain oracle. With several seeds a cell is "
+            "mean ± std over seeds; each metric's bootstrap 95% interval over items is in `board.csv` "
+            "(`<column> ci_low`, `<column> ci_high`).\n\n")
     protocol = protocol_line(board) + "\n\n"
     if _has_geffect(board, table):
         protocol += GEFFECT_SIGN_LINE + "\n\n"

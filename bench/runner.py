@@ -61,17 +61,23 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
     instance = make_method(method, params, source, path)
     target = content_hash([config.digest, "", "target"])
     return RunSpec(task=config.ref, split=split, method=method, hparams=full_hparams(instance),
-                   model={"kind": "tiny-llama", "target": target, "task_digest": config.digest}, budget=budget,
+                   model={"kind": "tiny-llama", "target": target, "task_digest": config.digest,
+                          "eval_version": EVAL_VERSION}, budget=budget,
                    seed=seed, control=control or ControlSpec())
 
 
+# Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
+# older evaluation are recomputed instead of silently missing the new metrics.
+EVAL_VERSION = 2
+
+
 def reference_id(data: TaskData, kind: str) -> str:
-    return content_hash([data.config.digest, data.split, kind, "eval"])
+    return content_hash([data.config.digest, data.split, kind, "eval", EVAL_VERSION])
 
 
 def metrics_dict(evaluation: Evaluation) -> dict[str, dict]:
-    return {k: {"value": v.value, "stderr": v.stderr, "n": v.n, "split": v.split}
-            for k, v in sorted(evaluation.metrics.items())}
+    return {k: {"value": v.value, "stderr": v.stderr, "n": v.n, "split": v.split, "ci_low": v.ci_low,
+                "ci_high": v.ci_high} for k, v in sorted(evaluation.metrics.items())}
 
 
 @dataclass

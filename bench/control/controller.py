@@ -75,6 +75,8 @@ class Controller:
                      "checkpoints": self.checkpoints}
         if self.spec.kind != "mixing":
             return out
+        from bench.runner import metrics_dict
+
         utility_key = UTILITY_METRIC[self.spec.utility]
         u_unlearned = float(evaluation.metrics[utility_key].value)
         mixed = MixedModel(model, self.target_state)
@@ -91,8 +93,7 @@ class Controller:
             probe(a)
         calibrated = probe(alpha)
         if alpha == 1.0:
-            calibrated_metrics = {k: {"value": v.value, "stderr": v.stderr, "n": v.n, "split": v.split}
-                                  for k, v in sorted(evaluation.metrics.items())}
+            calibrated_metrics = metrics_dict(evaluation)
         else:
             mixed.set_alpha(alpha)
             calibrated_metrics = self.full_metrics(model)

@@ -102,8 +102,13 @@ class TaskData:
         return concatenate_datasets([self.retain, self.world_facts]).sort("id")
 
     def eval_splits(self) -> dict[str, Dataset]:
-        """The scored splits, each capped at ``eval.max_items`` by a fixed seeded subset (as TOFU caps at 300)."""
-        splits = {"forget": self.forget, "retain": self.retain, "world_facts": self.world_facts}
+        """The scored splits, each capped at ``eval.max_items`` by a fixed seeded subset (as TOFU caps at 300).
+
+        ``holdout`` (the never-trained people's QA) is the non-member set of the membership-inference metrics
+        (MUSE, Shi et al. 2024). It comes last so the subset seeds (the split's position) of the other splits, and
+        hence their items, are unchanged."""
+        splits = {"forget": self.forget, "retain": self.retain, "world_facts": self.world_facts,
+                  "holdout": self.holdout}
         return {name: _subset(ds, self.config.eval.max_items, seed=i) for i, (name, ds) in enumerate(splits.items())}
 
 

@@ -22,12 +22,33 @@ from bench.metrics.engine import SplitScores
 Direction = Literal["higher", "lower"]
 
 
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+
+
 @dataclass(frozen=True)
 class MetricValue:
     value: float
     stderr: float | None
     n: int
     split: str
+    ci_low: float | None = None  # bootstrap 95% interval of the mean over items (percentile method)
+    ci_high: float | None = None
+
+
+def bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | tuple[None, None]:
+    """Percentile bootstrap interval of the mean: resample the n items with replacement ``resamples`` times
+    (seeded, so a record's interval is reproducible from its stored per-item values), take the (1 - level)/2 and
+    (1 + level)/2 quantiles of the resampled means. None for fewer than 2 items or non-finite values."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n < 2 or not np.all(np.isfinite(values)):
+        return None, None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)
@@ -39,10 +60,11 @@ class ItemMetric:
     per_item: Callable[[SplitScores], np.ndarray]
 
     def aggregate(self, values: np.ndarray, split: str) -> MetricValue:
-        """Mean over items with its standard error s / sqrt(n)."""
+        """Mean over items with its standard error s / sqrt(n) and a bootstrap 95% interval over items."""
         n = len(values)
         stderr = float(np.std(values, ddof=1) / np.sqrt(n)) if n > 1 else None
-        return MetricValue(float(np.mean(values)) if n else float("nan"), stderr, n, split)
+        low, high = bootstrap_interval(values)
+        return MetricValue(float(np.mean(values)) if n else float("nan"), stderr, n, split, low, high)
 
 
 @dataclass(frozen=True)

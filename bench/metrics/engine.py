@@ -24,10 +24,18 @@ from bench.data.tokenize import Encoded, collate, encode_prompt, encode_qa
 
 @dataclass
 class TokenScores:
-    """Teacher-forced results of one sequence's answer tokens (EOS excluded)."""
+    """Teacher-forced results of one sequence's answer tokens (EOS excluded).
+
+    ``mu`` and ``sigma`` are the Min-K%++ statistics of the full next-token distribution p = p(. | q, a_<i) at each
+    answer position (Zhang et al. 2024, arXiv 2404.02936): mu_i = E_{z~p}[log p(z)] = sum_z p(z) log p(z) (minus the
+    entropy) and sigma_i = sqrt(Var_{z~p}[log p(z)]) = sqrt(sum_z p(z) (log p(z) - mu_i)^2). They are ``None`` when
+    the scores were built without them (hand-made scores, ``teacher_forced(..., moments=False)``).
+    """
 
     logprobs: np.ndarray  # log p(a_i | q, a_<i), float64
     argmax_match: np.ndarray  # argmax_v p(v | q, a_<i) == a_i
+    mu: np.ndarray | None = None  # E_{z~p(.|q,a_<i)} log p(z), float64
+    sigma: np.ndarray | None = None  # std_{z~p(.|q,a_<i)} log p(z), float64
 
     @property
     def mean_nll(self) -> float:
@@ -36,7 +44,7 @@ class TokenScores:
 
 @dataclass
 class SplitScores:
-    """Everything metrics need about one model on one split. ``role`` is forget | retain | utility."""
+    """Everything metrics need about one model on one split. ``role`` is forget | retain | holdout | utility."""
 
     split: str
     role: str
@@ -52,10 +60,15 @@ class SplitScores:
 
 
 @torch.inference_mode()
-def teacher_forced(model, encoded: Sequence[Encoded], pad_id: int, batch_size: int) -> list[TokenScores]:
-    """Per-token answer log-probs and argmax matches for every sequence, in input order.
+def teacher_forced(model, encoded: Sequence[Encoded], pad_id: int, batch_size: int,
+                   moments: bool = True) -> list[TokenScores]:
+    """Per-token answer log-probs, argmax matches and (``moments``) the Min-K%++ mean and standard deviation of
+    log p(z) under the next-token distribution, for every sequence, in input order.
 
-    Sequences are sorted by length before batching so padding stays small; results are put back in order.
+    Sequences are sorted by length before batching so padding stays small; results are put back in order. The
+    log-softmax is taken only at answer positions (row-wise, so the values equal those of the whole sequence) and
+    the moments reuse it: mu = sum_z p(z) log p(z), sigma^2 = sum_z p(z) (log p(z) - mu)^2 with p = exp(log p)
+    (terms with p(z) = 0 contribute 0).
     """
     device = next(model.parameters()).device
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
@@ -63,15 +76,27 @@ def teacher_forced(model, encoded: Sequence[Encoded], pad_id: int, batch_size: i
     for start in range(0, len(order), batch_size):
         rows = order[start: start + batch_size]
         batch = collate([encoded[i] for i in rows], pad_id).to(device)
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
         targets = batch.labels[:, 1:]
         mask = targets != -100
-        safe = targets.clamp_min(0)
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-        match = logits.argmax(-1) == safe
+        answer_logits = logits[mask].float()  # (answer tokens of the batch, row-major, vocab)
+        answer_targets = targets[mask]
+        logp_all = torch.log_softmax(answer_logits, dim=-1)
+        logprobs = logp_all.gather(-1, answer_targets.unsqueeze(-1)).squeeze(-1).double().cpu().numpy()
+        match = (answer_logits.argmax(-1) == answer_targets).cpu().numpy()
+        mu = sigma = None
+        if moments:
+            p = logp_all.exp()
+            finite = p > 0
+            mu_t = torch.where(finite, p * logp_all, 0.0).double().sum(-1)
+            centred = torch.where(finite, logp_all.double() - mu_t.unsqueeze(-1), 0.0)
+            var_t = (p.double() * centred.square()).sum(-1)
+            mu, sigma = mu_t.cpu().numpy(), var_t.clamp_min(0.0).sqrt().cpu().numpy()
+        bounds = np.concatenate([[0], np.cumsum(mask.sum(-1).cpu().numpy())])
         for r, i in enumerate(rows):
-            m = mask[r]
-            out[i] = TokenScores(logprobs[r][m].double().cpu().numpy(), match[r][m].cpu().numpy())
+            lo, hi = bounds[r], bounds[r + 1]
+            out[i] = TokenScores(logprobs[lo:hi], match[lo:hi], None if mu is None else mu[lo:hi],
+                                 None if sigma is None else sigma[lo:hi])
     return out  # type: ignore[return-value]
 
 

@@ -12,7 +12,10 @@ from bench.metrics.base import ItemMetric, MetricValue, ModelMetric
 from bench.metrics.engine import score_split
 from bench.registry import METRICS
 
-SPLIT_ROLES = {"forget": "forget", "retain": "retain", "world_facts": "utility"}
+# The role tells item metrics how to score a split: "forget", "retain" and "holdout" are scored on the plain answer
+# (Prob unnormalised, truth ratio max(0, 1 - R) except on forget); "utility" normalises Prob against the perturbed
+# answers. Holdout people were never trained on: the non-members of the membership-inference metrics (privacy.py).
+SPLIT_ROLES = {"forget": "forget", "retain": "retain", "world_facts": "utility", "holdout": "holdout"}
 
 PerItem = Mapping[str, Mapping[str, np.ndarray]]
 

@@ -1,0 +1,157 @@
+"""Membership inference and privacy leakage (MUSE, Shi et al. 2024, arXiv 2407.06460), read from the one
+teacher-forced pass of the engine (``TokenScores``): no extra model call.
+
+Per-item MIA scores (``ItemMetric``), all oriented so that a *higher score means "more likely a member"* (seen in
+training); T is the number of answer tokens, log p_t = log p(a_t | q, a_<t):
+
+* ``mia_loss``   LOSS attack (Yeom et al. 2018; Carlini et al. 2021): -NLL(a) = (1/T) sum_t log p_t.
+* ``mia_zlib``   zlib attack (Carlini et al. 2021, "Extracting training data from LLMs"):
+  sum_t log p_t / len(zlib.compress(answer bytes)), the sequence log-likelihood over the zlib entropy of the text.
+* ``mia_mink``   Min-K% (Shi et al. 2024, arXiv 2310.16789): mean of the lowest k = 40% of log p_t.
+* ``mia_minkpp`` Min-K%++ (Zhang et al. 2024, arXiv 2404.02936): mean of the lowest k = 40% of
+  (log p_t - mu_t) / sigma_t, with mu_t = E_{z~p(.|q,a_<t)} log p(z) and sigma_t^2 = Var_{z~p(.|q,a_<t)} log p(z).
+
+Their ``direction`` ("higher") and ``forget_direction`` ("lower") are display conventions only: a member-like score
+is "knowing the data", which is good on retain and bad on forget; on holdout (never trained) no direction is
+meaningful. The per-split means are reported but the evidence is in the model metrics:
+
+* ``mia_auc_<score>`` (``mia_auc_loss``, ``mia_auc_zlib``, ``mia_auc_mink``, ``mia_auc_minkpp``): AUC =
+  roc_auc_score (scikit-learn) of forget items (label 1, members of the target) against holdout items (label 0,
+  never trained), i.e. P(score(forget item) > score(holdout item)). 0.5 = indistinguishable; the target is near 1,
+  the retain oracle (trained on neither) near 0.5.
+* ``privleak_<score>`` (``privleak_loss``, ...): MUSE PrivLeak = (AUC(model) - AUC(oracle)) / AUC(oracle) * 100 with
+  AUC(oracle) the retain oracle's AUC on the same forget and holdout items (``needs_oracle``;
+  ``MissingReferenceError`` without it). The ideal is 0; large positive = under-unlearning (forget still looks like
+  training data), large negative = over-unlearning (forget looks *less* familiar than never-seen data, itself a
+  leak). The registered direction ("lower" for both AUC and PrivLeak) ranks the usual case, positive leakage after
+  incomplete unlearning; read negative values as over-unlearning, not as better.
+
+GradNorm (the gradient norm of the answer loss, MUSE's other score family) is deliberately left out: it needs a
+backward pass per item, which the engine's one-forward-pass-per-split design excludes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from bench.metrics.base import ItemMetric, MissingReferenceError, ModelMetric
+from bench.metrics.engine import SplitScores, TokenScores
+from bench.registry import METRICS
+
+MIN_K = 0.4  # the share of lowest-scoring tokens averaged by Min-K% and Min-K%++ (MUSE's and Min-K%++'s default)
+MEMBER_SPLIT = "forget"
+NON_MEMBER_SPLIT = "holdout"
+
+
+def loss_score(logprobs: np.ndarray) -> float:
+    """LOSS attack score -NLL(a) = (1/T) sum_t log p(a_t | q, a_<t) (Yeom et al. 2018; Carlini et al. 2021)."""
+    return float(np.mean(logprobs))
+
+
+def zlib_score(logprobs: np.ndarray, text: str) -> float:
+    """zlib attack score sum_t log p(a_t | q, a_<t) / len(zlib.compress(text.encode("utf-8"))) (Carlini et al. 2021):
+    the answer's log-likelihood relative to its zlib entropy in bytes, so texts that are simply easy to predict
+    (repetitive, low entropy) do not look like members."""
+    return float(np.sum(logprobs) / len(zlib.compress(text.encode("utf-8"))))
+
+
+def _lowest_k_mean(values: np.ndarray, k: float) -> float:
+    """Mean of the lowest max(1, floor(k * T)) of T values (at least one token, so short answers are scored)."""
+    values = np.asarray(values, dtype=float)
+    n = max(1, int(len(values) * k))
+    return float(np.mean(np.sort(values)[:n]))
+
+
+def min_k_score(logprobs: np.ndarray, k: float = MIN_K) -> float:
+    """Min-K% (Shi et al. 2024, arXiv 2310.16789): mean of the lowest k share of the token log-probs log p(a_t)."""
+    return _lowest_k_mean(logprobs, k)
+
+
+def min_k_plus_plus_tokens(logprobs: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Per-token Min-K%++ values (log p(a_t) - mu_t) / sigma_t (Zhang et al. 2024, arXiv 2404.02936), with mu_t and
+    sigma_t the mean and standard deviation of log p(z), z ~ p(. | q, a_<t). Where sigma_t = 0 (log p constant on
+    the support, e.g. a one-hot distribution) the value is 0, the limit for a token in the support."""
+    logprobs, mu, sigma = (np.asarray(x, dtype=float) for x in (logprobs, mu, sigma))
+    return np.divide(logprobs - mu, sigma, out=np.zeros_like(logprobs), where=sigma > 0)
+
+
+def min_k_plus_plus_score(logprobs: np.ndarray, mu: np.ndarray, sigma: np.ndarray, k: float = MIN_K) -> float:
+    """Min-K%++: mean of the lowest k share of (log p(a_t) - mu_t) / sigma_t (Zhang et al. 2024)."""
+    return _lowest_k_mean(min_k_plus_plus_tokens(logprobs, mu, sigma), k)
+
+
+def _moments(t: TokenScores) -> tuple[np.ndarray, np.ndarray]:
+    if t.mu is None or t.sigma is None:
+        raise ValueError("mia_minkpp needs TokenScores.mu and .sigma (teacher_forced(..., moments=True))")
+    return t.mu, t.sigma
+
+
+# short name -> (description, per-item function); registered as mia_<short>, mia_auc_<short>, privleak_<short>
+ITEM_SCORES: dict[str, tuple[str, Callable[[SplitScores], np.ndarray]]] = {
+    "loss": ("LOSS MIA score: mean answer-token log-prob, -NLL (Yeom et al. 2018)",
+                 lambda s: np.array([loss_score(t.logprobs) for t in s.answer])),
+    "zlib": ("zlib MIA score: answer log-likelihood / zlib-compressed answer bytes (Carlini et al. 2021)",
+                 lambda s: np.array([zlib_score(t.logprobs, a) for t, a in zip(s.answer, s.answers, strict=True)])),
+    "mink": ("Min-K% MIA score: mean of the lowest 40% answer-token log-probs (Shi et al. 2024)",
+                 lambda s: np.array([min_k_score(t.logprobs) for t in s.answer])),
+    "minkpp": ("Min-K%++ MIA score: mean of the lowest 40% of (log p - mu) / sigma (Zhang et al. 2024)",
+                   lambda s: np.array([min_k_plus_plus_score(t.logprobs, *_moments(t)) for t in s.answer])),
+}
+
+
+def mia_auc(member: np.ndarray, non_member: np.ndarray) -> float:
+    """ROC AUC of member (label 1) vs non-member (label 0) scores, higher score = member: sklearn's
+    roc_auc_score, equal to P(s_member > s_non_member) + P(tie) / 2."""
+    member, non_member = np.asarray(member, dtype=float), np.asarray(non_member, dtype=float)
+    if not len(member) or not len(non_member):
+        raise ValueError(f"MIA AUC needs both members ({len(member)}) and non-members ({len(non_member)})")
+    labels = np.concatenate([np.ones(len(member)), np.zeros(len(non_member))])
+    return float(roc_auc_score(labels, np.concatenate([member, non_member])))
+
+
+def privleak(auc_model: float, auc_oracle: float) -> float:
+    """MUSE PrivLeak (Shi et al. 2024, arXiv 2407.06460): (AUC_model - AUC_oracle) / AUC_oracle * 100."""
+    return (auc_model - auc_oracle) / auc_oracle * 100.0
+
+
+def _split_auc(per_item: Mapping[str, Mapping[str, np.ndarray]], score: str) -> float:
+    return mia_auc(per_item[MEMBER_SPLIT][score], per_item[NON_MEMBER_SPLIT][score])
+
+
+def _auc_metric(score: str) -> Callable[[Mapping[str, Mapping[str, np.ndarray]], object], float]:
+    def compute(per_item: Mapping[str, Mapping[str, np.ndarray]], _oracle) -> float:
+        return _split_auc(per_item, score)
+
+    return compute
+
+
+def _privleak_metric(score: str) -> Callable[[Mapping[str, Mapping[str, np.ndarray]],
+                                              Mapping[str, Mapping[str, np.ndarray]] | None], float]:
+    def compute(per_item: Mapping[str, Mapping[str, np.ndarray]],
+                oracle: Mapping[str, Mapping[str, np.ndarray]] | None) -> float:
+        if oracle is None:
+            raise MissingReferenceError(f"privleak_{score} needs the retain oracle's per-item {score}; none were given")
+        missing = [s for s in (MEMBER_SPLIT, NON_MEMBER_SPLIT) if score not in oracle.get(s, {})]
+        if missing:
+            raise MissingReferenceError(f"privleak_{score} needs the retain oracle's {score} on "
+                                        f"{' and '.join(missing)} (stored by an older evaluation?)")
+        return privleak(_split_auc(per_item, score), _split_auc(oracle, score))
+
+    return compute
+
+
+for _short, (_description, _per_item) in ITEM_SCORES.items():
+    _item = f"mia_{_short}"
+    METRICS.add(_item, ItemMetric(_item, _description + "; higher = more member-like",
+                                  direction="higher", forget_direction="lower", per_item=_per_item))
+    METRICS.add(f"mia_auc_{_short}", ModelMetric(
+        f"mia_auc_{_short}", f"ROC AUC of {_item}: forget (members) vs holdout (never trained); 0.5 = no signal",
+        direction="lower", needs_oracle=False, compute=_auc_metric(_item)))
+    METRICS.add(f"privleak_{_short}", ModelMetric(
+        f"privleak_{_short}", f"MUSE PrivLeak of {_item}: (AUC - AUC_oracle) / AUC_oracle * 100; ideal 0, "
+        "positive = under-unlearning, negative = over-unlearning",
+        direction="lower", needs_oracle=True, compute=_privleak_metric(_item)))
