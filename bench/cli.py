@@ -102,6 +102,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from bench.docs import write_docs
+
+    print(f"wrote {write_docs()}")
+    return 0
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
     from bench.perf import calibration_cost, geffect_cost, step_overhead
 
@@ -228,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (run, board):
         p.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
         p.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
+    sub.add_parser("docs", help="regenerate docs/metrics.md from the metric registry")
     ls = sub.add_parser("ls", help="list registered methods, metrics or tasks")
     ls.add_argument("what", choices=["methods", "metrics", "tasks"])
     perf = sub.add_parser("perf", help="harness/bare step time ratio; calibration scoring passes per probe; "
@@ -267,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "board": cmd_board, "ls": cmd_ls, "perf": cmd_perf, "submit": cmd_submit,
-                "new-method": cmd_new_method, "tune": cmd_tune, "geffect": cmd_geffect}
+    handlers = {"docs": cmd_docs, "run": cmd_run, "board": cmd_board, "ls": cmd_ls, "perf": cmd_perf,
+                "submit": cmd_submit, "new-method": cmd_new_method, "tune": cmd_tune, "geffect": cmd_geffect}
     try:
         return handlers[args.command](args)
     except (SpecError, RegistryError) as exc:

@@ -45,7 +45,7 @@ from bench.store import Store, atomic_write_text
 REFERENCE_LABELS = {"target": "target (before unlearning)", "oracle": "retain oracle"}
 ARROWS = {"higher": "↑", "lower": "↓", "none": "·"}
 CALIBRATED = "calibrated/"
-SPLITS = ("forget", "retain", "world_facts")
+SPLITS = ("forget", "retain", "world_facts", "holdout")
 # Columns read from a run's control section that have no reference-row value, with their direction of better.
 CONTROL_COLUMNS = {"alpha": "higher", "tradeoff_auc": "higher"}
 UTILITY_NAMES = {"retain_es": "retain ES", "retain_rouge": "retain ROUGE-L", "model_utility": "model utility"}

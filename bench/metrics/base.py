@@ -58,6 +58,7 @@ class ItemMetric:
     direction: Direction
     forget_direction: Direction
     per_item: Callable[[SplitScores], np.ndarray]
+    source: str = ""  # the paper that defines it
 
     def aggregate(self, values: np.ndarray, split: str) -> MetricValue:
         """Mean over items with its standard error s / sqrt(n) and a bootstrap 95% interval over items."""
@@ -74,6 +75,7 @@ class ModelMetric:
     direction: Direction
     needs_oracle: bool
     compute: Callable[[Mapping[str, Mapping[str, np.ndarray]], Mapping[str, Mapping[str, np.ndarray]] | None], float]
+    source: str = ""
 
 
 class MissingReferenceError(RuntimeError):

@@ -24,8 +24,10 @@ def rouge_l(prediction: str, reference: str) -> tuple[float, float]:
 
 METRICS.add("rouge_l", ItemMetric(
     "rouge_l", "ROUGE-L recall of the greedy answer (TOFU)", direction="higher", forget_direction="lower",
-    per_item=lambda s: np.array([rouge_l(g, a)[0] for g, a in zip(s.generations, s.answers)])))
+    per_item=lambda s: np.array([rouge_l(g, a)[0] for g, a in zip(s.generations, s.answers)]),
+    source="Maini et al. 2024, TOFU (arXiv 2401.06121); Lin 2004 (ROUGE)"))
 METRICS.add("exact_answer", ItemMetric(
     "exact_answer", "1 if the greedy answer equals the reference answer string exactly",
     direction="higher", forget_direction="lower",
-    per_item=lambda s: np.array([float(g == a.strip()) for g, a in zip(s.generations, s.answers)])))
+    per_item=lambda s: np.array([float(g == a.strip()) for g, a in zip(s.generations, s.answers)]),
+    source="this suite (strict string match)"))

@@ -48,12 +48,14 @@ def _prob(scores: SplitScores) -> np.ndarray:
 
 METRICS.add("prob", ItemMetric(
     "prob", "exp(-mean answer NLL); normalised against perturbed answers on utility sets (TOFU)",
-    direction="higher", forget_direction="lower", per_item=_prob))
+    direction="higher", forget_direction="lower", per_item=_prob, source="Maini et al. 2024, TOFU (arXiv 2401.06121)"))
 METRICS.add("em", ItemMetric(
     "em", "exact memorization: share of answer tokens that are the teacher-forced argmax",
     direction="higher", forget_direction="lower",
-    per_item=lambda s: np.array([exact_memorization(t.argmax_match) for t in s.answer])))
+    per_item=lambda s: np.array([exact_memorization(t.argmax_match) for t in s.answer]),
+    source="Tirumala et al. 2022, Memorization Without Overfitting (arXiv 2205.10770)"))
 METRICS.add("es", ItemMetric(
     "es", "extraction strength: 1 - (shortest answer prefix from which greedy decoding recovers the rest) / T",
     direction="higher", forget_direction="lower",
-    per_item=lambda s: np.array([extraction_strength(t.argmax_match) for t in s.answer])))
+    per_item=lambda s: np.array([extraction_strength(t.argmax_match) for t in s.answer]),
+    source="Wang et al. 2024, Unlearning with Control (arXiv 2406.09179)"))

@@ -64,16 +64,18 @@ def _truth_ratio(scores: SplitScores) -> np.ndarray:
     return truth_ratio_score(truth_ratio_raw(scores.paraphrase_nll, scores.perturbed_nll), scores.role)
 
 
+TOFU = "Maini et al. 2024, TOFU (arXiv 2401.06121)"
+
 METRICS.add("truth_ratio", ItemMetric(
     "truth_ratio", "TOFU truth ratio: min(R, 1/R) on forget, max(0, 1 - R) on retain and utility",
-    direction="higher", forget_direction="higher", per_item=_truth_ratio))
+    direction="higher", forget_direction="higher", per_item=_truth_ratio, source=TOFU))
 METRICS.add("truth_ratio_raw", ItemMetric(
     "truth_ratio_raw", "R = P(perturbed) / P(paraphrased), length-normalised (input of forget quality)",
     direction="lower", forget_direction="higher",
-    per_item=lambda s: truth_ratio_raw(s.paraphrase_nll, s.perturbed_nll)))
+    per_item=lambda s: truth_ratio_raw(s.paraphrase_nll, s.perturbed_nll), source=TOFU))
 METRICS.add("model_utility", ModelMetric(
     "model_utility", "harmonic mean of Prob, ROUGE-L, truth ratio on retain and world facts (TOFU)",
-    direction="higher", needs_oracle=False, compute=_model_utility))
+    direction="higher", needs_oracle=False, compute=_model_utility, source=TOFU))
 METRICS.add("forget_quality", ModelMetric(
     "forget_quality", "KS-test p-value of forget truth ratios vs the retain oracle (TOFU)",
-    direction="higher", needs_oracle=True, compute=_forget_quality))
+    direction="higher", needs_oracle=True, compute=_forget_quality, source=TOFU))

@@ -1,0 +1,239 @@
+"""Membership-inference scores, MIA AUC and PrivLeak (bench.metrics.privacy) against hand computations, sklearn and
+the published formulas; the Min-K%++ moments of the teacher-forced pass against the next-token distribution."""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from bench.data.tokenize import Encoded
+from bench.metrics.base import ItemMetric, MissingReferenceError, ModelMetric
+from bench.metrics.engine import SplitScores, TokenScores, teacher_forced
+from bench.metrics.privacy import (
+    mia_auc,
+    min_k_plus_plus_score,
+    min_k_plus_plus_tokens,
+    min_k_score,
+    privleak,
+)
+from bench.registry import METRICS
+
+from .conftest import RANDOM_LLAMA_VOCAB, random_llama
+
+SHORTS = ("loss", "zlib", "mink", "minkpp")
+LN2 = math.log(2.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread(one_torch_thread):
+    return one_torch_thread
+
+
+# ------------------------------------------------------------------------------------- per-item MIA scores
+
+
+def _split(role: str = "forget") -> SplitScores:
+    """Two hand-made items with log-probs and Min-K%++ moments (mu, sigma) per answer token."""
+    answer = [
+        TokenScores(np.array([-0.1, -2.0, -0.5, -3.0, -1.0]), np.ones(5, dtype=bool),
+                    mu=np.array([-1.0, -1.0, -1.0, -2.0, -0.5]), sigma=np.array([0.5, 2.0, 1.0, 0.5, 0.25])),
+        TokenScores(np.array([-1.0, -3.0]), np.array([False, True]),
+                    mu=np.array([-2.0, -2.0]), sigma=np.array([1.0, 4.0])),
+    ]
+    return SplitScores(split=role, role=role, ids=["a", "b"], answers=["the cat sat on the mat", "paris"],
+                       answer=answer, paraphrase_nll=np.array([1.0, 2.0]),
+                       perturbed_nll=np.array([[2.0, 4.0], [1.0, 1.0]]), generations=["the cat", "paris"])
+
+
+def test_mia_item_scores_hand_values() -> None:
+    """loss = mean log p; zlib = sum log p / len(zlib(answer)); Min-K% = mean of the lowest floor(0.4 T) (at least
+    1) log-probs; Min-K%++ = the same over (log p - mu) / sigma."""
+    scores = _split()
+    get = METRICS.get
+    for short in SHORTS:
+        assert isinstance(get(f"mia_{short}"), ItemMetric)
+    np.testing.assert_allclose(get("mia_loss").per_item(scores), [-6.6 / 5, -2.0], atol=1e-6)
+    z_cat, z_paris = len(zlib.compress(b"the cat sat on the mat")), len(zlib.compress(b"paris"))
+    assert z_cat == 27 and z_paris == 13  # zlib: 2 header bytes + deflate + 4 adler bytes
+    np.testing.assert_allclose(get("mia_zlib").per_item(scores), [-6.6 / 27, -4.0 / 13], atol=1e-6)
+    # T = 5: floor(2.0) = 2 lowest of (-0.1, -2, -0.5, -3, -1) = (-3, -2); T = 2: floor(0.8) -> 1 lowest = -3.
+    np.testing.assert_allclose(get("mia_mink").per_item(scores), [-2.5, -3.0], atol=1e-6)
+    # (log p - mu) / sigma: item a (1.8, -0.5, 0.5, -2, -2) -> lowest two -2, -2; item b (1, -0.25) -> -0.25.
+    np.testing.assert_allclose(min_k_plus_plus_tokens(scores.answer[0].logprobs, scores.answer[0].mu,
+                                                      scores.answer[0].sigma), [1.8, -0.5, 0.5, -2.0, -2.0])
+    np.testing.assert_allclose(get("mia_minkpp").per_item(scores), [-2.0, -0.25], atol=1e-6)
+
+
+def test_min_k_helpers_and_degenerate_sigma() -> None:
+    """Min-K% with k = 1 is the LOSS score; a zero sigma (constant log p on the support) scores 0, not inf/nan."""
+    logp = np.array([-0.3, -1.2, -0.7])
+    assert min_k_score(logp, k=1.0) == pytest.approx(logp.mean(), abs=1e-12)
+    assert min_k_score(logp, k=0.4) == pytest.approx(-1.2)
+    assert min_k_plus_plus_score(np.array([-LN2, -LN2]), np.array([-LN2, -1.0]), np.array([0.0, 1.0]),
+                                 k=1.0) == pytest.approx((0.0 + (1.0 - LN2)) / 2)
+
+
+def test_minkpp_requires_moments() -> None:
+    """Hand-made TokenScores without mu / sigma cannot give Min-K%++: a clear error, not a silent number."""
+    scores = _split()
+    scores.answer[0] = TokenScores(scores.answer[0].logprobs, scores.answer[0].argmax_match)
+    with pytest.raises(ValueError, match="mu"):
+        METRICS.get("mia_minkpp").per_item(scores)
+
+
+# --------------------------------------------------------------------- Min-K%++ moments of the engine pass
+
+
+def _hand_moments(logits: list[float]) -> tuple[float, float, list[float]]:
+    """mu = sum_z p(z) log p(z), sigma = sqrt(sum_z p(z) (log p(z) - mu)^2), p = softmax(logits), in pure Python."""
+    top = max(logits)
+    norm = top + math.log(sum(math.exp(v - top) for v in logits))
+    logp = [v - norm for v in logits]
+    mu = sum(math.exp(lp) * lp for lp in logp)
+    var = sum(math.exp(lp) * (lp - mu) ** 2 for lp in logp)
+    return mu, math.sqrt(var), logp
+
+
+class _FixedLogits(torch.nn.Module):
+    """A 'model' whose next-token logits at every position are one fixed vector."""
+
+    def __init__(self, logits: list[float]) -> None:
+        super().__init__()
+        self.row = torch.nn.Parameter(torch.tensor(logits), requires_grad=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.row.expand(*input_ids.shape, -1).clone())
+
+
+def test_minkpp_on_hand_built_distribution() -> None:
+    """p = (1/2, 1/4, 1/4) (logits log 2, 0, 0, plus a -inf token with p = 0): mu = -1.5 ln 2, sigma = 0.5 ln 2;
+    the per-token Min-K%++ value is +1 for the likely token and -1 for an unlikely one, as teacher_forced gives."""
+    model = _FixedLogits([LN2, 0.0, 0.0, float("-inf")])
+    scores = teacher_forced(model, [Encoded((0, 0, 1, 2, 0), 2)], pad_id=3, batch_size=4)[0]
+    np.testing.assert_allclose(scores.logprobs, [-2 * LN2, -2 * LN2, -LN2], atol=1e-6)
+    np.testing.assert_allclose(scores.mu, [-1.5 * LN2] * 3, atol=1e-6)
+    np.testing.assert_allclose(scores.sigma, [0.5 * LN2] * 3, atol=1e-6)
+    np.testing.assert_allclose(min_k_plus_plus_tokens(scores.logprobs, scores.mu, scores.sigma), [-1, -1, 1],
+                               atol=1e-5)
+    assert scores.mu.dtype == np.float64 and scores.sigma.dtype == np.float64
+
+
+def test_teacher_forced_moments_match_hand_computation_on_random_llama() -> None:
+    """On a random Llama, batched and length-sorted: mu_t and sigma_t at each answer position equal the pure-Python
+    moments of softmax(model(sequence alone).logits[t]), and the Min-K%++ score equals its published formula."""
+    model = random_llama(5, init_std=0.3)
+    gen = torch.Generator().manual_seed(6)
+    encoded = []
+    for n_prompt, n_answer in ((3, 4), (5, 2), (2, 6)):
+        ids = [1, *torch.randint(3, RANDOM_LLAMA_VOCAB, (n_prompt + n_answer - 1,), generator=gen).tolist()]
+        encoded.append(Encoded(tuple(ids), n_prompt))
+    scores = teacher_forced(model, encoded, pad_id=0, batch_size=2)
+    for e, s in zip(encoded, scores, strict=True):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([e.ids])).logits[0].double().tolist()
+        positions = range(e.n_prompt - 1, len(e.ids) - 1)
+        hand = [_hand_moments(logits[i]) for i in positions]
+        np.testing.assert_allclose(s.mu, [h[0] for h in hand], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(s.sigma, [h[1] for h in hand], rtol=1e-5, atol=1e-5)
+        logp = [h[2][e.ids[i + 1]] for h, i in zip(hand, positions, strict=True)]
+        np.testing.assert_allclose(s.logprobs, logp, atol=1e-5)
+        per_token = sorted((lp - mu) / sd for lp, (mu, sd, _) in zip(logp, hand, strict=True))
+        n = max(1, int(0.4 * len(per_token)))
+        assert min_k_plus_plus_score(s.logprobs, s.mu, s.sigma) == pytest.approx(sum(per_token[:n]) / n, abs=1e-4)
+    no_moments = teacher_forced(model, encoded, pad_id=0, batch_size=2, moments=False)
+    assert all(s.mu is None and s.sigma is None for s in no_moments)
+    for a, b in zip(scores, no_moments, strict=True):
+        np.testing.assert_array_equal(a.logprobs, b.logprobs)
+
+
+# ---------------------------------------------------------------------------------------- AUC and PrivLeak
+
+
+def _per_item(rng: np.random.Generator, shift: float) -> dict[str, dict[str, np.ndarray]]:
+    return {"forget": {f"mia_{s}": rng.normal(shift, 1.0, 12).round(1) for s in SHORTS},
+            "holdout": {f"mia_{s}": rng.normal(0.0, 1.0, 9).round(1) for s in SHORTS}}
+
+
+def test_mia_auc_equals_sklearn_and_pair_count() -> None:
+    """mia_auc_<s> = roc_auc_score([1]*forget + [0]*holdout, scores) = P(s_f > s_h) + P(tie) / 2 (rounded scores
+    make ties)."""
+    rng = np.random.default_rng(0)
+    per_item = _per_item(rng, 0.8)
+    for short in SHORTS:
+        metric = METRICS.get(f"mia_auc_{short}")
+        assert isinstance(metric, ModelMetric) and not metric.needs_oracle
+        f, h = per_item["forget"][f"mia_{short}"], per_item["holdout"][f"mia_{short}"]
+        want = roc_auc_score(np.r_[np.ones(len(f)), np.zeros(len(h))], np.r_[f, h])
+        pairs = np.mean([(x > y) + 0.5 * (x == y) for x in f for y in h])
+        assert metric.compute(per_item, None) == pytest.approx(want, abs=1e-12)
+        assert want == pytest.approx(pairs, abs=1e-12)
+    assert mia_auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert mia_auc(np.array([1.0]), np.array([1.0])) == 0.5
+    with pytest.raises(ValueError):
+        mia_auc(np.array([1.0]), np.array([]))
+
+
+def test_privleak_formula_and_oracle_requirement() -> None:
+    """privleak_<s> = (AUC_model - AUC_oracle) / AUC_oracle * 100 with AUC_oracle from the oracle's per-item values
+    on the same splits; a missing oracle (or one without holdout rows) raises MissingReferenceError."""
+    rng = np.random.default_rng(1)
+    model, oracle = _per_item(rng, 1.5), _per_item(rng, 0.1)
+    for short in SHORTS:
+        metric = METRICS.get(f"privleak_{short}")
+        assert isinstance(metric, ModelMetric) and metric.needs_oracle
+        auc_m = METRICS.get(f"mia_auc_{short}").compute(model, None)
+        auc_o = METRICS.get(f"mia_auc_{short}").compute(oracle, None)
+        assert metric.compute(model, oracle) == pytest.approx((auc_m - auc_o) / auc_o * 100, abs=1e-9)
+        assert metric.compute(oracle, oracle) == 0.0
+        with pytest.raises(MissingReferenceError):
+            metric.compute(model, None)
+        with pytest.raises(MissingReferenceError):
+            metric.compute(model, {"forget": oracle["forget"]})
+    assert privleak(0.9, 0.5) == pytest.approx(80.0)
+    assert privleak(0.4, 0.5) == pytest.approx(-20.0)
+
+
+# ------------------------------------------------------------------------------------ evaluate on the mini task
+
+
+def test_holdout_role_with_every_item_metric() -> None:
+    """Every registered item metric scores a holdout-role split (plain answers: Prob unnormalised) with finite
+    values."""
+    scores = _split("holdout")
+    for name in METRICS.names():
+        metric = METRICS.get(name)
+        if isinstance(metric, ItemMetric):
+            values = metric.per_item(scores)
+            assert values.shape == (2,) and np.all(np.isfinite(values)), name
+    np.testing.assert_allclose(METRICS.get("prob").per_item(scores), [math.exp(-6.6 / 5), math.exp(-2.0)])
+
+
+def test_evaluate_mini_scores_holdout_and_mia(mini_data) -> None:
+    """evaluate() on synthetic-mini: holdout is scored with every item metric; mia_auc_* lie in [0, 1]; as its own
+    reference PrivLeak is 0; against the retain oracle the target (trained on the forget people) leaks: its
+    forget-vs-holdout LOSS AUC exceeds the oracle's, so PrivLeak > 0."""
+    from bench.metrics.evaluate import SELF, evaluate
+    from bench.models.tiny import get_model, get_tokenizer
+
+    assert "holdout" in mini_data.eval_splits()
+    tokenizer = get_tokenizer(mini_data)
+    oracle_eval = evaluate(get_model(mini_data, "oracle").load(), tokenizer, mini_data, SELF)
+    target_eval = evaluate(get_model(mini_data, "target").load(), tokenizer, mini_data, oracle_eval.per_item)
+    item_names = [n for n in METRICS.names() if isinstance(METRICS.get(n), ItemMetric)]
+    for evaluation in (oracle_eval, target_eval):
+        assert len(evaluation.ids["holdout"]) == min(len(mini_data.holdout), mini_data.config.eval.max_items)
+        for name in item_names:
+            assert f"holdout/{name}" in evaluation.metrics
+        for short in SHORTS:
+            assert 0.0 <= evaluation.metrics[f"mia_auc_{short}"].value <= 1.0
+    for short in SHORTS:
+        assert oracle_eval.metrics[f"privleak_{short}"].value == 0.0
+    assert target_eval.metrics["mia_auc_loss"].value > oracle_eval.metrics["mia_auc_loss"].value
+    assert target_eval.metrics["privleak_loss"].value > 0.0
