@@ -68,7 +68,7 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
 
 # Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
 # older evaluation are recomputed instead of silently missing the new metrics.
-EVAL_VERSION = 3
+EVAL_VERSION = 4
 
 
 def reference_id(data: TaskData, kind: str) -> str:

@@ -331,3 +331,25 @@ def test_teacher_forced_logprobs_match_unbatched_computation() -> None:
         np.testing.assert_allclose(s.logprobs, want, rtol=1e-5, atol=1e-5)
         assert s.argmax_match.tolist() == match
         assert s.mean_nll == pytest.approx(-np.mean(want), rel=1e-5)
+
+
+def test_es_rephrased_reads_the_answer_after_the_paraphrased_question(mini_data) -> None:
+    """es_rephrased = ES of the true answer given the PARAPHRASED question, served by the split's one teacher-forced
+    pass; equal to a separate teacher-forced pass over (paraphrased question, answer) pairs."""
+    from bench.data.tokenize import encode_qa
+    from bench.metrics.engine import score_split, teacher_forced
+    from bench.metrics.memorization import extraction_strength
+    from bench.models.tiny import get_model, get_tokenizer
+    from bench.registry import METRICS
+
+    tokenizer = get_tokenizer(mini_data)
+    model = get_model(mini_data, "target").load()
+    ds = mini_data.eval_splits()["forget"]
+    cfg = mini_data.config
+    scores = score_split(model, tokenizer, cfg.prompt_template, ds, "forget", "forget", 16, 8)
+    got = METRICS.get("es_rephrased").per_item(scores)
+    pairs = [encode_qa(tokenizer, cfg.prompt_template, q, a, add_eos=False)
+             for q, a in zip(ds["paraphrased_question"], ds["answer"])]
+    expected = [extraction_strength(t.argmax_match) for t in teacher_forced(model, pairs, tokenizer.pad_token_id, 7)]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert len(got) == len(ds) and 0.0 <= got.mean() <= 1.0

@@ -47,7 +47,8 @@ def _split(role: str = "forget") -> SplitScores:
     ]
     return SplitScores(split=role, role=role, ids=["a", "b"], answers=["the cat sat on the mat", "paris"],
                        answer=answer, paraphrase_nll=np.array([1.0, 2.0]),
-                       perturbed_nll=np.array([[2.0, 4.0], [1.0, 1.0]]), generations=["the cat", "paris"])
+                       perturbed_nll=np.array([[2.0, 4.0], [1.0, 1.0]]), generations=["the cat", "paris"],
+                       answer_rephrased=answer)
 
 
 def test_mia_item_scores_hand_values() -> None:

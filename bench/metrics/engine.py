@@ -54,6 +54,9 @@ class SplitScores:
     paraphrase_nll: np.ndarray  # (n,) mean answer-token NLL of the paraphrased answer
     perturbed_nll: np.ndarray  # (n, k) the same for each perturbed answer
     generations: list[str]
+    # the true answer after the PARAPHRASED question (robustness of forgetting to rephrased prompts); None when the
+    # split has no paraphrased questions
+    answer_rephrased: list[TokenScores] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -129,21 +132,26 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
 
 def score_split(model, tokenizer, template: str, ds: Dataset, split: str, role: str, batch_size: int,
                 max_new_tokens: int) -> SplitScores:
-    """One teacher-forced pass (answers, paraphrases, perturbations together) and one generation for ``ds``."""
+    """One teacher-forced pass (answers, paraphrased answers, perturbed answers and the answer after the
+    paraphrased question, all together) and one generation for ``ds``."""
     questions, answers = ds["question"], ds["answer"]
     paraphrases, perturbed = ds["paraphrased_answer"], ds["perturbed_answers"]
     k = len(perturbed[0]) if len(ds) else 0
+    rephrased = ds["paraphrased_question"] if "paraphrased_question" in ds.column_names else None
     encoded: list[Encoded] = []
-    for q, a, p, perts in zip(questions, answers, paraphrases, perturbed):
+    for i, (q, a, p, perts) in enumerate(zip(questions, answers, paraphrases, perturbed)):
         if len(perts) != k:
             raise ValueError(f"split {split}: every item needs {k} perturbed answers")
         encoded += [encode_qa(tokenizer, template, q, text, add_eos=False) for text in (a, p, *perts)]
+        if rephrased is not None:
+            encoded.append(encode_qa(tokenizer, template, rephrased[i], a, add_eos=False))
     scores = teacher_forced(model, encoded, tokenizer.pad_token_id, batch_size)
-    width = 2 + k
+    width = 2 + k + (rephrased is not None)
     answer = scores[0::width]
     paraphrase_nll = np.array([s.mean_nll for s in scores[1::width]])
     perturbed_nll = np.array([[scores[i * width + 2 + j].mean_nll for j in range(k)] for i in range(len(ds))])
+    answer_rephrased = scores[2 + k::width] if rephrased is not None else None
     prompts = [encode_prompt(tokenizer, template, q) for q in questions]
     generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
     return SplitScores(split, role, list(ds["id"]), list(answers), answer, paraphrase_nll,
-                       perturbed_nll.reshape(len(ds), k), generations)
+                       perturbed_nll.reshape(len(ds), k), generations, answer_rephrased)

@@ -59,3 +59,16 @@ METRICS.add("es", ItemMetric(
     direction="higher", forget_direction="lower",
     per_item=lambda s: np.array([extraction_strength(t.argmax_match) for t in s.answer]),
     source="Wang et al. 2024, Unlearning with Control (arXiv 2406.09179)"))
+
+
+def _es_rephrased(scores: SplitScores) -> np.ndarray:
+    if scores.answer_rephrased is None:
+        raise ValueError(f"split {scores.split}: es_rephrased needs paraphrased questions")
+    return np.array([extraction_strength(t.argmax_match) for t in scores.answer_rephrased])
+
+
+METRICS.add("es_rephrased", ItemMetric(
+    "es_rephrased", "extraction strength of the true answer after the PARAPHRASED question: forgetting that holds "
+    "only for the training wording is not forgetting (robustness check)",
+    direction="higher", forget_direction="lower", per_item=_es_rephrased,
+    source="Wang et al. 2024, Unlearning with Control (arXiv 2406.09179), robustness to rephrasing"))
