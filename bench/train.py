@@ -159,12 +159,29 @@ def unlearn(model: torch.nn.Module, method: Method, forget: Sequence[Encoded], r
     return result
 
 
+def _run_callbacks(model: torch.nn.Module, callbacks: Sequence[Callback], state: StepState,
+                   result: TrainResult) -> None:
+    """Run ``callbacks`` in eval mode with the forward-pass counter paused (harness scoring is not the method's
+    budget), then return the model to training mode."""
+    model.eval()
+    result.scoring = True
+    try:
+        for callback in callbacks:
+            callback(model, state)
+    finally:
+        result.scoring = False
+    model.train()
+
+
 def _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx, result, callbacks) -> None:
     use = result.use
     method.prepare(model, ctx)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
     model.train()
+    every = budget.callback_every
+    before_update = [c for c in callbacks if getattr(c, "before_update", False)] if every else []
+    after_update = [c for c in callbacks if not getattr(c, "before_update", False)] if every else []
     start = time.perf_counter()
     for step in range(budget.steps):
         lr = lr_at(step, budget)
@@ -185,17 +202,8 @@ def _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx
                 raise NonFiniteLossError(step + 1, value)
             (loss / budget.grad_accum).backward()
             step_loss += value / budget.grad_accum
-        at_checkpoint = bool(budget.callback_every) and step % budget.callback_every == 0
-        before_update = [c for c in callbacks if getattr(c, "before_update", False)]
-        if at_checkpoint and before_update:  # e.g. the G-effect of this step's own gradient at theta_step
-            state = StepState(step, step_loss, lr, diagnostics)
-            result.scoring = True
-            try:
-                for callback in before_update:
-                    callback(model, state)
-            finally:
-                result.scoring = False
-            model.train()
+        if before_update and step % every == 0:  # e.g. the G-effect of this step's own gradient at theta_step
+            _run_callbacks(model, before_update, StepState(step, step_loss, lr, diagnostics), result)
         if budget.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, budget.max_grad_norm)
         optimizer.step()
@@ -204,17 +212,9 @@ def _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx
         result.steps = step + 1
         result.losses.append(step_loss)
         result.diagnostics.append(diagnostics)
-        after_update = [c for c in callbacks if not getattr(c, "before_update", False)]
-        if after_update and budget.callback_every and (step + 1) % budget.callback_every == 0:
+        if after_update and (step + 1) % every == 0:
             state = StepState(step + 1, step_loss, lr, diagnostics)
-            model.eval()
-            result.scoring = True
-            try:
-                for callback in after_update:
-                    callback(model, state)
-            finally:
-                result.scoring = False
-            model.train()
+            _run_callbacks(model, after_update, state, result)
             if state.stop:
                 use.stopped_early_at = step + 1
                 break
