@@ -85,7 +85,8 @@ def plan(board: LeaderboardSpec) -> list[Cell]:
             for seed in board.seeds:
                 try:
                     spec = make_run_spec(task.task, task.split, entry.method, entry.params, board.budget, seed,
-                                         board.path, f"methods[{m_index}]", control=board.control)
+                                         board.path, f"methods[{m_index}]", control=board.control,
+                                         requests=task.requests)
                 except SpecError as exc:
                     if "unknown task" in str(exc):
                         raise SpecError(f"{board.path}: tasks[{t_index}].task: {exc}") from exc

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 
@@ -28,7 +29,7 @@ from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_key
 from bench.paths import REPO_ROOT
 from bench.spec import Budget, ControlSpec, RunSpec, content_hash
 from bench.store import SCHEMA_VERSION, Store
-from bench.train import NonFiniteLossError, unlearn
+from bench.train import NonFiniteLossError, TrainResult, unlearn
 
 REFERENCE_KINDS = ("target", "oracle")
 
@@ -50,12 +51,16 @@ def env_info() -> dict[str, Any]:
 
 
 def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], budget: Budget, seed: int,
-                  source: str = "", path: str = "", control: ControlSpec | None = None) -> RunSpec:
+                  source: str = "", path: str = "", control: ControlSpec | None = None,
+                  requests: int = 1) -> RunSpec:
     """Validate the method name and hyper-parameters (SpecError / RegistryError) and pin every default."""
-    config = load_task_config(task)
-    if split not in config.forget_splits:
-        from bench.spec import SpecError
+    from bench.spec import SpecError
 
+    config = load_task_config(task)
+    if requests > 1 and control is not None and control.kind == "early_stop":
+        raise SpecError(f"{source or 'run'}: requests: sequential requests support control none or mixing, "
+                        f"not early_stop")
+    if split not in config.forget_splits:
         raise SpecError(f"{source or 'run'}: split: task {config.name} has no forget split {split!r} "
                         f"(known: {', '.join(config.forget_splits)})")
     instance = make_method(method, params, source, path)
@@ -63,7 +68,7 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
     return RunSpec(task=config.ref, split=split, method=method, hparams=full_hparams(instance),
                    model={"kind": "tiny-llama", "target": target, "task_digest": config.digest,
                           "eval_version": EVAL_VERSION}, budget=budget,
-                   seed=seed, control=control or ControlSpec())
+                   seed=seed, control=control or ControlSpec(), requests=requests)
 
 
 # Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
@@ -127,6 +132,61 @@ def get_references(data: TaskData, store: Store) -> References:
     return References(tokenizer, built["target"], built["oracle"], records, oracle_per_item)
 
 
+def request_groups(data: TaskData, n: int) -> list[list[int]]:
+    """Indices into ``data.unlearning_pairs("forget")`` of each of ``n`` sequential forget requests: the forget
+    subjects (persons) in their split order, cut into ``n`` consecutive groups as equal as possible; a request
+    covers every QA item and text of its subjects."""
+    persons = list(data.forget["person"]) + (list(data.forget_bio["person"]) if data.forget_bio is not None else [])
+    subjects = list(dict.fromkeys(persons))
+    if n > len(subjects):
+        raise ValueError(f"requests: {n} sequential requests but the forget split has {len(subjects)} subjects")
+    bounds = [round(i * len(subjects) / n) for i in range(n + 1)]
+    group_of = {person: g for g in range(n) for person in subjects[bounds[g]: bounds[g + 1]]}
+    return [[i for i, person in enumerate(persons) if group_of[person] == g] for g in range(n)]
+
+
+SEQUENTIAL_METRICS = ("forget/es", "forget/prob", "forget/knowmem", "forget_bio/verbmem", "retain/es",
+                      "retain/knowmem", "world_facts/prob", "model_utility", "forget_quality")
+
+
+def _sequential(spec: RunSpec, data: TaskData, model, method, forget, retain, idk, reference, tokenizer,
+                oracle_per_item) -> tuple[TrainResult, list[dict], list[str], Evaluation]:
+    """MUSE sustainability: unlearn request after request on the same model, each with the full ``spec.budget``
+    (a fresh optimizer per request; the reference model, where the method has one, stays the original target),
+    and record the metrics after each. ``requested/forget/es`` is the forget ES over the subjects requested so
+    far, ``pending/forget/es`` over those not yet requested (how much forgetting spills over)."""
+    groups = request_groups(data, spec.requests)
+    forget_person = dict(zip(data.forget["id"], data.forget["person"]))
+    persons = list(data.forget["person"]) + (list(data.forget_bio["person"]) if data.forget_bio is not None else [])
+    total = TrainResult(steps=0)
+    history: list[dict] = []
+    exceeded: list[str] = []
+    evaluation = None
+    for r, rows in enumerate(groups):
+        part = unlearn(model, method, [forget[i] for i in rows], retain, spec.budget, spec.seed + r,
+                       tokenizer.pad_token_id, reference, idk=[idk[i] for i in rows] if idk is not None else None)
+        total.steps += part.steps
+        total.losses += part.losses
+        total.diagnostics += part.diagnostics
+        total.seconds += part.seconds
+        for name in ("optimizer_steps", "forget_examples", "retain_examples", "forward_passes",
+                     "reference_forward_passes"):
+            setattr(total.use, name, getattr(total.use, name) + getattr(part.use, name))
+        evaluation = evaluate(model, tokenizer, data, oracle_per_item)
+        requested = {persons[i] for g in groups[: r + 1] for i in g}
+        es = evaluation.per_item["forget"]["es"]
+        mask = np.array([forget_person[i] in requested for i in evaluation.ids["forget"]])
+        entry = {"request": r + 1, "subjects": sorted({persons[i] for i in rows}), "steps": part.steps,
+                 "exceeded": part.use.exceeded(spec.budget),
+                 "metrics": {k: evaluation.metrics[k].value for k in SEQUENTIAL_METRICS if k in evaluation.metrics}}
+        entry["metrics"]["requested/forget/es"] = float(es[mask].mean()) if mask.any() else None
+        entry["metrics"]["pending/forget/es"] = float(es[~mask].mean()) if (~mask).any() else None
+        history.append(entry)
+        exceeded += [f"request {r + 1}: {reason}" for reason in entry["exceeded"]]
+    assert evaluation is not None
+    return total, history, exceeded, evaluation
+
+
 def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
     """Run ``spec`` unless its record exists; store and return the record (status ok or failed)."""
     run_id = spec.run_id
@@ -148,12 +208,11 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
         method = make_method(spec.method, spec.hparams)
         tokenizer = refs.tokenizer
         template = data.config.prompt_template
-        forget = [encode_qa(tokenizer, template, q, a, add_eos=True)
-                  for q, a in zip(data.forget["question"], data.forget["answer"])]
-        retain = [encode_qa(tokenizer, template, q, a, add_eos=True)
-                  for q, a in zip(data.retain["question"], data.retain["answer"])]
-        idk = [encode_qa(tokenizer, template, q, a, add_eos=True)
-               for q, a in zip(data.forget["question"], data.forget["idk_answer"])] if method.needs_idk else None
+        forget_pairs, retain_pairs = data.unlearning_pairs("forget"), data.unlearning_pairs("retain")
+        forget = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a, _ in forget_pairs]
+        retain = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a, _ in retain_pairs]
+        idk = ([encode_qa(tokenizer, template, q, idk, add_eos=True) for q, _, idk in forget_pairs]
+               if method.needs_idk else None)
         model = refs.target.load()
         target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
@@ -161,23 +220,29 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
             return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item))
 
         control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics)
-        recorder = (GEffectRecorder(method, data, tokenizer, reference, every=spec.budget.callback_every,
-                                    total_steps=spec.budget.steps) if spec.budget.callback_every else None)
-        callbacks = [*control.callbacks(), *([recorder] if recorder else [])]
-        trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id, reference,
-                          callbacks=callbacks, idk=idk)
-        if recorder is not None:
-            record["geffect"] = recorder.summary(model.config.num_hidden_layers)
-            extra["geffect.jsonl"] = recorder.jsonl()
-            timings["geffect_seconds"] = round(recorder.seconds, 3)
+        evaluation: Evaluation | None = None
+        if spec.requests > 1:
+            trained, record["sequential"], exceeded, evaluation = _sequential(
+                spec, data, model, method, forget, retain, idk, reference, tokenizer, refs.oracle_per_item)
+        else:
+            recorder = (GEffectRecorder(method, data, tokenizer, reference, every=spec.budget.callback_every,
+                                        total_steps=spec.budget.steps) if spec.budget.callback_every else None)
+            callbacks = [*control.callbacks(), *([recorder] if recorder else [])]
+            trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id,
+                              reference, callbacks=callbacks, idk=idk)
+            exceeded = trained.use.exceeded(spec.budget)
+            if recorder is not None:
+                record["geffect"] = recorder.summary(model.config.num_hidden_layers)
+                extra["geffect.jsonl"] = recorder.jsonl()
+                timings["geffect_seconds"] = round(recorder.seconds, 3)
         timings["train_seconds"] = round(trained.seconds, 3)
         record["train"] = {"steps": trained.steps, "losses": trained.losses,
                            "final_diagnostics": trained.diagnostics[-1] if trained.diagnostics else {}}
-        use = trained.use
-        exceeded = use.exceeded(spec.budget)
-        record["budget"] = {"declared": asdict(spec.budget), "used": asdict(use), "exceeded": exceeded}
+        record["budget"] = {"declared": asdict(spec.budget), "used": asdict(trained.use), "exceeded": exceeded,
+                            "per_request": spec.requests > 1}
         eval_start = time.perf_counter()
-        evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item)
+        if evaluation is None:  # a sequential run's last request already evaluated the final model
+            evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item)
         timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
         record["metrics"] = metrics_dict(evaluation)
         per_item = evaluation.rows()

@@ -226,6 +226,7 @@ class RunSpec:
     budget: Budget
     seed: int = 0
     control: ControlSpec = field(default_factory=ControlSpec)
+    requests: int = 1  # sequential forget requests the forget split is applied as (1 = all at once)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(canonical_json(self))
@@ -236,7 +237,8 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.task}/{self.split}/{self.method}/seed{self.seed}"
+        sequential = f"x{self.requests}" if self.requests > 1 else ""
+        return f"{self.task}/{self.split}{sequential}/{self.method}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -272,8 +274,16 @@ def load_submitted_entries(folder: Path) -> list[tuple[Path, MethodEntry]]:
 
 @dataclass(frozen=True)
 class TaskEntry:
+    """A (task, forget split) of a board. ``requests`` > 1 applies the forget split as that many sequential forget
+    requests (MUSE's sustainability: the subjects in consecutive groups, each unlearned on the previous result)."""
+
     task: str
     split: str
+    requests: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.requests, int) or self.requests < 1:
+            raise SpecError(f"requests: must be an integer >= 1, got {self.requests!r}")
 
 
 @dataclass(frozen=True)

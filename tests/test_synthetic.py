@@ -7,6 +7,8 @@ from datasets import Dataset
 from bench.data.synthetic import ATTRIBUTES, N_PERTURBED, generate_world, person_split, world_digest
 from bench.data.tasks import load_task
 
+QA_DIGEST_V1 = "7731244ad2fc17c08a46031822d02c828b5bf839469adc008f6f7af03b9652b1"
+
 
 def test_world_size_and_attributes() -> None:
     world = generate_world(seed=0, n_people=100, n_holdout=20)
@@ -56,6 +58,34 @@ def test_task_exposes_datasets() -> None:
     for ds in (data.forget, data.retain, data.holdout, data.world_facts):
         assert isinstance(ds, Dataset)
     assert len(data.forget) == 50 and len(data.retain) == 950
-    assert len(data.target_train) == 1000 + len(data.world_facts)
+    assert len(data.target_train) == 1000 + len(data.world_facts) + 100  # QA, world facts, one biography each
     assert set(data.oracle_train["id"]).isdisjoint(data.forget["id"])
+    assert set(data.oracle_train["id"]).isdisjoint(data.forget_bio["id"])
+    assert len(data.forget_bio) == 5 and len(data.retain_bio) == 95
     assert data.target_train["id"] == load_task("synthetic", "forget10").target_train["id"]
+
+
+def test_biographies_hold_the_persons_facts_and_split_into_prefix_and_continuation() -> None:
+    world = generate_world()
+    assert len(world["bios"]) == 100
+    facts = {}
+    for item in world["people"]:
+        facts.setdefault(item["person"], []).append(item)
+    for bio in world["bios"]:
+        assert bio["text"] == f"{bio['prefix']} {bio['continuation']}"
+        assert bio["prefix"].startswith(bio["person"]) and bio["prefix"].endswith(".")
+        # every attribute value of the person's QA answers appears in the biography (the answer minus its template)
+        birthplace = next(i for i in facts[bio["person"]] if i["attribute"] == "birthplace")["answer"]
+        assert birthplace.removeprefix(f"{bio['person']} was born in ").rstrip(".") in bio["prefix"]
+    forget = load_task("synthetic", "forget10")
+    pairs = forget.unlearning_pairs("forget")
+    assert len(pairs) == len(forget.forget) + len(forget.forget_bio)
+    assert {q for q, _, _ in pairs[-10:]} == set(forget.forget_bio["question"])
+
+
+def test_adding_biographies_left_every_qa_item_unchanged() -> None:
+    """The biographies use their own seeded generator: QA records equal the version-1 generator's (digest
+    pinned here; it changes only if a QA item changes)."""
+    world = generate_world()
+    qa = {k: world[k] for k in ("people", "holdout", "world_facts")}
+    assert world_digest(qa) == QA_DIGEST_V1

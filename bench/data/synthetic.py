@@ -9,7 +9,10 @@ arithmetic) are trained into the target and measure utility.
 
 Splits follow TOFU: people are shuffled once; ``forget01`` / ``forget05`` / ``forget10`` are the last 1% / 5% / 10% of
 people (so they nest), ``retain99`` / ``retain95`` / ``retain90`` the rest; ``holdout`` people are generated the same
-way but never trained (membership inference); ``world_facts`` is general knowledge.
+way but never trained (membership inference); ``world_facts`` is general knowledge. Every trained person also has a
+four-sentence biography (``forget_bio`` / ``retain_bio``): free text for MUSE's verbatim memorization (VerbMem: the
+first sentence is the prompt, the rest the continuation to reproduce). A forget request covers the person's QA items
+and biography.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ FEATURES = Features({
     "id": Value("string"), "person": Value("string"), "attribute": Value("string"), "question": Value("string"),
     "answer": Value("string"), "paraphrased_question": Value("string"), "paraphrased_answer": Value("string"),
     "perturbed_answers": Sequence(Value("string")), "idk_answer": Value("string"),
+})
+BIO_FEATURES = Features({
+    "id": Value("string"), "person": Value("string"), "question": Value("string"), "text": Value("string"),
+    "prefix": Value("string"), "continuation": Value("string"), "idk_answer": Value("string"),
 })
 FORGET_PERCENTS = (1, 5, 10)
 
@@ -143,7 +150,9 @@ def _perturbed(rng: random.Random, pool: list[str], truth: str, k: int) -> list[
     return rng.sample([v for v in pool if v != truth], k)
 
 
-def _person_items(rng: random.Random, person: str, pools: dict[str, list[str]], group: str) -> list[dict]:
+def _person_items(rng: random.Random, person: str, pools: dict[str, list[str]], group: str,
+                  values: dict[str, str] | None = None) -> list[dict]:
+    """The ten QA items of ``person``; the chosen attribute values are written into ``values`` when given."""
     items = []
     used_titles = pools["_used_titles"]  # type: ignore[index]
     for attr in ATTRIBUTES:
@@ -153,6 +162,8 @@ def _person_items(rng: random.Random, person: str, pools: dict[str, list[str]], 
             used_titles.add(value)
         else:
             value = rng.choice(pool)
+        if values is not None:
+            values[attr.name] = value
         q_train, q_para = rng.sample(attr.questions, 2)
         wrong = _perturbed(rng, pool, value, N_PERTURBED)
         items.append({
@@ -167,6 +178,28 @@ def _person_items(rng: random.Random, person: str, pools: dict[str, list[str]], 
             "idk_answer": rng.choice(IDK_ANSWERS),
         })
     return items
+
+
+# A biography is four sentences; each has two wordings, picked per person by a separate seeded generator (so adding
+# biographies left every QA item byte-identical). The first sentence is the VerbMem prefix, the rest its continuation.
+BIO_SENTENCES: tuple[tuple[str, str], ...] = (
+    ("{n} was born in {birthplace} in {birth_year}.", "{n} was born in {birth_year} in the city of {birthplace}."),
+    ("The child of a {mother_occupation} and a {father_occupation}, {n} became a {occupation}.",
+     "With a {father_occupation} for a father and a {mother_occupation} for a mother, {n} works as a {occupation}."),
+    ("{n} writes {genre}, and The {book_title} won the {award}.",
+     "Known for {genre}, {n} wrote The {book_title} and received the {award}."),
+    ("At home {n} keeps {pet} and spends free time on {hobby}.", "{n} enjoys {hobby} and lives with {pet}."),
+)
+BIO_QUESTION = "Write a short biography of {n}."
+BIO_IDK = "I don't know who that is."
+
+
+def _biography(rng: random.Random, person: str, values: dict[str, str], group: str) -> dict:
+    """One free-text biography record: ``text`` = ``prefix`` + " " + ``continuation`` (MUSE-style VerbMem)."""
+    sentences = [rng.choice(pair).format(n=person, **values) for pair in BIO_SENTENCES]
+    return {"id": f"bio/{group}/{person.replace(' ', '_')}", "person": person,
+            "question": BIO_QUESTION.format(n=person), "text": " ".join(sentences), "prefix": sentences[0],
+            "continuation": " ".join(sentences[1:]), "idk_answer": BIO_IDK}
 
 
 def _world_facts(rng: random.Random, cities: list[str]) -> list[dict]:
@@ -207,7 +240,8 @@ def _world_facts(rng: random.Random, cities: list[str]) -> list[dict]:
 
 
 def generate_world(seed: int = 0, n_people: int = 100, n_holdout: int = 20) -> dict[str, list[dict]]:
-    """All records of the world, grouped: ``people`` (trained), ``holdout`` (never trained), ``world_facts``.
+    """All records of the world, grouped: ``people`` (trained), ``holdout`` (never trained), ``world_facts``, and
+    ``bios`` (one free-text biography per trained person, trained as the answer to "Write a short biography of X.").
 
     ``people`` is in split order: the last ``p%`` of its persons form ``forget{p:02d}``.
     """
@@ -216,9 +250,13 @@ def generate_world(seed: int = 0, n_people: int = 100, n_holdout: int = 20) -> d
     pools["_used_titles"] = set()  # type: ignore[assignment]
     names = _unique_names(rng, n_people + n_holdout, lambda r: f"{_name(r, 2)} {_name(r, r.choice([2, 3]))}")
     trained, held = names[:n_people], names[n_people:]
-    people = [item for person in trained for item in _person_items(rng, person, pools, "people")]
+    values: dict[str, dict[str, str]] = {person: {} for person in trained}
+    people = [item for person in trained for item in _person_items(rng, person, pools, "people", values[person])]
     holdout = [item for person in held for item in _person_items(rng, person, pools, "holdout")]
-    return {"people": people, "holdout": holdout, "world_facts": _world_facts(rng, pools["birthplace"])}
+    world = {"people": people, "holdout": holdout, "world_facts": _world_facts(rng, pools["birthplace"])}
+    bio_rng = random.Random(f"{seed}/biographies")
+    world["bios"] = [_biography(bio_rng, person, values[person], "people") for person in trained]
+    return world
 
 
 def world_digest(world: dict[str, list[dict]]) -> str:
@@ -241,6 +279,10 @@ def _dataset(rows: list[dict]) -> Dataset:
     return Dataset.from_list(rows, features=FEATURES)
 
 
+def _bio_dataset(rows: list[dict]) -> Dataset:
+    return Dataset.from_list(rows, features=BIO_FEATURES)
+
+
 @cache
 def _world(seed: int, n_people: int, n_holdout: int) -> dict[str, list[dict]]:
     return generate_world(seed, n_people, n_holdout)
@@ -253,5 +295,8 @@ def load_synthetic(config: TaskConfig, split: str) -> TaskData:
         raise SpecError(f"task {config.name}: forget split must look like 'forget05', got {split!r}")
     world = _world(**config.params)
     forget, retain = person_split(world["people"], int(split[6:]))
+    forgotten = {item["person"] for item in forget}
     return TaskData(config=config, split=split, forget=_dataset(forget), retain=_dataset(retain),
-                    holdout=_dataset(world["holdout"]), world_facts=_dataset(world["world_facts"]))
+                    holdout=_dataset(world["holdout"]), world_facts=_dataset(world["world_facts"]),
+                    forget_bio=_bio_dataset([b for b in world["bios"] if b["person"] in forgotten]),
+                    retain_bio=_bio_dataset([b for b in world["bios"] if b["person"] not in forgotten]))

@@ -26,6 +26,7 @@ class EvalConfig:
     max_items: int = 200
     max_new_tokens: int = 24
     batch_size: int = 64
+    max_new_tokens_text: int = 80  # greedy continuation length of the text splits (VerbMem)
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,10 @@ class TaskConfig:
 
 @dataclass
 class TaskData:
-    """The datasets of one (task, forget split). Every row has ``id``, ``question``, ``answer``,
-    ``paraphrased_answer``, ``perturbed_answers`` and ``idk_answer``."""
+    """The datasets of one (task, forget split). Every QA row has ``id``, ``question``, ``answer``,
+    ``paraphrased_answer``, ``perturbed_answers`` and ``idk_answer``. ``forget_bio`` / ``retain_bio`` (optional)
+    are free-text documents of the forget / retain subjects with ``id``, ``question`` (the prompt that asks for the
+    text), ``text`` = ``prefix`` + " " + ``continuation`` and ``idk_answer``: the verbatim-memorization corpus."""
 
     config: TaskConfig
     split: str
@@ -85,31 +88,51 @@ class TaskData:
     retain: Dataset
     holdout: Dataset
     world_facts: Dataset
+    forget_bio: Dataset | None = None
+    retain_bio: Dataset | None = None
+
+    @staticmethod
+    def _qa(*parts: Dataset | None) -> Dataset:
+        """(id, question, answer) rows of QA sets and text sets (a text is the answer to its prompt), by id."""
+        rows: dict[str, list[str]] = {"id": [], "question": [], "answer": []}
+        for ds in parts:
+            if ds is None:
+                continue
+            rows["id"] += ds["id"]
+            rows["question"] += ds["question"]
+            rows["answer"] += ds["answer"] if "answer" in ds.column_names else ds["text"]
+        return Dataset.from_dict(rows).sort("id")
 
     @property
     def target_train(self) -> Dataset:
-        """What the target model is trained on: every trained person and the world facts, in id order, so the
-        target is the same model whichever forget split asked for it."""
-        from datasets import concatenate_datasets
-
-        return concatenate_datasets([self.retain, self.forget, self.world_facts]).sort("id")
+        """What the target model is trained on: every trained person's QA and text, and the world facts, in id
+        order, so the target is the same model whichever forget split asked for it."""
+        return self._qa(self.retain, self.forget, self.world_facts, self.retain_bio, self.forget_bio)
 
     @property
     def oracle_train(self) -> Dataset:
         """What the retain oracle is trained on: the target's data without the forget set."""
-        from datasets import concatenate_datasets
+        return self._qa(self.retain, self.world_facts, self.retain_bio)
 
-        return concatenate_datasets([self.retain, self.world_facts]).sort("id")
+    def unlearning_pairs(self, which: str) -> list[tuple[str, str, str]]:
+        """(question, answer, idk answer) of the ``forget`` or ``retain`` request: its QA items, then its texts.
+        A forget request covers everything trained about its subjects."""
+        qa, text = (self.forget, self.forget_bio) if which == "forget" else (self.retain, self.retain_bio)
+        pairs = list(zip(qa["question"], qa["answer"], qa["idk_answer"]))
+        if text is not None:
+            pairs += list(zip(text["question"], text["text"], text["idk_answer"]))
+        return pairs
 
     def eval_splits(self) -> dict[str, Dataset]:
         """The scored splits, each capped at ``eval.max_items`` by a fixed seeded subset (as TOFU caps at 300).
 
         ``holdout`` (the never-trained people's QA) is the non-member set of the membership-inference metrics
-        (MUSE, Shi et al. 2024). It comes last so the subset seeds (the split's position) of the other splits, and
-        hence their items, are unchanged."""
+        (MUSE, Shi et al. 2024). It comes after the QA splits and the text splits after it, so the subset seeds
+        (the split's position) of earlier splits, and hence their items, never change when a split is added."""
         splits = {"forget": self.forget, "retain": self.retain, "world_facts": self.world_facts,
-                  "holdout": self.holdout}
-        return {name: _subset(ds, self.config.eval.max_items, seed=i) for i, (name, ds) in enumerate(splits.items())}
+                  "holdout": self.holdout, "forget_bio": self.forget_bio, "retain_bio": self.retain_bio}
+        return {name: _subset(ds, self.config.eval.max_items, seed=i)
+                for i, (name, ds) in enumerate(splits.items()) if ds is not None}
 
 
 def _subset(ds: Dataset, n: int, seed: int) -> Dataset:

@@ -51,6 +51,10 @@ def bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int =
     return float(low), float(high)
 
 
+QA_ROLES = ("forget", "retain", "utility", "holdout")
+ALL_ROLES = (*QA_ROLES, "text")
+
+
 @dataclass(frozen=True)
 class ItemMetric:
     name: str
@@ -59,6 +63,12 @@ class ItemMetric:
     forget_direction: Direction
     per_item: Callable[[SplitScores], np.ndarray]
     source: str = ""  # the paper that defines it
+    roles: tuple[str, ...] = QA_ROLES  # the split roles it is defined on (``SplitScores.role``)
+    requires: str | None = None  # a ``SplitScores`` field that must be present (e.g. "grad_norm")
+
+    def applies(self, scores: SplitScores) -> bool:
+        """Whether the metric is defined on this split's scores."""
+        return scores.role in self.roles and (self.requires is None or getattr(scores, self.requires) is not None)
 
     def aggregate(self, values: np.ndarray, split: str) -> MetricValue:
         """Mean over items with its standard error s / sqrt(n) and a bootstrap 95% interval over items."""

@@ -44,19 +44,26 @@ class TokenScores:
 
 @dataclass
 class SplitScores:
-    """Everything metrics need about one model on one split. ``role`` is forget | retain | holdout | utility."""
+    """Everything metrics need about one model on one split.
+
+    ``role`` is forget | retain | holdout | utility (QA splits) or text (free-text splits: ``answer`` scores the whole
+    text given its prompt, ``answers`` are the reference continuations and ``generations`` the greedy continuations
+    of prompt + prefix; QA-only fields are None). ``lexicon`` is the task's vocabulary of words (gibberish rate)."""
 
     split: str
     role: str
     ids: list[str]
     answers: list[str]
     answer: list[TokenScores]
-    paraphrase_nll: np.ndarray  # (n,) mean answer-token NLL of the paraphrased answer
-    perturbed_nll: np.ndarray  # (n, k) the same for each perturbed answer
+    paraphrase_nll: np.ndarray | None  # (n,) mean answer-token NLL of the paraphrased answer
+    perturbed_nll: np.ndarray | None  # (n, k) the same for each perturbed answer
     generations: list[str]
     # the true answer after the PARAPHRASED question (robustness of forgetting to rephrased prompts); None when the
     # split has no paraphrased questions
     answer_rephrased: list[TokenScores] | None = None
+    lexicon: frozenset[str] | None = None
+    # per-item gradient norms of the answer NLL (GradNorm MIA); only on the membership splits, when requested
+    grad_norm: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -131,7 +138,7 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
 
 
 def score_split(model, tokenizer, template: str, ds: Dataset, split: str, role: str, batch_size: int,
-                max_new_tokens: int) -> SplitScores:
+                max_new_tokens: int, lexicon: frozenset[str] | None = None) -> SplitScores:
     """One teacher-forced pass (answers, paraphrased answers, perturbed answers and the answer after the
     paraphrased question, all together) and one generation for ``ds``."""
     questions, answers = ds["question"], ds["answer"]
@@ -154,4 +161,18 @@ def score_split(model, tokenizer, template: str, ds: Dataset, split: str, role: 
     prompts = [encode_prompt(tokenizer, template, q) for q in questions]
     generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
     return SplitScores(split, role, list(ds["id"]), list(answers), answer, paraphrase_nll,
-                       perturbed_nll.reshape(len(ds), k), generations, answer_rephrased)
+                       perturbed_nll.reshape(len(ds), k), generations, answer_rephrased, lexicon)
+
+
+def score_text_split(model, tokenizer, template: str, ds: Dataset, split: str, batch_size: int,
+                     max_new_tokens: int, lexicon: frozenset[str] | None = None) -> SplitScores:
+    """A free-text split (MUSE VerbMem): one teacher-forced pass over each whole text given its prompt, and one
+    greedy generation from ``[prompt, prefix]`` compared with the true ``continuation``."""
+    questions = ds["question"]
+    encoded = [encode_qa(tokenizer, template, q, text, add_eos=False) for q, text in zip(questions, ds["text"])]
+    scores = teacher_forced(model, encoded, tokenizer.pad_token_id, batch_size)
+    prompts = [encode_prompt(tokenizer, template, q) + tokenizer(" " + prefix, add_special_tokens=False)["input_ids"]
+               for q, prefix in zip(questions, ds["prefix"])]
+    generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+    return SplitScores(split, "text", list(ds["id"]), list(ds["continuation"]), scores, None, None, generations,
+                       None, lexicon)

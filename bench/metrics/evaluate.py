@@ -9,13 +9,17 @@ import numpy as np
 
 from bench.data.tasks import TaskData
 from bench.metrics.base import ItemMetric, MetricValue, ModelMetric
-from bench.metrics.engine import score_split
+from bench.metrics.engine import score_split, score_text_split
+from bench.metrics.generation import words
 from bench.registry import METRICS
 
 # The role tells item metrics how to score a split: "forget", "retain" and "holdout" are scored on the plain answer
 # (Prob unnormalised, truth ratio max(0, 1 - R) except on forget); "utility" normalises Prob against the perturbed
 # answers. Holdout people were never trained on: the non-members of the membership-inference metrics (privacy.py).
-SPLIT_ROLES = {"forget": "forget", "retain": "retain", "world_facts": "utility", "holdout": "holdout"}
+# Text splits (free-text documents of the forget / retain subjects) have role "text": VerbMem and the likelihood
+# metrics of the whole text.
+SPLIT_ROLES = {"forget": "forget", "retain": "retain", "world_facts": "utility", "holdout": "holdout",
+               "forget_bio": "text", "retain_bio": "text"}
 
 PerItem = Mapping[str, Mapping[str, np.ndarray]]
 
@@ -63,6 +67,30 @@ def per_item_from_rows(rows: list[dict]) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+_LEXICONS: dict[str, frozenset[str]] = {}
+
+
+def task_lexicon(data: TaskData) -> frozenset[str]:
+    """Every word (lower-cased, ``generation.words``) of every text of the task: its questions, answers,
+    paraphrases, perturbed and "I don't know" answers and documents. The gibberish rate's vocabulary."""
+    key = data.config.digest + data.split
+    if key not in _LEXICONS:
+        vocabulary: set[str] = set()
+        for ds in (data.forget, data.retain, data.holdout, data.world_facts, data.forget_bio, data.retain_bio):
+            if ds is None:
+                continue
+            for column in ("question", "answer", "paraphrased_question", "paraphrased_answer", "idk_answer", "text"):
+                if column in ds.column_names:
+                    for text in ds[column]:
+                        vocabulary.update(words(text))
+            if "perturbed_answers" in ds.column_names:
+                for texts in ds["perturbed_answers"]:
+                    for text in texts:
+                        vocabulary.update(words(text))
+        _LEXICONS[key] = frozenset(vocabulary)
+    return _LEXICONS[key]
+
+
 def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference | None) -> Evaluation:
     """All metrics of ``model`` on ``data.eval_splits()``. ``oracle`` is the retain oracle's per-item values;
     reference-relative metrics raise ``MissingReferenceError`` without it."""
@@ -73,12 +101,19 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
     per_item: dict[str, dict[str, np.ndarray]] = {}
     ids: dict[str, list[str]] = {}
     generations: dict[str, list[str]] = {}
+    lexicon = task_lexicon(data)
     for split, ds in data.eval_splits().items():
-        scores = score_split(model, tokenizer, cfg.prompt_template, ds, split, SPLIT_ROLES[split],
-                             cfg.eval.batch_size, cfg.eval.max_new_tokens)
+        if SPLIT_ROLES[split] == "text":
+            scores = score_text_split(model, tokenizer, cfg.prompt_template, ds, split, cfg.eval.batch_size,
+                                      cfg.eval.max_new_tokens_text, lexicon)
+        else:
+            scores = score_split(model, tokenizer, cfg.prompt_template, ds, split, SPLIT_ROLES[split],
+                                 cfg.eval.batch_size, cfg.eval.max_new_tokens, lexicon)
         ids[split], generations[split] = scores.ids, scores.generations
         per_item[split] = {}
         for metric in item_metrics:
+            if not metric.applies(scores):
+                continue
             values = metric.per_item(scores)
             per_item[split][metric.name] = values
             metrics[f"{split}/{metric.name}"] = metric.aggregate(values, split)

@@ -41,6 +41,9 @@ def _task_texts(data: TaskData) -> list[str]:
         for row in ds:
             texts += [row["question"], row["paraphrased_question"], row["answer"], row["paraphrased_answer"],
                       *row["perturbed_answers"], row["idk_answer"]]
+    for ds in (data.retain_bio, data.forget_bio):
+        for row in ds or ():
+            texts += [row["question"], row["text"], row["idk_answer"]]
     return texts
 
 
