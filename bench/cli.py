@@ -121,6 +121,10 @@ def cmd_perf(args: argparse.Namespace) -> int:
     if args.only in (None, "geffect"):
         report = geffect_cost(args.task, args.split, args.method, repeats=args.repeats, steps=args.steps)
         print(report.text(), flush=True)
+    if args.only in (None, "eval"):
+        from bench.perf_eval import eval_cost
+
+        print(eval_cost(args.task, args.split).text(), flush=True)
     return 0
 
 
@@ -239,13 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list registered methods, metrics or tasks")
     ls.add_argument("what", choices=["methods", "metrics", "tasks"])
     perf = sub.add_parser("perf", help="harness/bare step time ratio; calibration scoring passes per probe; "
-                                       "G-effect recording cost")
+                                       "G-effect recording cost; evaluation tokens over the minimum")
     perf.add_argument("--task", default="synthetic")
     perf.add_argument("--split", default="forget10")
     perf.add_argument("--method", default="ga")
     perf.add_argument("--steps", type=int, default=30)
     perf.add_argument("--repeats", type=int, default=5)
-    perf.add_argument("--only", choices=["step", "calibration", "geffect"], help="run one benchmark (default: all)")
+    perf.add_argument("--only", choices=["step", "calibration", "geffect", "eval"],
+                      help="run one benchmark (default: all)")
     submit = sub.add_parser("submit", help="check a method entry (smoke runs included) and add it to a board")
     submit.add_argument("entry", help="submission entry YAML, e.g. mymethod.entry.yaml")
     submit.add_argument("--board", help="leaderboard YAML (default: leaderboards/synthetic.yaml)")

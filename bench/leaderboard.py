@@ -45,7 +45,12 @@ from bench.store import Store, atomic_write_text
 REFERENCE_LABELS = {"target": "target (before unlearning)", "oracle": "retain oracle"}
 ARROWS = {"higher": "↑", "lower": "↓", "none": "·"}
 CALIBRATED = "calibrated/"
-SPLITS = ("forget", "retain", "world_facts", "holdout")
+SPLITS = ("forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio")
+# Record metrics produced outside the metric registry, by key prefix, with their direction of better: lm-eval
+# utility (``lm_eval/<task>/<metric>``, e.g. accuracy) and the relearning attack (``relearn/forget/<metric>``: the
+# forget knowledge recovered after fine-tuning on a slice; ``_before`` and ``n_`` keys are bookkeeping). They have
+# no calibrated form.
+EXTERNAL_PREFIXES = {"lm_eval/": "higher", "relearn/": "lower"}
 # Columns read from a run's control section that have no reference-row value, with their direction of better.
 CONTROL_COLUMNS = {"alpha": "higher", "tradeoff_auc": "higher"}
 UTILITY_NAMES = {"retain_es": "retain ES", "retain_rouge": "retain ROUGE-L", "model_utility": "model utility"}
@@ -158,6 +163,9 @@ def column_direction(column: str) -> str:
         return CONTROL_COLUMNS[column]
     if column in GEFFECT_COLUMNS:
         return GEFFECT_COLUMNS[column]
+    for prefix, direction in EXTERNAL_PREFIXES.items():
+        if column.startswith(prefix):
+            return direction
     split, _, name = column.removeprefix(CALIBRATED).rpartition("/")
     metric = METRICS.get(name)
     if isinstance(metric, ItemMetric):
@@ -183,6 +191,14 @@ def _column_problem(column: str) -> str | None:
         return None
     raw = column.removeprefix(CALIBRATED)
     calibrated = raw != column
+    external = next((p for p in EXTERNAL_PREFIXES if raw.startswith(p)), None)
+    if external:
+        if calibrated:
+            return f"{raw} has no calibrated form; write {raw}"
+        if len(raw.removeprefix(external).split("/")) != 2:
+            return (f"unknown column {column!r}; write {external}<task>/<metric>" if external == "lm_eval/" else
+                    f"unknown column {column!r}; write relearn/forget/es or relearn/forget/prob")
+        return None
     if calibrated and (raw in CONTROL_COLUMNS or raw in GEFFECT_COLUMNS):
         return f"{raw} has no calibrated form; write {raw}"
     if raw.startswith(GEFFECT):

@@ -73,7 +73,29 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
 
 # Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
 # older evaluation are recomputed instead of silently missing the new metrics.
-EVAL_VERSION = 4
+EVAL_VERSION = 5
+
+
+LM_EVAL = "lm_eval/"
+
+
+def lm_eval_metrics(model, tokenizer, data: TaskData) -> dict[str, dict]:
+    """The task's ``lm_eval_tasks`` through lm-eval (``bench.metrics.lm_eval_utility``), as record metrics
+    ``lm_eval/<task>/<metric>`` with lm-eval's standard error and a normal 95% interval value +- 1.96 stderr
+    (clipped to [0, 1]; lm-eval reports no per-item values to bootstrap without logging every sample)."""
+    if not data.config.lm_eval_tasks:
+        return {}
+    from bench.metrics.lm_eval_utility import lm_eval_utility
+
+    out = {}
+    for key, value in lm_eval_utility(model, tokenizer, data, data.config.lm_eval_tasks,
+                                      batch_size=data.config.eval.batch_size).items():
+        stderr = value["stderr"]
+        low, high = ((max(0.0, value["value"] - 1.96 * stderr), min(1.0, value["value"] + 1.96 * stderr))
+                     if stderr is not None else (None, None))
+        out[LM_EVAL + key] = {"value": value["value"], "stderr": stderr, "n": value["n"], "split": "lm_eval",
+                              "ci_low": low, "ci_high": high}
+    return out
 
 
 def reference_id(data: TaskData, kind: str) -> str:
@@ -123,7 +145,8 @@ def get_references(data: TaskData, store: Store) -> References:
                       "error": None,
                       "spec": {"task": data.config.ref, "split": data.split, "model": kind,
                                "model_key": model_key(data, kind), "task_digest": data.config.digest},
-                      "metrics": metrics_dict(evaluation), "build": built[kind].info,
+                      "metrics": {**metrics_dict(evaluation), **lm_eval_metrics(built[kind].load(), tokenizer, data)},
+                      "build": built[kind].info,
                       "timings": {"eval_seconds": round(time.perf_counter() - start, 3)}, "env": env_info()}
             store.write("refs", ref_id, record, evaluation.rows())
             if kind == "oracle":
@@ -245,6 +268,9 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
             evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item)
         timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
         record["metrics"] = metrics_dict(evaluation)
+        lm_start = time.perf_counter()
+        record["metrics"].update(lm_eval_metrics(model, tokenizer, data))
+        timings["lm_eval_seconds"] = round(time.perf_counter() - lm_start, 3)
         per_item = evaluation.rows()
         control_start = time.perf_counter()
         record["control"] = control.finish(model, evaluation)

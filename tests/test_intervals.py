@@ -39,3 +39,40 @@ def test_item_metric_aggregate_carries_the_interval() -> None:
     agg = metric.aggregate(values, "retain")
     assert agg.value == pytest.approx(0.5) and agg.n == 101
     assert (agg.ci_low, agg.ci_high) == bootstrap_interval(values)
+
+
+def test_model_metric_interval_matches_a_manual_bootstrap_with_sklearn() -> None:
+    """bootstrap_model_intervals on mia_auc_loss: the same seeded per-split draws, recomputed by hand with
+    scikit-learn's roc_auc_score, give the same percentile interval (to 1e-9)."""
+    from sklearn.metrics import roc_auc_score
+
+    from bench.metrics.base import MODEL_BOOTSTRAP_RESAMPLES, bootstrap_model_intervals
+    from bench.registry import METRICS
+
+    rng = np.random.default_rng(11)
+    per_item = {"forget": {"mia_loss": rng.normal(0.5, 1, 40)}, "holdout": {"mia_loss": rng.normal(0, 1, 60)}}
+    metric = METRICS.get("mia_auc_loss")
+    low, high = bootstrap_model_intervals({"auc": metric.compute}, per_item, None)["auc"]
+    draws = np.random.default_rng(0)
+    aucs = []
+    for _ in range(MODEL_BOOTSTRAP_RESAMPLES):
+        f = per_item["forget"]["mia_loss"][draws.integers(0, 40, size=40)]
+        h = per_item["holdout"]["mia_loss"][draws.integers(0, 60, size=60)]
+        aucs.append(roc_auc_score(np.r_[np.ones(40), np.zeros(60)], np.r_[f, h]))
+    want = np.quantile(aucs, [0.025, 0.975])
+    assert (low, high) == pytest.approx(tuple(want), abs=1e-9)
+    assert low < metric.compute(per_item, None) < high
+
+
+def test_model_metric_interval_resamples_model_and_oracle_together() -> None:
+    """PrivLeak of a model against itself is 0 in every resample (shared draws), so its interval is [0, 0]."""
+    from bench.metrics.base import bootstrap_model_intervals
+    from bench.registry import METRICS
+
+    rng = np.random.default_rng(2)
+    per_item = {"forget": {"mia_loss": rng.normal(1, 1, 30)}, "holdout": {"mia_loss": rng.normal(0, 1, 30)}}
+    oracle = {k: {n: v.copy() for n, v in d.items()} for k, d in per_item.items()}
+    out = bootstrap_model_intervals({"leak": METRICS.get("privleak_loss").compute}, per_item, oracle)
+    assert out["leak"] == (0.0, 0.0)
+    assert bootstrap_model_intervals({"leak": METRICS.get("privleak_loss").compute},
+                                     {"forget": {"mia_loss": np.ones(1)}}, None)["leak"] == (None, None)

@@ -64,6 +64,9 @@ class TaskConfig:
     description: str = ""
     citation: str = ""
     license: str = ""
+    # lm-eval tasks run on every evaluated model (real-world utility): the task's embedded offline YAMLs, or any
+    # lm-eval task name (mmlu, arc_easy, wmdp_bio, ...) for users with hub access
+    lm_eval_tasks: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:

@@ -55,6 +55,63 @@ QA_ROLES = ("forget", "retain", "utility", "holdout")
 ALL_ROLES = (*QA_ROLES, "text")
 
 
+MODEL_BOOTSTRAP_RESAMPLES = 200  # model metrics recompute a KS test or AUCs per resample: fewer resamples
+
+
+class _Resampled(Mapping):
+    """A lazy view of per-item values ``{split: {metric: array}}`` with every array of a split indexed by that
+    split's draw on access (a model metric reads a few arrays; copying all of them per resample would dominate)."""
+
+    def __init__(self, values: Mapping[str, Mapping[str, np.ndarray]], draw: Mapping[str, np.ndarray]) -> None:
+        self.values, self.draw = values, draw
+
+    def __getitem__(self, split: str) -> Mapping[str, np.ndarray]:
+        inner, draw = self.values[split], self.draw.get(split)
+        return {name: (np.asarray(v)[draw] if draw is not None and len(v) == len(draw) else v)
+                for name, v in inner.items()} if draw is not None else inner
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def bootstrap_model_intervals(computes: Mapping[str, Callable[[Mapping, Mapping | None], float]],
+                              per_item: Mapping[str, Mapping[str, np.ndarray]],
+                              oracle: Mapping[str, Mapping[str, np.ndarray]] | None, level: float = 0.95,
+                              resamples: int = MODEL_BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                              ) -> dict[str, tuple[float, float] | tuple[None, None]]:
+    """Percentile bootstrap intervals of model metrics over items: each resample draws the items of every split
+    with replacement (seeded; one draw per split, shared by every metric and by the model's and the oracle's
+    per-item values, which describe the same items in the same order) and recomputes each metric. ``oracle`` may be
+    ``per_item`` itself (a model that is its own reference). Non-finite resampled values are dropped; an interval
+    is None when fewer than half of its resamples are finite or a split has fewer than 2 items."""
+    rng = np.random.default_rng(seed)
+    sizes = {split: len(next(iter(values.values()))) for split, values in per_item.items() if values}
+    if not sizes or min(sizes.values()) < 2:
+        return {name: (None, None) for name in computes}
+    stats: dict[str, list[float]] = {name: [] for name in computes}
+    for _ in range(resamples):
+        draw = {split: rng.integers(0, n, size=n) for split, n in sizes.items()}
+        model_view = _Resampled(per_item, draw)
+        oracle_view = model_view if oracle is per_item else (None if oracle is None else _Resampled(oracle, draw))
+        for name, compute in computes.items():
+            try:
+                stats[name].append(float(compute(model_view, oracle_view)))
+            except (ValueError, ZeroDivisionError):
+                stats[name].append(float("nan"))
+    out: dict[str, tuple[float, float] | tuple[None, None]] = {}
+    for name, values in stats.items():
+        finite = np.array([v for v in values if np.isfinite(v)], dtype=np.float64)
+        if len(finite) < resamples / 2:
+            out[name] = (None, None)
+        else:
+            low, high = np.quantile(finite, [(1 - level) / 2, (1 + level) / 2])
+            out[name] = (float(low), float(high))
+    return out
+
+
 @dataclass(frozen=True)
 class ItemMetric:
     name: str
@@ -65,6 +122,9 @@ class ItemMetric:
     source: str = ""  # the paper that defines it
     roles: tuple[str, ...] = QA_ROLES  # the split roles it is defined on (``SplitScores.role``)
     requires: str | None = None  # a ``SplitScores`` field that must be present (e.g. "grad_norm")
+    # the engine products it reads ("answer", "paraphrase", "perturbed", "rephrased", "generation"): what a naive
+    # evaluation that gives every metric its own pass would have to compute for it (``ubench perf --only eval``)
+    reads: tuple[str, ...] = ("answer",)
 
     def applies(self, scores: SplitScores) -> bool:
         """Whether the metric is defined on this split's scores."""

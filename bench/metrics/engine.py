@@ -12,8 +12,10 @@ greedy-prefix ES of arXiv 2406.09179 exactly (``tests/test_metrics.py`` checks i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -69,6 +71,36 @@ class SplitScores:
         return len(self.ids)
 
 
+@dataclass
+class CostLedger:
+    """What the engine computed during an evaluation, for ``ubench perf --only eval``: per split, the unpadded
+    token length of every sequence of each product ("answer", "paraphrase", "perturbed", "rephrased"), the prompt
+    and generated lengths of the greedy generation, and the ``reads`` of every metric evaluated on it."""
+
+    batch_size: int = 0
+    products: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    generations: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
+    reads: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+
+
+_LEDGER: ContextVar[CostLedger | None] = ContextVar("cost_ledger", default=None)
+
+
+@contextmanager
+def cost_ledger() -> Iterator[CostLedger]:
+    """Record what the engine computes inside the block into the yielded ledger."""
+    ledger = CostLedger()
+    token = _LEDGER.set(ledger)
+    try:
+        yield ledger
+    finally:
+        _LEDGER.reset(token)
+
+
+def active_ledger() -> CostLedger | None:
+    return _LEDGER.get()
+
+
 @torch.inference_mode()
 def teacher_forced(model, encoded: Sequence[Encoded], pad_id: int, batch_size: int,
                    moments: bool = True) -> list[TokenScores]:
@@ -112,12 +144,14 @@ def teacher_forced(model, encoded: Sequence[Encoded], pad_id: int, batch_size: i
 
 @torch.inference_mode()
 def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                    batch_size: int) -> list[str]:
-    """Greedy continuations of left-padded prompts, decoded up to EOS, special tokens removed, stripped."""
+                    batch_size: int, lengths: list[int] | None = None) -> list[str]:
+    """Greedy continuations of left-padded prompts, decoded up to EOS, special tokens removed, stripped.
+    ``lengths``, when given, receives the number of tokens each prompt generated (EOS included)."""
     device = next(model.parameters()).device
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[str] = [""] * len(prompts)
+    generated = [0] * len(prompts)
     for start in range(0, len(order), batch_size):
         rows = order[start: start + batch_size]
         width = max(len(prompts[i]) for i in rows)
@@ -131,9 +165,12 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
                              max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, num_beams=1)
         for r, i in enumerate(rows):
             new = gen[r, width:].tolist()
+            generated[i] = new.index(eos) + 1 if eos in new else len(new)
             if eos in new:
                 new = new[: new.index(eos)]
             out[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+    if lengths is not None:
+        lengths[:] = generated
     return out
 
 
@@ -159,7 +196,17 @@ def score_split(model, tokenizer, template: str, ds: Dataset, split: str, role: 
     perturbed_nll = np.array([[scores[i * width + 2 + j].mean_nll for j in range(k)] for i in range(len(ds))])
     answer_rephrased = scores[2 + k::width] if rephrased is not None else None
     prompts = [encode_prompt(tokenizer, template, q) for q in questions]
-    generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+    generated: list[int] = []
+    generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size, generated)
+    ledger = active_ledger()
+    if ledger is not None:
+        lengths = [len(e.ids) for e in encoded]
+        ledger.batch_size = batch_size
+        ledger.products[split] = {"answer": lengths[0::width], "paraphrase": lengths[1::width],
+                                  "perturbed": [lengths[i * width + 2 + j] for i in range(len(ds)) for j in range(k)]}
+        if rephrased is not None:
+            ledger.products[split]["rephrased"] = lengths[2 + k::width]
+        ledger.generations[split] = ([len(p) for p in prompts], generated)
     return SplitScores(split, role, list(ds["id"]), list(answers), answer, paraphrase_nll,
                        perturbed_nll.reshape(len(ds), k), generations, answer_rephrased, lexicon)
 
@@ -173,6 +220,12 @@ def score_text_split(model, tokenizer, template: str, ds: Dataset, split: str, b
     scores = teacher_forced(model, encoded, tokenizer.pad_token_id, batch_size)
     prompts = [encode_prompt(tokenizer, template, q) + tokenizer(" " + prefix, add_special_tokens=False)["input_ids"]
                for q, prefix in zip(questions, ds["prefix"])]
-    generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+    generated: list[int] = []
+    generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size, generated)
+    ledger = active_ledger()
+    if ledger is not None:
+        ledger.batch_size = batch_size
+        ledger.products[split] = {"answer": [len(e.ids) for e in encoded]}
+        ledger.generations[split] = ([len(p) for p in prompts], generated)
     return SplitScores(split, "text", list(ds["id"]), list(ds["continuation"]), scores, None, None, generations,
                        None, lexicon)

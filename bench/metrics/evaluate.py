@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.data.tasks import TaskData
-from bench.metrics.base import ItemMetric, MetricValue, ModelMetric
-from bench.metrics.engine import score_split, score_text_split
+from bench.metrics.base import ItemMetric, MetricValue, ModelMetric, bootstrap_model_intervals
+from bench.metrics.engine import active_ledger, score_split, score_text_split
 from bench.metrics.generation import words
 from bench.registry import METRICS
 
@@ -114,12 +114,15 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
         for metric in item_metrics:
             if not metric.applies(scores):
                 continue
+            if (ledger := active_ledger()) is not None:
+                ledger.reads.setdefault(split, []).append(metric.reads)
             values = metric.per_item(scores)
             per_item[split][metric.name] = values
             metrics[f"{split}/{metric.name}"] = metric.aggregate(values, split)
     if oracle is SELF:
         oracle = per_item
-    for metric in model_metrics:
-        value = metric.compute(per_item, oracle)
-        metrics[metric.name] = MetricValue(value, None, 1, "")
+    values = {metric.name: metric.compute(per_item, oracle) for metric in model_metrics}
+    intervals = bootstrap_model_intervals({m.name: m.compute for m in model_metrics}, per_item, oracle)
+    for name, value in values.items():
+        metrics[name] = MetricValue(value, None, 1, "", *intervals[name])
     return Evaluation(metrics, per_item, ids, generations)

@@ -72,4 +72,5 @@ METRICS.add("es_rephrased", ItemMetric(
     "es_rephrased", "extraction strength of the true answer after the PARAPHRASED question: forgetting that holds "
     "only for the training wording is not forgetting (robustness check)",
     direction="higher", forget_direction="lower", per_item=_es_rephrased, requires="answer_rephrased",
+    reads=("rephrased",),
     source="Wang et al. 2024, Unlearning with Control (arXiv 2406.09179), robustness to rephrasing"))

@@ -36,7 +36,7 @@ import zlib
 from collections.abc import Callable, Mapping
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from bench.metrics.base import ItemMetric, MissingReferenceError, ModelMetric
 from bench.metrics.engine import SplitScores, TokenScores
@@ -104,13 +104,17 @@ ITEM_SCORES: dict[str, tuple[str, Callable[[SplitScores], np.ndarray]]] = {
 
 
 def mia_auc(member: np.ndarray, non_member: np.ndarray) -> float:
-    """ROC AUC of member (label 1) vs non-member (label 0) scores, higher score = member: sklearn's
-    roc_auc_score, equal to P(s_member > s_non_member) + P(tie) / 2."""
+    """ROC AUC of member (label 1) vs non-member (label 0) scores, higher score = member:
+    P(s_member > s_non_member) + P(tie) / 2, computed as the Mann-Whitney statistic from average ranks,
+    AUC = (R_member - m (m + 1) / 2) / (m n) with R_member the sum of the members' ranks among all m + n scores.
+    Equal to scikit-learn's roc_auc_score (tests check it to 1e-12) at a fraction of its cost, which matters
+    because the bootstrap interval recomputes it a few hundred times."""
     member, non_member = np.asarray(member, dtype=float), np.asarray(non_member, dtype=float)
-    if not len(member) or not len(non_member):
-        raise ValueError(f"MIA AUC needs both members ({len(member)}) and non-members ({len(non_member)})")
-    labels = np.concatenate([np.ones(len(member)), np.zeros(len(non_member))])
-    return float(roc_auc_score(labels, np.concatenate([member, non_member])))
+    m, n = len(member), len(non_member)
+    if not m or not n:
+        raise ValueError(f"MIA AUC needs both members ({m}) and non-members ({n})")
+    ranks = rankdata(np.concatenate([member, non_member]))
+    return float((ranks[:m].sum() - m * (m + 1) / 2) / (m * n))
 
 
 def privleak(auc_model: float, auc_oracle: float) -> float:

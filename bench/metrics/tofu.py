@@ -68,11 +68,13 @@ TOFU = "Maini et al. 2024, TOFU (arXiv 2401.06121)"
 
 METRICS.add("truth_ratio", ItemMetric(
     "truth_ratio", "TOFU truth ratio: min(R, 1/R) on forget, max(0, 1 - R) on retain and utility",
-    direction="higher", forget_direction="higher", per_item=_truth_ratio, source=TOFU))
+    direction="higher", forget_direction="higher", per_item=_truth_ratio, source=TOFU,
+    reads=("paraphrase", "perturbed")))
 METRICS.add("truth_ratio_raw", ItemMetric(
     "truth_ratio_raw", "R = P(perturbed) / P(paraphrased), length-normalised (input of forget quality)",
     direction="lower", forget_direction="higher",
-    per_item=lambda s: truth_ratio_raw(s.paraphrase_nll, s.perturbed_nll), source=TOFU))
+    per_item=lambda s: truth_ratio_raw(s.paraphrase_nll, s.perturbed_nll), source=TOFU,
+    reads=("paraphrase", "perturbed")))
 METRICS.add("model_utility", ModelMetric(
     "model_utility", "harmonic mean of Prob, ROUGE-L, truth ratio on retain and world facts (TOFU)",
     direction="higher", needs_oracle=False, compute=_model_utility, source=TOFU))
