@@ -22,20 +22,47 @@ def metrics_reference() -> str:
              "bootstrap 95% interval over items. Board columns are `<split>/<metric>`. *Better* is the direction "
              "of improvement on data the model should keep (retain, utility, holdout); *better on forget* is the "
              "direction on the forget split. Model metrics give one number per model (`<metric>`).", "",
-             "| metric | kind | better | better on forget | definition | source |",
-             "|--------|------|--------|------------------|------------|--------|"]
+             "Split roles: `forget`, `retain`, `holdout` (never-trained people: the MIA non-members), `utility` "
+             "(`world_facts`) are QA splits; `text` (`forget_bio`, `retain_bio`) are free-text documents scored "
+             "by VerbMem and the likelihood metrics. Every model metric also carries a bootstrap 95% interval "
+             "over items (200 resamples; the model's and the oracle's items drawn together).", "",
+             "| metric | kind | splits | better | better on forget | definition | source |",
+             "|--------|------|--------|--------|------------------|------------|--------|"]
     for name in METRICS.names():
         metric = METRICS.get(name)
         if isinstance(metric, ItemMetric):
             kind, better, forget = "item", metric.direction, metric.forget_direction
+            roles = ", ".join(metric.roles) + (f" (needs `{metric.requires}`)" if metric.requires else "")
         elif isinstance(metric, ModelMetric):
             kind = "model (needs the retain oracle)" if metric.needs_oracle else "model"
-            better, forget = metric.direction, "–"
+            better, forget, roles = metric.direction, "–", "–"
         else:
             continue
         description = metric.description.replace("|", "\\|")
-        lines.append(f"| `{name}` | {kind} | {better} | {forget} | {description} | {metric.source or '–'} |")
+        lines.append(f"| `{name}` | {kind} | {roles} | {better} | {forget} | {description} | "
+                     f"{metric.source or '–'} |")
+    lines += ["", "## Evaluations outside the one-pass engine", "",
+              "These need more than one teacher-forced pass and one generation per split, so they are run once per "
+              "evaluated model (not for every calibration probe) and are not counted by `ubench perf --only eval`.",
+              "", *EXTERNAL_DOCS]
     return "\n".join(lines) + "\n"
+
+
+EXTERNAL_DOCS = [
+    "| column | better | definition | source |",
+    "|--------|--------|------------|--------|",
+    "| `lm_eval/<task>/<metric>` | higher | lm-eval (`simple_evaluate` with the model object) on the task's "
+    "`lm_eval_tasks`. The synthetic task ships offline YAMLs built from its world facts: `synthetic_world_mc` "
+    "(`acc`: argmax over 4 answers of the summed continuation log-likelihood; `acc_norm`: the same per character) "
+    "and `synthetic_world_gen` (`exact_match` of the stripped greedy answer). Any lm-eval task name (mmlu, "
+    "arc_easy, wmdp_bio) works with hub access. Interval: value +- 1.96 lm-eval stderr. | Gao et al., "
+    "lm-evaluation-harness; real-world utility as in arXiv 2406.09179 |",
+    "| `relearn/forget/es`, `relearn/forget/prob` | lower | relearning attack: fine-tune a copy of the model on a "
+    "seeded slice of the forget items, then the extraction strength / Prob of the REST of the forget items "
+    "(`relearn/forget/es_before` is the same before the attack). Compare with the retain oracle's row: a model "
+    "that suppressed rather than removed the knowledge recovers far more than one that never learned it. "
+    "| Hu et al. 2024 (arXiv 2406.13356); robustness checks of arXiv 2406.09179 |",
+]
 
 
 def write_docs(path: Path = METRICS_DOC) -> Path:

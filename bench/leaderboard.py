@@ -179,7 +179,10 @@ def known_columns() -> list[str]:
     raw: list[str] = []
     for name in METRICS.names():
         if isinstance(METRICS.get(name), ItemMetric):
-            raw.extend(f"{split}/{name}" for split in SPLITS)
+            from bench.metrics.evaluate import SPLIT_ROLES
+
+            roles = METRICS.get(name).roles
+            raw.extend(f"{split}/{name}" for split in SPLITS if SPLIT_ROLES[split] in roles)
         else:
             raw.append(name)
     return [*raw, *(CALIBRATED + key for key in raw), *CONTROL_COLUMNS, *GEFFECT_COLUMNS]
@@ -224,6 +227,13 @@ def _column_problem(column: str) -> str | None:
                f"{prefix}{SPLITS[-1]}/{name}"
     if not is_item and split:
         return f"{name} is not per split; write {prefix}{name}"
+    if is_item:
+        from bench.metrics.evaluate import SPLIT_ROLES
+
+        metric = METRICS.get(name)
+        if SPLIT_ROLES[split] not in metric.roles:
+            valid = [s for s in SPLITS if SPLIT_ROLES[s] in metric.roles]
+            return f"{name} is not defined on {split}; write one of {', '.join(prefix + s + '/' + name for s in valid)}"
     return None
 
 
@@ -240,8 +250,9 @@ def _explicit_descending(board: LeaderboardSpec) -> bool:
 
 
 def _check_columns(board: LeaderboardSpec) -> None:
-    for i, column in enumerate((*board.columns, board.sort.by)):
-        where = f"columns[{i}]" if i < len(board.columns) else "sort.by"
+    located = [(f"columns[{i}]", c) for i, c in enumerate(board.columns)]
+    located += [(f"tables.{title}[{i}]", c) for title, cols in board.tables.items() for i, c in enumerate(cols)]
+    for where, column in (*located, ("sort.by", board.sort.by)):
         problem = _column_problem(column)
         if problem:
             raise SpecError(f"{board.path}: {where}: {problem}")
@@ -327,7 +338,7 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
     """
     cells = plan(board)
     key = board.sort.by
-    keys = list(dict.fromkeys((*board.columns, key)))
+    keys = list(dict.fromkeys((*board.all_columns, key)))
     rows: list[dict] = []
     geffect: dict[str, dict[str, dict]] = {f"{t.task}/{t.split}": {} for t in board.tasks}
     for task in board.tasks:
@@ -371,8 +382,8 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
         method_rows.sort(key=lambda r: (np.isnan(r[key]), r[key] if ascending else -r[key]))
         rows.extend(method_rows)
     table = pd.DataFrame(rows)
-    if key not in board.columns:
-        table = table.drop(columns=[key, f"{key} std"])
+    if key not in board.all_columns:
+        table = table.drop(columns=[key, f"{key} std", f"{key} ci_low", f"{key} ci_high"], errors="ignore")
     table.attrs["geffect"] = {name: facts for name, facts in geffect.items() if facts}
     return table
 
@@ -413,21 +424,28 @@ def _geffect_facts(cells: list[Cell], ok: list[dict], store: Store) -> dict:
     return facts
 
 
-def _format(value: float, std: float, spec: str = ".3f") -> str:
+def _format(value: float, std: float, spec: str = ".3f", low: float = np.nan, high: float = np.nan) -> str:
+    """``value ± std`` over seeds; with one seed ``value [low, high]`` when the bootstrap interval is known."""
     if np.isnan(value):
         return "—"
-    return f"{value:{spec}}" if np.isnan(std) else f"{value:{spec}} ± {std:{spec}}"
+    if not np.isnan(std):
+        return f"{value:{spec}} ± {std:{spec}}"
+    if not (np.isnan(low) or np.isnan(high)):
+        return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+    return f"{value:{spec}}"
 
 
 def _cell(row: pd.Series, column: str) -> str:
     """A method or reference row's cell: blank for run-only columns on reference rows, the text of a text column,
-    3 significant digits for the cumulative G-effect (its values span orders of magnitude), else 3 decimals."""
+    3 significant digits for the cumulative G-effect (its values span orders of magnitude), else 3 decimals
+    (2 for PrivLeak, a percentage); the seed spread or, with one seed, the bootstrap 95% interval beside it."""
     if row["reference"] and column in RUN_ONLY_COLUMNS:
         return ""
     if column in TEXT_COLUMNS:
         return row[column] if isinstance(row[column], str) else "—"
-    spec = ".3g" if column.startswith(f"{GEFFECT}cumulative/") else ".3f"
-    return _format(row[column], row[f"{column} std"], spec)
+    spec = ".3g" if column.startswith(f"{GEFFECT}cumulative/") else ".1f" if "privleak_" in column else ".3f"
+    low, high = row.get(f"{column} ci_low", np.nan), row.get(f"{column} ci_high", np.nan)
+    return _format(row[column], row[f"{column} std"], spec, low, high)
 
 
 def protocol_line(board: LeaderboardSpec) -> str:
@@ -679,13 +697,17 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
         from bench.geffect.plots import plot_index
 
         geffect_plots = [str(p.relative_to(board.out_dir)) for p in plot_index(board).values() if p.exists()]
-    headers = ["task", "method", "seeds", *[f"{c} {ARROWS[column_direction(c)]}" for c in board.columns], "status"]
-    body = []
-    for _, row in table.iterrows():
-        name = f"*{row['method']}*" if row["reference"] else row["method"]
-        values = [_cell(row, c) for c in board.columns]
-        body.append([row["task"], name, row["seeds"], *values, row["status"]])
     from tabulate import tabulate
+
+    def render(columns: Sequence[str], status: bool) -> str:
+        headers = ["task", "method", "seeds", *[f"{c} {ARROWS[column_direction(c)]}" for c in columns]]
+        body = []
+        for _, row in table.iterrows():
+            name = f"*{row['method']}*" if row["reference"] else row["method"]
+            body.append([row["task"], name, row["seeds"], *[_cell(row, c) for c in columns],
+                         *([row["status"]] if status else [])])
+        return tabulate(body, headers=headers + (["status"] if status else []), tablefmt="github",
+                        disable_numparse=True) + "\n"
 
     title = f"# {board.name} leaderboard (v{board.version})\n\n"
     description = f"{board.description.strip()}\n\n" if board.description else ""
@@ -697,14 +719,16 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
             f"({'descending' if board.sort.descending else 'ascending'}). Reference rows in italics. "
             "↑/↓: higher/lower is better; on the forget split less knowledge is better, except forget quality and "
             "truth ratio, which are best when they match the retain oracle. With several seeds a cell is "
-            "mean ± std over seeds; each metric's bootstrap 95% interval over items is in `board.csv` "
-            "(`<column> ci_low`, `<column> ci_high`).\n\n")
+            "mean ± std over seeds; with one seed, `value [low, high]` is the bootstrap 95% interval over items "
+            "(also in `board.csv` as `<column> ci_low`, `<column> ci_high`).\n\n")
     protocol = protocol_line(board) + "\n\n"
     if _has_geffect(board, table):
         protocol += GEFFECT_SIGN_LINE + "\n\n"
     markdown = title + description + note + protocol
-    markdown += tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + "\n"
+    markdown += render(board.columns, status=True)
     markdown += "\n" + finding(board, table) + "\n"
+    for title, columns in board.tables.items():
+        markdown += f"\n## {title}\n\n" + render(columns, status=False)
     paragraph = geffect_paragraph(board, table)
     if paragraph:
         markdown += "\n" + paragraph + "\n"

@@ -98,6 +98,26 @@ def lm_eval_metrics(model, tokenizer, data: TaskData) -> dict[str, dict]:
     return out
 
 
+def relearn_metrics(model, tokenizer, data: TaskData) -> dict[str, dict]:
+    """The relearning attack (``bench.robustness``, default ``RelearnSpec``) as record metrics ``relearn/...``."""
+    from bench.robustness import relearn_attack
+
+    return {key: {"value": value, "stderr": None, "n": 1, "split": "relearn", "ci_low": None, "ci_high": None}
+            for key, value in relearn_attack(model, tokenizer, data).items()}
+
+
+def external_metrics(model, tokenizer, data: TaskData, timings: dict[str, float] | None = None) -> dict[str, dict]:
+    """What the one-pass engine does not compute: lm-eval utility and the relearning attack (run once per
+    evaluated model; calibration probes and calibrated models skip them). Their wall times go into ``timings``."""
+    out: dict[str, dict] = {}
+    for name, fn in (("lm_eval", lm_eval_metrics), ("relearn", relearn_metrics)):
+        start = time.perf_counter()
+        out.update(fn(model, tokenizer, data))
+        if timings is not None:
+            timings[f"{name}_seconds"] = round(time.perf_counter() - start, 3)
+    return out
+
+
 def reference_id(data: TaskData, kind: str) -> str:
     return content_hash([data.config.digest, data.split, kind, "eval", EVAL_VERSION])
 
@@ -116,18 +136,10 @@ class References:
     oracle_per_item: dict
 
 
-def _exact_match_on_build(data: TaskData):
-    def measure(model, tokenizer) -> dict:
-        evaluation = evaluate(model, tokenizer, data, SELF)
-        return {"exact_answer": {s: evaluation.metrics[f"{s}/exact_answer"].value for s in ("forget", "retain")}}
-
-    return measure
-
-
 def get_references(data: TaskData, store: Store) -> References:
     """Build (or load) tokenizer, target and oracle, and their evaluation records."""
     tokenizer = get_tokenizer(data)
-    built = {"target": get_model(data, "target", on_build=_exact_match_on_build(data)),
+    built = {"target": get_model(data, "target"),
              "oracle": get_model(data, "oracle")}
     records: dict[str, dict] = {}
     oracle_per_item: dict = {}
@@ -140,12 +152,13 @@ def get_references(data: TaskData, store: Store) -> References:
         if record is None:
             start = time.perf_counter()
             oracle = SELF if kind == "oracle" else oracle_per_item
-            evaluation = evaluate(built[kind].load(), tokenizer, data, oracle)
+            model = built[kind].load()
+            evaluation = evaluate(model, tokenizer, data, oracle, gradnorm=True)
             record = {"schema_version": SCHEMA_VERSION, "record_id": ref_id, "kind": "reference", "status": "ok",
                       "error": None,
                       "spec": {"task": data.config.ref, "split": data.split, "model": kind,
                                "model_key": model_key(data, kind), "task_digest": data.config.digest},
-                      "metrics": {**metrics_dict(evaluation), **lm_eval_metrics(built[kind].load(), tokenizer, data)},
+                      "metrics": {**metrics_dict(evaluation), **external_metrics(model, tokenizer, data)},
                       "build": built[kind].info,
                       "timings": {"eval_seconds": round(time.perf_counter() - start, 3)}, "env": env_info()}
             store.write("refs", ref_id, record, evaluation.rows())
@@ -195,7 +208,8 @@ def _sequential(spec: RunSpec, data: TaskData, model, method, forget, retain, id
         for name in ("optimizer_steps", "forget_examples", "retain_examples", "forward_passes",
                      "reference_forward_passes"):
             setattr(total.use, name, getattr(total.use, name) + getattr(part.use, name))
-        evaluation = evaluate(model, tokenizer, data, oracle_per_item)
+        # the last request's evaluation is the run's final one, with the GradNorm MIA like any final evaluation
+        evaluation = evaluate(model, tokenizer, data, oracle_per_item, gradnorm=r == len(groups) - 1)
         requested = {persons[i] for g in groups[: r + 1] for i in g}
         es = evaluation.per_item["forget"]["es"]
         mask = np.array([forget_person[i] in requested for i in evaluation.ids["forget"]])
@@ -265,12 +279,10 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
                             "per_request": spec.requests > 1}
         eval_start = time.perf_counter()
         if evaluation is None:  # a sequential run's last request already evaluated the final model
-            evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item)
+            evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item, gradnorm=True)
         timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
         record["metrics"] = metrics_dict(evaluation)
-        lm_start = time.perf_counter()
-        record["metrics"].update(lm_eval_metrics(model, tokenizer, data))
-        timings["lm_eval_seconds"] = round(time.perf_counter() - lm_start, 3)
+        record["metrics"].update(external_metrics(model, tokenizer, data, timings))
         per_item = evaluation.rows()
         control_start = time.perf_counter()
         record["control"] = control.finish(model, evaluation)

@@ -308,6 +308,13 @@ class LeaderboardSpec:
     description: str = ""
     path: str = ""
     entries: str = "entries"  # folder (next to the generated tables) of method entries added by `ubench submit`
+    # further markdown tables after the main one, title -> columns (same rows, same order; all columns in the CSV)
+    tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        """The main table's columns, then those of ``tables`` not already shown, in order."""
+        return tuple(dict.fromkeys((*self.columns, *(c for cols in self.tables.values() for c in cols))))
 
     @staticmethod
     def load(path: str | Path) -> LeaderboardSpec:

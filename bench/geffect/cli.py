@@ -133,7 +133,6 @@ def measure_geffect(task: str, split: str, method: str, params: dict[str, Any] |
     from bench.geffect.callback import GEffectRecorder
     from bench.methods.base import LossContext, ReferenceModel, full_hparams, make_method
     from bench.models.tiny import get_model, get_tokenizer
-    from bench.runner import _exact_match_on_build
     from bench.train import StepState
 
     if items < 1:
@@ -147,7 +146,7 @@ def measure_geffect(task: str, split: str, method: str, params: dict[str, Any] |
         raise SpecError(f"--checkpoint: {checkpoint}: not a saved model folder (no config.json)")
     data = load_task(task, split)
     tokenizer = get_tokenizer(data)
-    target = get_model(data, "target", on_build=_exact_match_on_build(data))
+    target = get_model(data, "target")
     model = target.load() if checkpoint is None else _load_checkpoint(checkpoint)
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         raise SpecError(f"--checkpoint: {checkpoint}: its vocabulary ({model.get_input_embeddings().num_embeddings})"

@@ -150,3 +150,8 @@ class ModelMetric:
 
 class MissingReferenceError(RuntimeError):
     """A reference-relative metric was asked for without its reference (retain oracle) results."""
+
+
+class MissingInputError(LookupError):
+    """A model metric's per-item inputs were not computed in this evaluation (e.g. GradNorm without
+    ``evaluate(..., gradnorm=True)``): the metric is left out of the record, not reported as a number."""

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.data.tasks import TaskData
-from bench.metrics.base import ItemMetric, MetricValue, ModelMetric, bootstrap_model_intervals
+from bench.data.tokenize import encode_qa
+from bench.metrics.base import ItemMetric, MetricValue, MissingInputError, ModelMetric, bootstrap_model_intervals
 from bench.metrics.engine import active_ledger, score_split, score_text_split
 from bench.metrics.generation import words
+from bench.metrics.gradnorm import per_item_grad_norms
 from bench.registry import METRICS
 
 # The role tells item metrics how to score a split: "forget", "retain" and "holdout" are scored on the plain answer
@@ -91,9 +93,15 @@ def task_lexicon(data: TaskData) -> frozenset[str]:
     return _LEXICONS[key]
 
 
-def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference | None) -> Evaluation:
+GRADNORM_SPLITS = ("forget", "holdout")  # the membership-inference members and non-members
+
+
+def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference | None,
+             gradnorm: bool = False) -> Evaluation:
     """All metrics of ``model`` on ``data.eval_splits()``. ``oracle`` is the retain oracle's per-item values;
-    reference-relative metrics raise ``MissingReferenceError`` without it."""
+    reference-relative metrics raise ``MissingReferenceError`` without it. ``gradnorm`` adds the per-item gradient
+    norms of the forget and holdout answers (one backward pass per item: the GradNorm MIA), which the engine's
+    forward passes cannot give; model metrics whose inputs were not computed are left out."""
     cfg = data.config
     item_metrics = [m for m in (METRICS.get(n) for n in METRICS.names()) if isinstance(m, ItemMetric)]
     model_metrics = [m for m in (METRICS.get(n) for n in METRICS.names()) if isinstance(m, ModelMetric)]
@@ -109,6 +117,10 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
         else:
             scores = score_split(model, tokenizer, cfg.prompt_template, ds, split, SPLIT_ROLES[split],
                                  cfg.eval.batch_size, cfg.eval.max_new_tokens, lexicon)
+        if gradnorm and split in GRADNORM_SPLITS:
+            encoded = [encode_qa(tokenizer, cfg.prompt_template, q, a, add_eos=False)
+                       for q, a in zip(ds["question"], ds["answer"])]
+            scores.grad_norm = per_item_grad_norms(model, encoded, tokenizer.pad_token_id)
         ids[split], generations[split] = scores.ids, scores.generations
         per_item[split] = {}
         for metric in item_metrics:
@@ -121,7 +133,13 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
             metrics[f"{split}/{metric.name}"] = metric.aggregate(values, split)
     if oracle is SELF:
         oracle = per_item
-    values = {metric.name: metric.compute(per_item, oracle) for metric in model_metrics}
+    values = {}
+    for metric in model_metrics:
+        try:
+            values[metric.name] = metric.compute(per_item, oracle)
+        except MissingInputError:  # e.g. GradNorm AUCs of an evaluation without gradnorm
+            continue
+    model_metrics = [m for m in model_metrics if m.name in values]
     intervals = bootstrap_model_intervals({m.name: m.compute for m in model_metrics}, per_item, oracle)
     for name, value in values.items():
         metrics[name] = MetricValue(value, None, 1, "", *intervals[name])

@@ -26,8 +26,10 @@ meaningful. The per-split means are reported but the evidence is in the model me
   leak). The registered direction ("lower" for both AUC and PrivLeak) ranks the usual case, positive leakage after
   incomplete unlearning; read negative values as over-unlearning, not as better.
 
-GradNorm (the gradient norm of the answer loss, MUSE's other score family) is deliberately left out: it needs a
-backward pass per item, which the engine's one-forward-pass-per-split design excludes.
+* ``mia_gradnorm`` GradNorm (MUSE): -||grad_theta NLL(a)||_2, members sit near a loss minimum so their gradients
+  are small (``bench.metrics.gradnorm``). It needs a backward pass per item, so the engine computes it only when
+  asked (``evaluate(..., gradnorm=True)``: the run's final model and the references, not calibration probes), on
+  forget and holdout only; ``mia_auc_gradnorm`` and ``privleak_gradnorm`` are left out of evaluations without it.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from scipy.stats import rankdata
 
-from bench.metrics.base import ItemMetric, MissingReferenceError, ModelMetric
+from bench.metrics.base import ItemMetric, MissingInputError, MissingReferenceError, ModelMetric
 from bench.metrics.engine import SplitScores, TokenScores
+from bench.metrics.gradnorm import gradnorm_score
 from bench.registry import METRICS
 
 MIN_K = 0.4  # the share of lowest-scoring tokens averaged by Min-K% and Min-K%++ (MUSE's and Min-K%++'s default)
@@ -123,7 +126,10 @@ def privleak(auc_model: float, auc_oracle: float) -> float:
 
 
 def _split_auc(per_item: Mapping[str, Mapping[str, np.ndarray]], score: str) -> float:
-    return mia_auc(per_item[MEMBER_SPLIT][score], per_item[NON_MEMBER_SPLIT][score])
+    member, non_member = per_item[MEMBER_SPLIT], per_item[NON_MEMBER_SPLIT]
+    if score not in member or score not in non_member:
+        raise MissingInputError(f"{score} was not computed in this evaluation")
+    return mia_auc(member[score], non_member[score])
 
 
 def _auc_metric(score: str) -> Callable[[Mapping[str, Mapping[str, np.ndarray]], object], float]:
@@ -137,21 +143,27 @@ def _privleak_metric(score: str) -> Callable[[Mapping[str, Mapping[str, np.ndarr
                                               Mapping[str, Mapping[str, np.ndarray]] | None], float]:
     def compute(per_item: Mapping[str, Mapping[str, np.ndarray]],
                 oracle: Mapping[str, Mapping[str, np.ndarray]] | None) -> float:
+        auc_model = _split_auc(per_item, score)  # MissingInputError when this evaluation did not compute the score
         if oracle is None:
             raise MissingReferenceError(f"privleak_{score} needs the retain oracle's per-item {score}; none were given")
         missing = [s for s in (MEMBER_SPLIT, NON_MEMBER_SPLIT) if score not in oracle.get(s, {})]
         if missing:
             raise MissingReferenceError(f"privleak_{score} needs the retain oracle's {score} on "
                                         f"{' and '.join(missing)} (stored by an older evaluation?)")
-        return privleak(_split_auc(per_item, score), _split_auc(oracle, score))
+        return privleak(auc_model, _split_auc(oracle, score))
 
     return compute
 
 
-for _short, (_description, _per_item) in ITEM_SCORES.items():
+GRADNORM = ("GradNorm MIA score: minus the L2 norm of the gradient of the answer NLL over all parameters (MUSE)",
+            lambda s: gradnorm_score(s.grad_norm))
+
+for _short, (_description, _per_item) in {**ITEM_SCORES, "gradnorm": GRADNORM}.items():
     _item = f"mia_{_short}"
+    _extra = dict(roles=(MEMBER_SPLIT, NON_MEMBER_SPLIT), requires="grad_norm", reads=()) if _short == "gradnorm" \
+        else {}
     METRICS.add(_item, ItemMetric(_item, _description + "; higher = more member-like",
-                                  direction="higher", forget_direction="lower", per_item=_per_item))
+                                  direction="higher", forget_direction="lower", per_item=_per_item, **_extra))
     METRICS.add(f"mia_auc_{_short}", ModelMetric(
         f"mia_auc_{_short}", f"ROC AUC of {_item}: forget (members) vs holdout (never trained); 0.5 = no signal",
         direction="lower", needs_oracle=False, compute=_auc_metric(_item)))

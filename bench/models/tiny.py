@@ -140,9 +140,26 @@ def model_key(data: TaskData, kind: str) -> str:
     return content_hash([data.config.digest, split, kind])
 
 
+def greedy_exact_match(model, tokenizer, data: TaskData) -> dict:
+    """Share of the evaluated forget and retain items whose greedy answer equals the reference answer exactly."""
+    from bench.data.tokenize import encode_prompt
+    from bench.metrics.engine import greedy_generate
+
+    out = {}
+    splits = data.eval_splits()
+    for name in ("forget", "retain"):
+        ds = splits[name]
+        prompts = [encode_prompt(tokenizer, data.config.prompt_template, q) for q in ds["question"]]
+        answers = greedy_generate(model, tokenizer, prompts, data.config.eval.max_new_tokens,
+                                  data.config.eval.batch_size)
+        out[name] = sum(g == a.strip() for g, a in zip(answers, ds["answer"])) / max(len(ds), 1)
+    return {"exact_answer": out}
+
+
 def get_model(data: TaskData, kind: str, on_build=None) -> BuiltModel:
-    """The cached ``target`` or ``oracle`` of ``data``, built on first use. ``on_build(model, tokenizer)`` may add
-    entries (e.g. exact match) to ``build.json``."""
+    """The cached ``target`` or ``oracle`` of ``data``, built on first use. ``build.json`` records the build and,
+    for the target, its greedy exact match on forget and retain (however the build was triggered);
+    ``on_build(model, tokenizer)`` may add entries."""
     if kind not in ("target", "oracle"):
         raise ValueError(f"kind must be 'target' or 'oracle', got {kind!r}")
     final = cache_dir() / "models" / f"{kind}-{model_key(data, kind)}"
@@ -156,6 +173,8 @@ def get_model(data: TaskData, kind: str, on_build=None) -> BuiltModel:
             info = {"kind": kind, "task": data.config.ref, "split": data.split, "train_items": len(train_set),
                     "build_seconds": round(time.perf_counter() - start, 2),
                     "params": sum(p.numel() for p in model.parameters())}
+            if kind == "target":
+                info.update(greedy_exact_match(model, tokenizer, data))
             if on_build is not None:
                 info.update(on_build(model, tokenizer))
             model.save_pretrained(tmp)

@@ -1,0 +1,105 @@
+"""GradNorm membership-inference scores: the gradient norm of each item's answer loss (MUSE, Shi et al. 2024,
+arXiv 2407.06460; the score family of "gradient-based" MIAs).
+
+For an item x = (q, a) with T answer tokens and NLL(x) = -(1/T) sum_t log p_theta(a_t | q, a_<t) (the mean
+answer-token negative log-likelihood, the same per-item risk as everywhere else in the benchmark),
+
+    G(x) = || grad_theta NLL(x) ||_2   over all trainable parameters theta (one global L2 norm).
+
+Training drives the loss of a member towards a minimum, where its gradient is small: members have *smaller* norms
+than non-members. ``gradnorm_score`` = -G(x) orients the score like the other MIA scores of
+``bench.metrics.privacy`` (*higher = more member-like*), so it plugs into the same AUC / PrivLeak formulas.
+
+Unlike the LOSS / zlib / Min-K% scores it needs one gradient per item, which the engine's one-forward-pass-per-split
+design excludes; this module computes it separately.
+
+How: per-example gradients with ``torch.func`` -- ``vmap(grad(NLL))`` over ``functional_call`` of the model at
+its own (detached) parameters, chunk by chunk over the items sorted by length (so each chunk pads little). Each
+vmapped call returns only the squared norm (per parameter tensor in float32, summed over tensors in float64).
+``vmap`` needs eager attention (sdpa has no batching rule on CPU) and an explicit attention mask; the model is
+switched to eager attention and to eval mode for the computation and restored afterwards. Nothing is written to
+``.grad``. Right padding with a causal mask leaves every real position's logits unchanged, so a chunk gives the same
+norms as one item at a time: ``tests/test_gradnorm.py`` checks against a loop of single-item backward passes to
+1e-5 relative (measured: 1e-7). The reference loop must use eager attention too: with PyTorch's CPU sdpa kernel the
+logits differ from eager attention by ~1e-6 (measured on the mini target, even in float64), which moves the small
+gradient norms of memorised items by ~1e-5 relative.
+
+Speed (CPU, one thread, 300 QA items): synthetic-mini target (0.26M parameters) 0.52 s at ``chunk_size`` 16 vs
+1.37 s for the loop of backward passes; synthetic target (1.6M parameters) 2.0 s vs 3.8 s. Larger chunks stop
+paying off on the larger model (32: 2.3 s), hence the default of 16.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, vmap
+
+from bench.data.tokenize import IGNORE, Encoded, collate
+from bench.geffect.compute import _eager_attention, trainable
+
+
+def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int,
+                        chunk_size: int = 16) -> np.ndarray:
+    """G(x) = ||grad_theta NLL(x)||_2 for every item of ``encoded`` (float64, input order).
+
+    NLL(x) is the mean answer-token NLL of the item (``Encoded.n_prompt`` marks where the answer starts; an item
+    without answer tokens has NLL 0 and norm 0). theta = every parameter with ``requires_grad``. Items are sorted
+    by length and processed ``chunk_size`` at a time (memory: ``chunk_size`` per-item gradients at once). The
+    model is left unchanged, in its original train/eval mode and attention implementation, and no ``.grad`` is
+    touched.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: must be >= 1, got {chunk_size}")
+    out = np.zeros(len(encoded), dtype=np.float64)
+    if not encoded:
+        return out
+    named = trainable(model)
+    if not named:
+        raise ValueError("model has no trainable parameters")
+    params = {name: p.detach() for name, p in named}
+    device = named[0][1].device
+
+    def sq_norm(values: dict[str, torch.Tensor], ids: torch.Tensor, attention: torch.Tensor,
+                labels: torch.Tensor, start: int) -> torch.Tensor:
+        def nll(values: dict[str, torch.Tensor]) -> torch.Tensor:
+            keep = ids.shape[0] - start
+            logits = functional_call(model, values, args=(), kwargs={
+                "input_ids": ids.unsqueeze(0), "attention_mask": attention.unsqueeze(0),
+                "logits_to_keep": keep}).logits[0]
+            logits = logits[logits.shape[0] - keep: -1]  # predicts positions start+1 .. L-1
+            if logits.dtype in (torch.float16, torch.bfloat16):
+                logits = logits.float()
+            targets = labels[start + 1:]
+            mask = (targets != IGNORE).float()
+            logp = -torch.nn.functional.cross_entropy(logits, targets.clamp_min(0), reduction="none")
+            return -(logp * mask).sum() / mask.sum().clamp_min(1.0)
+
+        grads = grad(nll)(values)
+        return torch.stack([g.square().sum() for g in grads.values()]).double().sum()
+
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+    was_training = model.training
+    model.eval()
+    try:
+        with _eager_attention(model), torch.enable_grad():
+            for lo in range(0, len(order), chunk_size):
+                rows = order[lo: lo + chunk_size]
+                batch = collate([encoded[i] for i in rows], pad_id).to(device)
+                # first position whose next token is an answer token, over the chunk: the output head skips the
+                # prompt-only positions before it (same values: the logits of kept positions are unchanged)
+                start = max(0, min(encoded[i].n_prompt for i in rows) - 1)
+                values = vmap(sq_norm, in_dims=(None, 0, 0, 0, None))(
+                    params, batch.input_ids, batch.attention_mask, batch.labels, start)
+                out[rows] = values.sqrt().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def gradnorm_score(norms: np.ndarray) -> np.ndarray:
+    """GradNorm MIA score -G(x) (MUSE, arXiv 2407.06460): *higher = more member-like*, the convention of the
+    other MIA scores in ``bench.metrics.privacy`` (members sit near a loss minimum, so their gradients are small)."""
+    return -np.asarray(norms, dtype=np.float64)
