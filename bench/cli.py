@@ -42,7 +42,7 @@ def _load_plugins(paths: Sequence[str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.leaderboard import cell_record, plan, run_cell, to_markdown, write_tables
+    from bench.leaderboard import plan, to_markdown, write_tables
     from bench.paths import results_dir
     from bench.spec import LeaderboardSpec
     from bench.store import Store
@@ -54,16 +54,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SpecError(f"{args.board}: -k {args.k!r} selects no entry")
     store = Store(args.results or results_dir())
     _quiet()
+    from bench.parallel import default_jobs, run_cells
+
+    jobs = args.jobs or default_jobs()
+    plugins = [*args.plugin, *(c.method.plugin for c in cells if c.method.plugin)]
     failures = 0
-    for i, cell in enumerate(cells, 1):
-        cached = cell_record(cell, board, store) is not None and not args.rerun
-        start = time.perf_counter()
-        record = run_cell(cell, board, store, reuse=not args.rerun)
-        took = "stored" if cached else f"{time.perf_counter() - start:.1f}s"
+    done = 0
+    start = time.perf_counter()
+
+    def report(_index: int, cell, record: dict, cached: bool) -> None:
+        nonlocal done, failures
+        done += 1
+        seconds = (record.get("timings") or {}).get("total_seconds", time.perf_counter() - start)
+        took = "stored" if cached else f"{seconds:.1f}s"
         status = record["status"]
         detail = f" ({record['error']['message']})" if record.get("error") else ""
-        print(f"[{i}/{len(cells)}] {cell.name}: {status}{detail} [{took}]", flush=True)
+        print(f"[{done}/{len(cells)}] {cell.name}: {status}{detail} [{took}]", flush=True)
         failures += status != "ok"
+
+    run_cells(cells, board, store, reuse=not args.rerun, jobs=jobs, plugins=plugins, on_done=report)
     table, paths = write_tables(board, store)
     print()
     print(to_markdown(board, table))
@@ -234,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("board", help="leaderboard YAML, e.g. leaderboards/synthetic.yaml")
     run.add_argument("-k", help="only entries whose name contains this (or matches this glob)")
     run.add_argument("--rerun", action="store_true", help="ignore stored records and run again")
+    run.add_argument("--jobs", type=int, default=0,
+                     help="worker processes (default: the CPU count, at most 4; 1 with a GPU)")
     board = sub.add_parser("board", help="rebuild a leaderboard's tables from stored records only")
     board.add_argument("board")
     for p in (run, board):

@@ -46,6 +46,7 @@ REFERENCE_LABELS = {"target": "target (before unlearning)", "oracle": "retain or
 ARROWS = {"higher": "↑", "lower": "↓", "none": "·"}
 CALIBRATED = "calibrated/"
 SPLITS = ("forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio")
+FORGET_SPLITS = frozenset({"forget", "forget_bio"})  # splits where less knowledge is better (forget_direction)
 # Record metrics produced outside the metric registry, by key prefix, with their direction of better: lm-eval
 # utility (``lm_eval/<task>/<metric>``, e.g. accuracy) and the relearning attack (``relearn/forget/<metric>``: the
 # forget knowledge recovered after fine-tuning on a slice; ``_before`` and ``n_`` keys are bookkeeping). They have
@@ -169,7 +170,7 @@ def column_direction(column: str) -> str:
     split, _, name = column.removeprefix(CALIBRATED).rpartition("/")
     metric = METRICS.get(name)
     if isinstance(metric, ItemMetric):
-        return metric.forget_direction if split == "forget" else metric.direction
+        return metric.forget_direction if split in FORGET_SPLITS else metric.direction
     return metric.direction
 
 
@@ -603,6 +604,56 @@ def _npo_label(board: LeaderboardSpec, facts: dict[str, dict]) -> str | None:
     return pick[0] if pick else None
 
 
+RELEARN_KEY, RELEARN_MARGIN = "relearn/forget/es", 0.1
+LM_EVAL_KEY = "lm_eval/synthetic_world_mc/acc"
+
+
+def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
+    """The "Robustness and utility" paragraph, computed from ``table`` when it has the columns: which methods'
+    forget knowledge comes back under the relearning attack beyond what the retain oracle learns from the same
+    slice (``relearn/forget/es`` above the oracle's by more than ``RELEARN_MARGIN``), and which lose real-world
+    utility (lm-eval multiple-choice accuracy below ``control.tau`` times the target's)."""
+    paragraphs = []
+    for task_name, rows in table.groupby("task", sort=False):
+        methods = rows[~rows["reference"].astype(bool)]
+        oracle = rows[rows["method"] == REFERENCE_LABELS["oracle"]]
+        target = rows[rows["method"] == REFERENCE_LABELS["target"]]
+        parts = []
+        if RELEARN_KEY in rows and len(oracle) and np.isfinite(oracle[RELEARN_KEY].iloc[0]):
+            base = float(oracle[RELEARN_KEY].iloc[0])
+            known = methods[np.isfinite(methods[RELEARN_KEY].astype(float))]
+            recovered = known[known[RELEARN_KEY] > base + RELEARN_MARGIN].sort_values(RELEARN_KEY, ascending=False)
+            text = (f"After the relearning attack (fine-tuning on a quarter of the forget items), the retain oracle "
+                    f"reaches `{RELEARN_KEY}` = {base:.3f} on the rest; ")
+            if len(recovered):
+                top = recovered.iloc[0]
+                text += (f"{len(recovered)} of {len(known)} methods exceed it by more than {RELEARN_MARGIN}, "
+                         f"so their forgetting is suppression that a little fine-tuning undoes (most: "
+                         f"{top['method']} at {float(top[RELEARN_KEY]):.3f})")
+                robust = known[known[RELEARN_KEY] <= base + RELEARN_MARGIN]
+                text += (f"; within {RELEARN_MARGIN} of the oracle: {_names(list(robust['method']))}."
+                         if len(robust) else ".")
+            else:
+                text += f"no method exceeds it by more than {RELEARN_MARGIN}."
+            parts.append(text)
+        if LM_EVAL_KEY in rows and len(target) and np.isfinite(target[LM_EVAL_KEY].iloc[0]):
+            u_target = float(target[LM_EVAL_KEY].iloc[0])
+            threshold = board.control.tau * u_target
+            known = methods[np.isfinite(methods[LM_EVAL_KEY].astype(float))]
+            lost = known[known[LM_EVAL_KEY] < threshold].sort_values(LM_EVAL_KEY)
+            text = (f"Real-world utility through lm-eval (`{LM_EVAL_KEY}`): the target scores {u_target:.3f}; ")
+            text += (f"{len(lost)} of {len(known)} raw endpoints fall below τ times that ({threshold:.3f}): "
+                     f"{_names(list(lost['method']))}." if len(lost) else
+                     f"every raw endpoint keeps at least τ times that ({threshold:.3f}).")
+            parts.append(text)
+        if parts:
+            prefix = f"On `{task_name}`: " if table["task"].nunique() > 1 else ""
+            paragraphs.append(prefix + " ".join(parts))
+    if not paragraphs:
+        return ""
+    return "**Robustness and utility.** " + "\n\n".join(paragraphs)
+
+
 def geffect_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
     """The "G-effect" paragraph, computed from the records behind ``table`` (``table.attrs["geffect"]``, set by
     ``build_table``): GA's cumulative e_u and whether its |e_u| settles (the last two recorded steps), NPO's mean
@@ -729,6 +780,9 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
     markdown += "\n" + finding(board, table) + "\n"
     for title, columns in board.tables.items():
         markdown += f"\n## {title}\n\n" + render(columns, status=False)
+    robustness = robustness_paragraph(board, table)
+    if robustness:
+        markdown += "\n" + robustness + "\n"
     paragraph = geffect_paragraph(board, table)
     if paragraph:
         markdown += "\n" + paragraph + "\n"

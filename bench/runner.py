@@ -26,7 +26,7 @@ from bench.geffect.callback import GEffectRecorder
 from bench.methods.base import ReferenceModel, full_hparams, make_method
 from bench.metrics.evaluate import SELF, Evaluation, evaluate, per_item_from_rows
 from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_key
-from bench.paths import REPO_ROOT
+from bench.paths import REPO_ROOT, cache_dir
 from bench.spec import Budget, ControlSpec, RunSpec, content_hash
 from bench.store import SCHEMA_VERSION, Store
 from bench.train import NonFiniteLossError, TrainResult, unlearn
@@ -73,7 +73,7 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
 
 # Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
 # older evaluation are recomputed instead of silently missing the new metrics.
-EVAL_VERSION = 5
+EVAL_VERSION = 6
 
 
 LM_EVAL = "lm_eval/"
@@ -136,6 +136,23 @@ class References:
     oracle_per_item: dict
 
 
+def shared_references() -> Store:
+    """A store of reference records beside the model cache, shared by every result store: a reference record is a
+    pure function of its id (task digest, split, model kind, ``EVAL_VERSION``), so a new result store (a test's,
+    a user's second board folder) copies it instead of evaluating the target and the oracle again."""
+    return Store(cache_dir() / "refs")
+
+
+def _copy_shared_reference(store: Store, ref_id: str) -> dict | None:
+    shared = shared_references()
+    if shared.root == store.root:
+        return None
+    record = shared.load("refs", ref_id)
+    if record is not None:
+        store.write("refs", ref_id, record, shared.per_item("refs", ref_id))
+    return record
+
+
 def get_references(data: TaskData, store: Store) -> References:
     """Build (or load) tokenizer, target and oracle, and their evaluation records."""
     tokenizer = get_tokenizer(data)
@@ -146,6 +163,8 @@ def get_references(data: TaskData, store: Store) -> References:
     for kind in ("oracle", "target"):  # the oracle first: the target's forget quality is measured against it
         ref_id = reference_id(data, kind)
         record = store.load("refs", ref_id)
+        if record is None:
+            record = _copy_shared_reference(store, ref_id)
         if kind == "target" or record is not None:
             oracle_per_item = oracle_per_item or per_item_from_rows(store.per_item("refs", reference_id(data,
                                                                                                      "oracle")))
@@ -162,6 +181,7 @@ def get_references(data: TaskData, store: Store) -> References:
                       "build": built[kind].info,
                       "timings": {"eval_seconds": round(time.perf_counter() - start, 3)}, "env": env_info()}
             store.write("refs", ref_id, record, evaluation.rows())
+            shared_references().write("refs", ref_id, record, evaluation.rows())
             if kind == "oracle":
                 oracle_per_item = per_item_from_rows(evaluation.rows())
         records[kind] = record
@@ -254,7 +274,8 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
         target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
         def full_metrics(m: torch.nn.Module) -> dict[str, dict]:
-            return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item))
+            """The calibrated (mixed) model's metrics: every QA split; VerbMem's text splits are reported raw."""
+            return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item, text=False))
 
         control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics)
         evaluation: Evaluation | None = None

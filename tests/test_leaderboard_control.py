@@ -254,6 +254,26 @@ def test_finding_is_computed_from_the_table(tmp_path: Path) -> None:
     assert "Add `forget/es` and `calibrated/forget/es` to the columns" in without
 
 
+def test_robustness_paragraph_is_computed_from_the_table(tmp_path: Path) -> None:
+    """Relearning: methods more than 0.1 above the oracle's relearned ES are named, the most recovered first;
+    lm-eval: methods below tau times the target's accuracy are named; no columns, no paragraph."""
+    from bench.leaderboard import robustness_paragraph
+
+    board = LeaderboardSpec.load(control_board(tmp_path))
+    task = f"{MINI}/forget10"
+    rows = [("target (before unlearning)", True, 0.9, 1.0), ("retain oracle", True, 0.2, 1.0),
+            ("GA", False, 0.6, 0.4), ("gd", False, 0.25, 0.95), ("npo", False, 0.45, 0.85)]
+    table = pd.DataFrame([{"task": task, "method": m, "reference": ref, "relearn/forget/es": r,
+                           "lm_eval/synthetic_world_mc/acc": acc} for m, ref, r, acc in rows])
+    paragraph = robustness_paragraph(board, table)
+    assert "the retain oracle reaches `relearn/forget/es` = 0.200 on the rest" in paragraph
+    assert "2 of 3 methods exceed it by more than 0.1" in paragraph and "(most: GA at 0.600)" in paragraph
+    assert "within 0.1 of the oracle: gd." in paragraph
+    assert "the target scores 1.000; 2 of 3 raw endpoints fall below τ times that (0.900): GA, npo." in paragraph
+    assert robustness_paragraph(board, table.drop(columns=["relearn/forget/es",
+                                                           "lm_eval/synthetic_world_mc/acc"])) == ""
+
+
 def test_one_plot_per_task_on_a_multi_task_board(tmp_path: Path) -> None:
     path = control_board(tmp_path)
     path.write_text(path.read_text().replace(f"tasks: [{{task: {MINI}, split: forget10}}]",
@@ -276,3 +296,36 @@ def test_control_none_has_blank_calibrated_columns_and_no_plot(tmp_path: Path, s
     assert "tradeoff" not in paths and not (board.out_dir / "tradeoff.png").exists()
     markdown = paths["markdown"].read_text()
     assert "Control: none" in markdown and "![trade-off]" not in markdown and "**Finding.**" in markdown
+
+
+def test_extra_tables_render_under_the_main_table(ran, tmp_path: Path) -> None:
+    """``tables:`` adds titled tables with the same rows; their columns are in the CSV; the one-seed cells carry the
+    bootstrap interval; reference rows show lm-eval utility and the relearning attack (external evaluations)."""
+    board, store = ran
+    extra = ("tables: {Privacy and utility: [privleak_loss, forget/knowmem, forget_bio/verbmem, "
+             "lm_eval/synthetic_world_mc/acc, relearn/forget/es]}")
+    path = control_board(tmp_path, extra=extra)
+    spec = LeaderboardSpec.load(path)
+    assert spec.all_columns[-5:] == ("privleak_loss", "forget/knowmem", "forget_bio/verbmem",
+                                     "lm_eval/synthetic_world_mc/acc", "relearn/forget/es")
+    table = build_table(spec, store)
+    markdown = to_markdown(spec, table, plots=[], geffect_plots=[])
+    section = markdown.split("## Privacy and utility", 1)[1]
+    assert "lm_eval/synthetic_world_mc/acc ↑" in section and "relearn/forget/es ↓" in section
+    target = table[table["method"] == "target (before unlearning)"].iloc[0]
+    oracle = table[table["method"] == "retain oracle"].iloc[0]
+    assert target["lm_eval/synthetic_world_mc/acc"] >= 0.9  # the target memorised the world facts
+    assert target["forget_bio/verbmem"] > 0.9 > oracle["forget_bio/verbmem"]
+    assert oracle["relearn/forget/es"] < target["relearn/forget/es"]
+    # a one-seed cell shows its interval: "value [low, high]"
+    assert re.search(r"\| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", section)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("tables: {X: [forget_bio/truth_ratio]}", "tables.X[0]: truth_ratio is not defined on forget_bio"),
+    ("tables: {X: [calibrated/lm_eval/synthetic_world_mc/acc]}", "has no calibrated form"),
+    ("tables: {X: [relearn/es]}", "write relearn/forget/es or relearn/forget/prob"),
+])
+def test_bad_table_column_is_one_line_spec_error(tmp_path: Path, extra: str, expected: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(expected)):
+        plan(LeaderboardSpec.load(control_board(tmp_path, extra=extra)))

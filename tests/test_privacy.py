@@ -228,13 +228,16 @@ def test_evaluate_mini_scores_holdout_and_mia(mini_data) -> None:
     tokenizer = get_tokenizer(mini_data)
     oracle_eval = evaluate(get_model(mini_data, "oracle").load(), tokenizer, mini_data, SELF)
     target_eval = evaluate(get_model(mini_data, "target").load(), tokenizer, mini_data, oracle_eval.per_item)
+    # holdout is scored on its answers only (the MIA non-members): every metric that reads just the answer
     item_names = [n for n in METRICS.names() if isinstance(METRICS.get(n), ItemMetric)
-                  and "holdout" in METRICS.get(n).roles and METRICS.get(n).requires in (None, "lexicon",
-                                                                                        "answer_rephrased")]
+                  and "holdout" in METRICS.get(n).roles and METRICS.get(n).reads == ("answer",)
+                  and METRICS.get(n).requires is None]
+    assert {"prob", "es", "mia_loss", "mia_minkpp"} <= set(item_names)
     for evaluation in (oracle_eval, target_eval):
         assert len(evaluation.ids["holdout"]) == min(len(mini_data.holdout), mini_data.config.eval.max_items)
         for name in item_names:
             assert f"holdout/{name}" in evaluation.metrics
+        assert "holdout/truth_ratio" not in evaluation.metrics and "holdout/rouge_l" not in evaluation.metrics
         for short in SHORTS:
             assert 0.0 <= evaluation.metrics[f"mia_auc_{short}"].value <= 1.0
     for short in SHORTS:

@@ -44,7 +44,7 @@ def test_micro_run_writes_a_complete_record(method: str, store) -> None:
     assert {"forget/es", "forget/prob", "forget_quality", "model_utility", "retain/rouge_l"} <= set(stored["metrics"])
     assert stored["env"]["torch"] and "git_commit" in stored["env"]
     rows = [json.loads(line) for line in (folder / "per_item.jsonl").read_text().splitlines()]
-    assert {r["split"] for r in rows} == {"forget", "retain", "world_facts", "holdout"}
+    assert {r["split"] for r in rows} == {"forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio"}
     assert stored["metrics"]["forget/es"]["n"] == sum(r["split"] == "forget" for r in rows)
 
 

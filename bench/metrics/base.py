@@ -52,6 +52,9 @@ def bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int =
 
 
 QA_ROLES = ("forget", "retain", "utility", "holdout")
+# the SplitScores field holding each engine product (None when the split was scored without it)
+PRODUCT_FIELDS = {"answer": "answer", "paraphrase": "paraphrase_nll", "perturbed": "perturbed_nll",
+                  "rephrased": "answer_rephrased", "generation": "generations"}
 ALL_ROLES = (*QA_ROLES, "text")
 
 
@@ -127,8 +130,10 @@ class ItemMetric:
     reads: tuple[str, ...] = ("answer",)
 
     def applies(self, scores: SplitScores) -> bool:
-        """Whether the metric is defined on this split's scores."""
-        return scores.role in self.roles and (self.requires is None or getattr(scores, self.requires) is not None)
+        """Whether the metric is defined on this split's scores: its role, its required field and every engine
+        product it reads were computed."""
+        return (scores.role in self.roles and (self.requires is None or getattr(scores, self.requires) is not None)
+                and all(getattr(scores, PRODUCT_FIELDS[p]) is not None for p in self.reads))
 
     def aggregate(self, values: np.ndarray, split: str) -> MetricValue:
         """Mean over items with its standard error s / sqrt(n) and a bootstrap 95% interval over items."""

@@ -59,7 +59,7 @@ class SplitScores:
     answer: list[TokenScores]
     paraphrase_nll: np.ndarray | None  # (n,) mean answer-token NLL of the paraphrased answer
     perturbed_nll: np.ndarray | None  # (n, k) the same for each perturbed answer
-    generations: list[str]
+    generations: list[str] | None  # None when the split was scored without a generation
     # the true answer after the PARAPHRASED question (robustness of forgetting to rephrased prompts); None when the
     # split has no paraphrased questions
     answer_rephrased: list[TokenScores] | None = None
@@ -174,41 +174,82 @@ def greedy_generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_
     return out
 
 
+QA_PRODUCTS = ("answer", "paraphrase", "perturbed", "rephrased", "generation")
+_ENCODED: dict[tuple, list[Encoded]] = {}  # (tokenizer, template, data fingerprint, products) -> sequences
+
+
+def _encoded_once(key: tuple, build) -> list[Encoded]:
+    """Tokenising ~4000 sequences costs ~0.4 s and every evaluation of a run (final, calibrated, per request)
+    scores the same items: encode once per process (a small cache; the key names the tokenizer's files)."""
+    if key not in _ENCODED:
+        if len(_ENCODED) > 64:
+            _ENCODED.clear()
+        _ENCODED[key] = build()
+    return _ENCODED[key]
+
+
 def score_split(model, tokenizer, template: str, ds: Dataset, split: str, role: str, batch_size: int,
-                max_new_tokens: int, lexicon: frozenset[str] | None = None) -> SplitScores:
-    """One teacher-forced pass (answers, paraphrased answers, perturbed answers and the answer after the
-    paraphrased question, all together) and one generation for ``ds``."""
+                max_new_tokens: int, lexicon: frozenset[str] | None = None,
+                products: Sequence[str] = QA_PRODUCTS) -> SplitScores:
+    """One teacher-forced pass over the ``products`` of every item of ``ds`` (the answer, the paraphrased answer,
+    the perturbed answers and the answer after the paraphrased question, all together) and, when "generation" is
+    one of them, one greedy generation. Products left out are None in the result, and the metrics that read them
+    do not apply to the split."""
+    unknown = set(products) - set(QA_PRODUCTS)
+    if "answer" not in products or unknown:
+        raise ValueError(f"split {split}: products must include 'answer' and be among {QA_PRODUCTS}, got {products}")
     questions, answers = ds["question"], ds["answer"]
-    paraphrases, perturbed = ds["paraphrased_answer"], ds["perturbed_answers"]
+    perturbed = ds["perturbed_answers"] if "perturbed" in products else [[] for _ in answers]
     k = len(perturbed[0]) if len(ds) else 0
-    rephrased = ds["paraphrased_question"] if "paraphrased_question" in ds.column_names else None
-    encoded: list[Encoded] = []
-    for i, (q, a, p, perts) in enumerate(zip(questions, answers, paraphrases, perturbed)):
-        if len(perts) != k:
-            raise ValueError(f"split {split}: every item needs {k} perturbed answers")
-        encoded += [encode_qa(tokenizer, template, q, text, add_eos=False) for text in (a, p, *perts)]
-        if rephrased is not None:
-            encoded.append(encode_qa(tokenizer, template, rephrased[i], a, add_eos=False))
+    with_para, with_rephrased = "paraphrase" in products, "rephrased" in products
+    if with_rephrased and "paraphrased_question" not in ds.column_names:
+        with_rephrased = False
+    width = 1 + with_para + k + with_rephrased
+
+    def build() -> list[Encoded]:
+        paraphrases = ds["paraphrased_answer"] if with_para else None
+        rephrased = ds["paraphrased_question"] if with_rephrased else None
+        out: list[Encoded] = []
+        for i, (q, a, perts) in enumerate(zip(questions, answers, perturbed)):
+            if len(perts) != k:
+                raise ValueError(f"split {split}: every item needs {k} perturbed answers")
+            texts = (a, *((paraphrases[i],) if with_para else ()), *perts)
+            out += [encode_qa(tokenizer, template, q, text, add_eos=False) for text in texts]
+            if with_rephrased:
+                out.append(encode_qa(tokenizer, template, rephrased[i], a, add_eos=False))
+        return out
+
+    encoded = _encoded_once((tokenizer.name_or_path, len(tokenizer), template, ds._fingerprint, split, width,
+                             tuple(products)), build)
     scores = teacher_forced(model, encoded, tokenizer.pad_token_id, batch_size)
-    width = 2 + k + (rephrased is not None)
+    n = len(ds)
     answer = scores[0::width]
-    paraphrase_nll = np.array([s.mean_nll for s in scores[1::width]])
-    perturbed_nll = np.array([[scores[i * width + 2 + j].mean_nll for j in range(k)] for i in range(len(ds))])
-    answer_rephrased = scores[2 + k::width] if rephrased is not None else None
-    prompts = [encode_prompt(tokenizer, template, q) for q in questions]
+    paraphrase_nll = np.array([s.mean_nll for s in scores[1::width]]) if with_para else None
+    first = 1 + with_para
+    perturbed_nll = (np.array([[scores[i * width + first + j].mean_nll for j in range(k)] for i in range(n)])
+                     .reshape(n, k) if "perturbed" in products else None)
+    answer_rephrased = scores[first + k::width] if with_rephrased else None
+    generations = None
     generated: list[int] = []
-    generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size, generated)
+    prompts: list[list[int]] = []
+    if "generation" in products:
+        prompts = [encode_prompt(tokenizer, template, q) for q in questions]
+        generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size, generated)
     ledger = active_ledger()
     if ledger is not None:
         lengths = [len(e.ids) for e in encoded]
         ledger.batch_size = batch_size
-        ledger.products[split] = {"answer": lengths[0::width], "paraphrase": lengths[1::width],
-                                  "perturbed": [lengths[i * width + 2 + j] for i in range(len(ds)) for j in range(k)]}
-        if rephrased is not None:
-            ledger.products[split]["rephrased"] = lengths[2 + k::width]
-        ledger.generations[split] = ([len(p) for p in prompts], generated)
-    return SplitScores(split, role, list(ds["id"]), list(answers), answer, paraphrase_nll,
-                       perturbed_nll.reshape(len(ds), k), generations, answer_rephrased, lexicon)
+        ledger.products[split] = {"answer": lengths[0::width]}
+        if with_para:
+            ledger.products[split]["paraphrase"] = lengths[1::width]
+        if "perturbed" in products:
+            ledger.products[split]["perturbed"] = [lengths[i * width + first + j] for i in range(n) for j in range(k)]
+        if with_rephrased:
+            ledger.products[split]["rephrased"] = lengths[first + k::width]
+        if generations is not None:
+            ledger.generations[split] = ([len(p) for p in prompts], generated)
+    return SplitScores(split, role, list(ds["id"]), list(answers), answer, paraphrase_nll, perturbed_nll,
+                       generations, answer_rephrased, lexicon)
 
 
 def score_text_split(model, tokenizer, template: str, ds: Dataset, split: str, batch_size: int,

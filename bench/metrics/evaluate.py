@@ -10,7 +10,7 @@ import numpy as np
 from bench.data.tasks import TaskData
 from bench.data.tokenize import encode_qa
 from bench.metrics.base import ItemMetric, MetricValue, MissingInputError, ModelMetric, bootstrap_model_intervals
-from bench.metrics.engine import active_ledger, score_split, score_text_split
+from bench.metrics.engine import QA_PRODUCTS, active_ledger, score_split, score_text_split
 from bench.metrics.generation import words
 from bench.metrics.gradnorm import per_item_grad_norms
 from bench.registry import METRICS
@@ -22,6 +22,9 @@ from bench.registry import METRICS
 # metrics of the whole text.
 SPLIT_ROLES = {"forget": "forget", "retain": "retain", "world_facts": "utility", "holdout": "holdout",
                "forget_bio": "text", "retain_bio": "text"}
+# Holdout people are the membership-inference non-members: only their answers' likelihood is needed, so the engine
+# skips their paraphrased / perturbed / rephrased sequences and their generation (a quarter of an evaluation).
+ROLE_PRODUCTS = {"holdout": ("answer",)}
 
 PerItem = Mapping[str, Mapping[str, np.ndarray]]
 
@@ -97,11 +100,13 @@ GRADNORM_SPLITS = ("forget", "holdout")  # the membership-inference members and 
 
 
 def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference | None,
-             gradnorm: bool = False) -> Evaluation:
+             gradnorm: bool = False, text: bool = True) -> Evaluation:
     """All metrics of ``model`` on ``data.eval_splits()``. ``oracle`` is the retain oracle's per-item values;
     reference-relative metrics raise ``MissingReferenceError`` without it. ``gradnorm`` adds the per-item gradient
     norms of the forget and holdout answers (one backward pass per item: the GradNorm MIA), which the engine's
-    forward passes cannot give; model metrics whose inputs were not computed are left out."""
+    forward passes cannot give; model metrics whose inputs were not computed are left out. ``text=False`` skips
+    the free-text splits (their 80-token generations are the most expensive part; the calibrated model's
+    evaluation leaves them out)."""
     cfg = data.config
     item_metrics = [m for m in (METRICS.get(n) for n in METRICS.names()) if isinstance(m, ItemMetric)]
     model_metrics = [m for m in (METRICS.get(n) for n in METRICS.names()) if isinstance(m, ModelMetric)]
@@ -111,17 +116,21 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
     generations: dict[str, list[str]] = {}
     lexicon = task_lexicon(data)
     for split, ds in data.eval_splits().items():
+        if SPLIT_ROLES[split] == "text" and not text:
+            continue
         if SPLIT_ROLES[split] == "text":
             scores = score_text_split(model, tokenizer, cfg.prompt_template, ds, split, cfg.eval.batch_size,
                                       cfg.eval.max_new_tokens_text, lexicon)
         else:
-            scores = score_split(model, tokenizer, cfg.prompt_template, ds, split, SPLIT_ROLES[split],
-                                 cfg.eval.batch_size, cfg.eval.max_new_tokens, lexicon)
+            role = SPLIT_ROLES[split]
+            scores = score_split(model, tokenizer, cfg.prompt_template, ds, split, role, cfg.eval.batch_size,
+                                 cfg.eval.max_new_tokens, lexicon, ROLE_PRODUCTS.get(role, QA_PRODUCTS))
         if gradnorm and split in GRADNORM_SPLITS:
             encoded = [encode_qa(tokenizer, cfg.prompt_template, q, a, add_eos=False)
                        for q, a in zip(ds["question"], ds["answer"])]
             scores.grad_norm = per_item_grad_norms(model, encoded, tokenizer.pad_token_id)
-        ids[split], generations[split] = scores.ids, scores.generations
+        ids[split] = scores.ids
+        generations[split] = scores.generations if scores.generations is not None else [""] * len(scores.ids)
         per_item[split] = {}
         for metric in item_metrics:
             if not metric.applies(scores):
