@@ -619,22 +619,30 @@ def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
         oracle = rows[rows["method"] == REFERENCE_LABELS["oracle"]]
         target = rows[rows["method"] == REFERENCE_LABELS["target"]]
         parts = []
-        if RELEARN_KEY in rows and len(oracle) and np.isfinite(oracle[RELEARN_KEY].iloc[0]):
-            base = float(oracle[RELEARN_KEY].iloc[0])
-            known = methods[np.isfinite(methods[RELEARN_KEY].astype(float))]
-            recovered = known[known[RELEARN_KEY] > base + RELEARN_MARGIN].sort_values(RELEARN_KEY, ascending=False)
+        before_key = RELEARN_KEY + "_before"
+        if {RELEARN_KEY, before_key} <= set(rows) and len(oracle) and \
+                np.isfinite(oracle[[RELEARN_KEY, before_key]].to_numpy(float)).all():
+            base, base_before = float(oracle[RELEARN_KEY].iloc[0]), float(oracle[before_key].iloc[0])
+            known = methods[np.isfinite(methods[[RELEARN_KEY, before_key]].to_numpy(float)).all(axis=1)]
+            forgot = known[known[before_key] <= base_before + RELEARN_MARGIN]
+            recovered = forgot[forgot[RELEARN_KEY] > base + RELEARN_MARGIN].sort_values(RELEARN_KEY, ascending=False)
             text = (f"After the relearning attack (fine-tuning on a quarter of the forget items), the retain oracle "
-                    f"reaches `{RELEARN_KEY}` = {base:.3f} on the rest; ")
-            if len(recovered):
-                top = recovered.iloc[0]
-                text += (f"{len(recovered)} of {len(known)} methods exceed it by more than {RELEARN_MARGIN}, "
-                         f"so their forgetting is suppression that a little fine-tuning undoes (most: "
-                         f"{top['method']} at {float(top[RELEARN_KEY]):.3f})")
-                robust = known[known[RELEARN_KEY] <= base + RELEARN_MARGIN]
-                text += (f"; within {RELEARN_MARGIN} of the oracle: {_names(list(robust['method']))}."
-                         if len(robust) else ".")
+                    f"reaches `{RELEARN_KEY}` = {base:.3f} on the other items ({base_before:.3f} before). ")
+            if not len(forgot):
+                text += (f"No method had brought those items within {RELEARN_MARGIN} of the oracle's "
+                         f"{base_before:.3f} before the attack.")
             else:
-                text += f"no method exceeds it by more than {RELEARN_MARGIN}."
+                text += (f"Of the {len(forgot)} methods that had forgotten them (ES before at most {RELEARN_MARGIN} "
+                         "above the oracle's), ")
+                if len(recovered):
+                    top = recovered.iloc[0]
+                    text += (f"{len(recovered)} recover more than {RELEARN_MARGIN} above the oracle: forgetting that "
+                             f"a little fine-tuning undoes is suppression (most: {top['method']}, "
+                             f"{float(top[before_key]):.3f} → {float(top[RELEARN_KEY]):.3f})")
+                    robust = forgot[forgot[RELEARN_KEY] <= base + RELEARN_MARGIN]
+                    text += f"; as robust as the oracle: {_names(list(robust['method']))}." if len(robust) else "."
+                else:
+                    text += f"none recovers more than {RELEARN_MARGIN} above the oracle."
             parts.append(text)
         if LM_EVAL_KEY in rows and len(target) and np.isfinite(target[LM_EVAL_KEY].iloc[0]):
             u_target = float(target[LM_EVAL_KEY].iloc[0])

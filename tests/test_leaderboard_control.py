@@ -261,16 +261,20 @@ def test_robustness_paragraph_is_computed_from_the_table(tmp_path: Path) -> None
 
     board = LeaderboardSpec.load(control_board(tmp_path))
     task = f"{MINI}/forget10"
-    rows = [("target (before unlearning)", True, 0.9, 1.0), ("retain oracle", True, 0.2, 1.0),
-            ("GA", False, 0.6, 0.4), ("gd", False, 0.25, 0.95), ("npo", False, 0.45, 0.85)]
+    rows = [("target (before unlearning)", True, 0.9, 1.0, 1.0), ("retain oracle", True, 0.2, 0.15, 1.0),
+            ("GA", False, 0.6, 0.05, 0.4), ("gd", False, 0.25, 0.2, 0.95), ("npo", False, 0.45, 0.2, 0.85),
+            ("idk", False, 0.95, 0.9, 1.0)]
     table = pd.DataFrame([{"task": task, "method": m, "reference": ref, "relearn/forget/es": r,
-                           "lm_eval/synthetic_world_mc/acc": acc} for m, ref, r, acc in rows])
+                           "relearn/forget/es_before": b, "lm_eval/synthetic_world_mc/acc": acc}
+                          for m, ref, r, b, acc in rows])
     paragraph = robustness_paragraph(board, table)
-    assert "the retain oracle reaches `relearn/forget/es` = 0.200 on the rest" in paragraph
-    assert "2 of 3 methods exceed it by more than 0.1" in paragraph and "(most: GA at 0.600)" in paragraph
-    assert "within 0.1 of the oracle: gd." in paragraph
-    assert "the target scores 1.000; 2 of 3 raw endpoints fall below τ times that (0.900): GA, npo." in paragraph
-    assert robustness_paragraph(board, table.drop(columns=["relearn/forget/es",
+    assert "the retain oracle reaches `relearn/forget/es` = 0.200 on the other items (0.150 before)" in paragraph
+    # idk never forgot (0.9 before): not counted; GA and npo forgot and recover beyond oracle + 0.1; gd does not
+    assert "Of the 3 methods that had forgotten them (ES before at most 0.1 above the oracle's), 2 recover more " \
+           "than 0.1 above" in paragraph
+    assert "(most: GA, 0.050 → 0.600)" in paragraph and "as robust as the oracle: gd." in paragraph
+    assert "the target scores 1.000; 2 of 4 raw endpoints fall below τ times that (0.900): GA, npo." in paragraph
+    assert robustness_paragraph(board, table.drop(columns=["relearn/forget/es", "relearn/forget/es_before",
                                                            "lm_eval/synthetic_world_mc/acc"])) == ""
 
 

@@ -89,3 +89,16 @@ def test_adding_biographies_left_every_qa_item_unchanged() -> None:
     world = generate_world()
     qa = {k: world[k] for k in ("people", "holdout", "world_facts")}
     assert world_digest(qa) == QA_DIGEST_V1
+
+
+def test_bucketed_batches_cover_every_item_once_with_little_padding() -> None:
+    import torch
+
+    from bench.models.tiny import bucketed_batches
+
+    lengths = [25] * 200 + [90] * 20
+    batches = bucketed_batches(lengths, 16, torch.Generator().manual_seed(0))
+    assert sorted(i for b in batches for i in b) == list(range(220))
+    assert batches == bucketed_batches(lengths, 16, torch.Generator().manual_seed(0))
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded < 1.3 * sum(lengths)  # unbucketed random batches of 16 pad most batches to 90 (~2.5x)
