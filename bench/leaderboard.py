@@ -45,7 +45,7 @@ from bench.store import Store, atomic_write_text
 REFERENCE_LABELS = {"target": "target (before unlearning)", "oracle": "retain oracle"}
 ARROWS = {"higher": "↑", "lower": "↓", "none": "·"}
 CALIBRATED = "calibrated/"
-SPLITS = ("forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio")
+SPLITS = ("forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio", "real_authors")
 FORGET_SPLITS = frozenset({"forget", "forget_bio"})  # splits where less knowledge is better (forget_direction)
 # Record metrics produced outside the metric registry, by key prefix, with their direction of better: lm-eval
 # utility (``lm_eval/<task>/<metric>``, e.g. accuracy) and the relearning attack (``relearn/forget/<metric>``: the
@@ -92,7 +92,7 @@ def plan(board: LeaderboardSpec) -> list[Cell]:
                 try:
                     spec = make_run_spec(task.task, task.split, entry.method, entry.params, board.budget, seed,
                                          board.path, f"methods[{m_index}]", control=board.control,
-                                         requests=task.requests)
+                                         requests=task.requests, adapter=board.adapter)
                 except SpecError as exc:
                     if "unknown task" in str(exc):
                         raise SpecError(f"{board.path}: tasks[{t_index}].task: {exc}") from exc

@@ -27,7 +27,7 @@ from bench.methods.base import ReferenceModel, full_hparams, make_method
 from bench.metrics.evaluate import SELF, Evaluation, evaluate, per_item_from_rows
 from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_key
 from bench.paths import REPO_ROOT, cache_dir
-from bench.spec import Budget, ControlSpec, RunSpec, content_hash
+from bench.spec import AdapterSpec, Budget, ControlSpec, RunSpec, content_hash
 from bench.store import SCHEMA_VERSION, Store
 from bench.train import NonFiniteLossError, TrainResult, unlearn
 
@@ -52,11 +52,13 @@ def env_info() -> dict[str, Any]:
 
 def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], budget: Budget, seed: int,
                   source: str = "", path: str = "", control: ControlSpec | None = None,
-                  requests: int = 1) -> RunSpec:
+                  requests: int = 1, adapter: AdapterSpec | None = None) -> RunSpec:
     """Validate the method name and hyper-parameters (SpecError / RegistryError) and pin every default."""
     from bench.spec import SpecError
 
     config = load_task_config(task)
+    if adapter is not None and control is not None and control.kind == "early_stop":
+        raise SpecError(f"{source or 'run'}: adapter: LoRA runs support control none or mixing, not early_stop")
     if requests > 1 and control is not None and control.kind == "early_stop":
         raise SpecError(f"{source or 'run'}: requests: sequential requests support control none or mixing, "
                         f"not early_stop")
@@ -64,11 +66,15 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
         raise SpecError(f"{source or 'run'}: split: task {config.name} has no forget split {split!r} "
                         f"(known: {', '.join(config.forget_splits)})")
     instance = make_method(method, params, source, path)
+    if adapter is not None and not instance.supports_adapter:
+        raise SpecError(f"{source or 'run'}: adapter: method {method} does not support LoRA adapters")
+    if adapter is not None and requests > 1:
+        raise SpecError(f"{source or 'run'}: adapter: sequential requests with a LoRA adapter are not supported")
     target = content_hash([config.digest, "", "target"])
     return RunSpec(task=config.ref, split=split, method=method, hparams=full_hparams(instance),
                    model={"kind": "tiny-llama", "target": target, "task_digest": config.digest,
                           "eval_version": EVAL_VERSION}, budget=budget,
-                   seed=seed, control=control or ControlSpec(), requests=requests)
+                   seed=seed, control=control or ControlSpec(), requests=requests, adapter=adapter)
 
 
 # Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
@@ -272,6 +278,11 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
                if method.needs_idk else None)
         model = refs.target.load()
         target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if spec.adapter is not None:
+            from bench.adapters import parameter_counts, wrap
+
+            model = wrap(model, spec.adapter)
+            record["adapter"] = {**asdict(spec.adapter), **parameter_counts(model)}
         reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
         def full_metrics(m: torch.nn.Module) -> dict[str, dict]:
             """The calibrated (mixed) model's metrics: every QA split; VerbMem's text splits are reported raw."""
@@ -293,6 +304,10 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
                 record["geffect"] = recorder.summary(model.config.num_hidden_layers)
                 extra["geffect.jsonl"] = recorder.jsonl()
                 timings["geffect_seconds"] = round(recorder.seconds, 3)
+        if spec.adapter is not None:
+            from bench.adapters import merge
+
+            model = merge(model)
         timings["train_seconds"] = round(trained.seconds, 3)
         record["train"] = {"steps": trained.steps, "losses": trained.losses,
                            "final_diagnostics": trained.diagnostics[-1] if trained.diagnostics else {}}

@@ -227,9 +227,14 @@ class RunSpec:
     seed: int = 0
     control: ControlSpec = field(default_factory=ControlSpec)
     requests: int = 1  # sequential forget requests the forget split is applied as (1 = all at once)
+    adapter: AdapterSpec | None = None  # None: full fine-tuning
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(canonical_json(self))
+        """The canonical fields; ``adapter`` only when set, so full fine-tuning runs keep their ids."""
+        out = json.loads(canonical_json(self))
+        if out.get("adapter") is None:
+            out.pop("adapter", None)
+        return out
 
     @property
     def run_id(self) -> str:
@@ -239,6 +244,30 @@ class RunSpec:
     def label(self) -> str:
         sequential = f"x{self.requests}" if self.requests > 1 else ""
         return f"{self.task}/{self.split}{sequential}/{self.method}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """Train a LoRA adapter (Hu et al. 2022, via ``peft``) instead of the full weights: W + (alpha / r) B A on the
+    ``target_modules`` of every layer, with B initialised to 0 (the run starts at the target). The adapter is
+    merged into the weights after training, so evaluation, calibration by mixing and the stored model are those of
+    a plain model; the G-effect is measured on the adapter's parameters (the ones trained)."""
+
+    kind: str = "lora"
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+    def __post_init__(self) -> None:
+        if self.kind != "lora":
+            raise ValueError(f"kind: only 'lora' adapters are supported, got {self.kind!r}")
+        if self.r < 1 or self.alpha < 1:
+            raise ValueError(f"r and alpha: must be >= 1, got r={self.r}, alpha={self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ValueError("target_modules: name at least one module")
 
 
 @dataclass(frozen=True)
@@ -310,6 +339,7 @@ class LeaderboardSpec:
     entries: str = "entries"  # folder (next to the generated tables) of method entries added by `ubench submit`
     # further markdown tables after the main one, title -> columns (same rows, same order; all columns in the CSV)
     tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    adapter: AdapterSpec | None = None  # every run of the board trains a LoRA adapter (None: full fine-tuning)
 
     @property
     def all_columns(self) -> tuple[str, ...]:

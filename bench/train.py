@@ -176,6 +176,10 @@ def _run_callbacks(model: torch.nn.Module, callbacks: Sequence[Callback], state:
 def _run(model, method, forget_batches, retain_batches, budget, idk, device, ctx, result, callbacks) -> None:
     use = result.use
     method.prepare(model, ctx)
+    from bench.adapters import freeze_base, is_adapted
+
+    if is_adapted(model):
+        freeze_base(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
     model.train()

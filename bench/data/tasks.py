@@ -89,10 +89,14 @@ class TaskData:
     split: str
     forget: Dataset
     retain: Dataset
-    holdout: Dataset
+    holdout: Dataset | None  # never-trained subjects (MIA non-members); None where the benchmark has none (TOFU)
     world_facts: Dataset
     forget_bio: Dataset | None = None
     retain_bio: Dataset | None = None
+    # where a benchmark evaluates retain on its own set (TOFU's retain_perturbed) rather than on the retain set the
+    # unlearning regulariser samples from
+    retain_eval: Dataset | None = None
+    real_authors: Dataset | None = None  # TOFU's second utility set
 
     @staticmethod
     def _qa(*parts: Dataset | None) -> Dataset:
@@ -132,8 +136,10 @@ class TaskData:
         ``holdout`` (the never-trained people's QA) is the non-member set of the membership-inference metrics
         (MUSE, Shi et al. 2024). It comes after the QA splits and the text splits after it, so the subset seeds
         (the split's position) of earlier splits, and hence their items, never change when a split is added."""
-        splits = {"forget": self.forget, "retain": self.retain, "world_facts": self.world_facts,
-                  "holdout": self.holdout, "forget_bio": self.forget_bio, "retain_bio": self.retain_bio}
+        retain = self.retain_eval if self.retain_eval is not None else self.retain
+        splits = {"forget": self.forget, "retain": retain, "world_facts": self.world_facts,
+                  "holdout": self.holdout, "forget_bio": self.forget_bio, "retain_bio": self.retain_bio,
+                  "real_authors": self.real_authors}
         return {name: _subset(ds, self.config.eval.max_items, seed=i)
                 for i, (name, ds) in enumerate(splits.items()) if ds is not None}
 

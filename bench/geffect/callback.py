@@ -42,7 +42,7 @@ class GEffectRecorder:
 
         sets = {"forget": data.forget, "retain": data.retain, "holdout": data.holdout,
                 "world_facts": data.world_facts}
-        self.risk_batches = {name: batch(ds) for name, ds in sets.items() if len(ds)}
+        self.risk_batches = {name: batch(ds) for name, ds in sets.items() if ds is not None and len(ds)}
         self.objective_batch = UnlearnBatch(batch(data.forget, eos=True),
                                             batch(data.retain, eos=True) if method.needs_retain else None,
                                             batch(data.forget, "idk_answer", eos=True) if method.needs_idk else None)

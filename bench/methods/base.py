@@ -222,6 +222,9 @@ class Method:
     needs_reference: ClassVar[bool] = False
     needs_retain: ClassVar[bool] = False
     needs_idk: ClassVar[bool] = False
+    # whether the method is defined on a LoRA adapter's parameters (``RunSpec.adapter``); False where ``finalize``
+    # does weight arithmetic that does not carry over to the adapter's factors B A
+    supports_adapter: ClassVar[bool] = True
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.Params()

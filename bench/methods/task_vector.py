@@ -28,6 +28,8 @@ class TaskVector(Method):
 
     paper = "Ilharco et al. 2023, Editing Models with Task Arithmetic (arXiv 2212.04089)"
     Params = TaskVectorParams
+    # negating the adapter's factors A and B separately is not negating their product B A
+    supports_adapter = False
 
     def __init__(self, params=None) -> None:
         super().__init__(params)

@@ -21,7 +21,7 @@ from bench.registry import METRICS
 # Text splits (free-text documents of the forget / retain subjects) have role "text": VerbMem and the likelihood
 # metrics of the whole text.
 SPLIT_ROLES = {"forget": "forget", "retain": "retain", "world_facts": "utility", "holdout": "holdout",
-               "forget_bio": "text", "retain_bio": "text"}
+               "forget_bio": "text", "retain_bio": "text", "real_authors": "utility"}
 # Holdout people are the membership-inference non-members: only their answers' likelihood is needed, so the engine
 # skips their paraphrased / perturbed / rephrased sequences and their generation (a quarter of an evaluation).
 ROLE_PRODUCTS = {"holdout": ("answer",)}
@@ -81,7 +81,8 @@ def task_lexicon(data: TaskData) -> frozenset[str]:
     key = data.config.digest + data.split
     if key not in _LEXICONS:
         vocabulary: set[str] = set()
-        for ds in (data.forget, data.retain, data.holdout, data.world_facts, data.forget_bio, data.retain_bio):
+        for ds in (data.forget, data.retain, data.holdout, data.world_facts, data.forget_bio, data.retain_bio,
+                   data.retain_eval, data.real_authors):
             if ds is None:
                 continue
             for column in ("question", "answer", "paraphrased_question", "paraphrased_answer", "idk_answer", "text"):
@@ -125,7 +126,7 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
             role = SPLIT_ROLES[split]
             scores = score_split(model, tokenizer, cfg.prompt_template, ds, split, role, cfg.eval.batch_size,
                                  cfg.eval.max_new_tokens, lexicon, ROLE_PRODUCTS.get(role, QA_PRODUCTS))
-        if gradnorm and split in GRADNORM_SPLITS:
+        if gradnorm and split in GRADNORM_SPLITS and data.holdout is not None:
             encoded = [encode_qa(tokenizer, cfg.prompt_template, q, a, add_eos=False)
                        for q, a in zip(ds["question"], ds["answer"])]
             scores.grad_norm = per_item_grad_norms(model, encoded, tokenizer.pad_token_id)

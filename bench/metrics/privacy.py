@@ -126,6 +126,8 @@ def privleak(auc_model: float, auc_oracle: float) -> float:
 
 
 def _split_auc(per_item: Mapping[str, Mapping[str, np.ndarray]], score: str) -> float:
+    if MEMBER_SPLIT not in per_item or NON_MEMBER_SPLIT not in per_item:
+        raise MissingInputError(f"the task has no {NON_MEMBER_SPLIT} split: no membership inference")
     member, non_member = per_item[MEMBER_SPLIT], per_item[NON_MEMBER_SPLIT]
     if score not in member or score not in non_member:
         raise MissingInputError(f"{score} was not computed in this evaluation")

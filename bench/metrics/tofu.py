@@ -37,20 +37,22 @@ def forget_quality(unlearned_raw_tr: np.ndarray, oracle_raw_tr: np.ndarray) -> f
 
 
 def model_utility(values: Mapping[str, float]) -> float:
-    """Harmonic mean of Prob, ROUGE-L and truth ratio over the non-forget splits (TOFU: 9 numbers; here retain and
-    world facts give 6). Any zero makes the utility zero, by design of the harmonic mean."""
+    """Harmonic mean of Prob, ROUGE-L and truth ratio over the non-forget splits: retain, world facts and, where the
+    task has them (TOFU), real authors: TOFU's 9 numbers; the synthetic task has no real authors and gives 6. Any
+    zero makes the utility zero, by design of the harmonic mean."""
     numbers = np.array(list(values.values()), dtype=float)
     if np.any(numbers <= 0):
         return 0.0
     return float(hmean(numbers))
 
 
-UTILITY_SPLITS = ("retain", "world_facts")
+UTILITY_SPLITS = ("retain", "world_facts", "real_authors")
 UTILITY_METRICS = ("prob", "rouge_l", "truth_ratio")
 
 
 def _model_utility(per_item: Mapping[str, Mapping[str, np.ndarray]], _oracle) -> float:
-    return model_utility({f"{s}/{m}": float(np.mean(per_item[s][m])) for s in UTILITY_SPLITS for m in UTILITY_METRICS})
+    return model_utility({f"{s}/{m}": float(np.mean(per_item[s][m])) for s in UTILITY_SPLITS if s in per_item
+                          for m in UTILITY_METRICS})
 
 
 def _forget_quality(per_item: Mapping[str, Mapping[str, np.ndarray]],

@@ -36,8 +36,8 @@ PAD, BOS, EOS = 0, 1, 2
 
 def _task_texts(data: TaskData) -> list[str]:
     texts: list[str] = [data.config.prompt_template]
-    for ds in (data.retain, data.forget, data.holdout, data.world_facts):
-        for row in ds:
+    for ds in (data.retain, data.forget, data.holdout, data.world_facts, data.retain_eval, data.real_authors):
+        for row in ds or ():
             texts += [row["question"], row["paraphrased_question"], row["answer"], row["paraphrased_answer"],
                       *row["perturbed_answers"], row["idk_answer"]]
     for ds in (data.retain_bio, data.forget_bio):
