@@ -114,3 +114,31 @@ def test_unknown_tofu_split_is_a_spec_error() -> None:
         from bench.data.tofu import load_tofu
 
         load_tofu(load_task_config("tofu"), "forget20")
+
+
+def test_qa_split_without_perturbed_answers_skips_the_truth_ratio(tofu_mirror: Path) -> None:
+    """A QA split with no perturbed answers and no paraphrased questions (MUSE's KnowMem QA, TOFU's training retain
+    set) is scored on answers and generations only: no truth ratio, no rephrased ES, and forget quality and model
+    utility are left out rather than computed from nothing."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from bench.metrics.evaluate import SELF, available_products, evaluate
+    from bench.models.tiny import _task_texts, train_tokenizer
+
+    data = load_task("tofu", "forget01")
+    assert available_products(data.retain, "retain") == ("answer", "generation")
+    assert available_products(data.forget, "forget") == ("answer", "paraphrase", "perturbed", "rephrased",
+                                                          "generation")
+    data.retain_eval = None  # evaluate retain on the answers-only training retain set
+    data.forget = data.forget.map(lambda r: {"perturbed_answers": [], "paraphrased_question": r["question"]})
+    tokenizer = train_tokenizer(_task_texts(data), 300)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                         max_position_embeddings=128, pad_token_id=0, bos_token_id=1,
+                                         eos_token_id=2)).eval()
+    metrics = evaluate(model, tokenizer, data, SELF).metrics
+    assert "forget/knowmem" in metrics and "retain/es" in metrics and "retain/rouge_l" in metrics
+    assert not any(k in metrics for k in ("forget/truth_ratio", "retain/truth_ratio", "forget/es_rephrased",
+                                          "forget_quality", "model_utility"))

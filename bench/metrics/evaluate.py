@@ -97,6 +97,20 @@ def task_lexicon(data: TaskData) -> frozenset[str]:
     return _LEXICONS[key]
 
 
+def available_products(ds, role: str) -> tuple[str, ...]:
+    """The engine products a QA split is scored with: its role's (``ROLE_PRODUCTS``), minus what the data cannot
+    give. Without perturbed answers (MUSE's KnowMem QA, TOFU's training retain set) there is no truth ratio, so the
+    paraphrased and perturbed sequences are skipped; without paraphrased questions (all equal to the question)
+    the rephrased-prompt sequences are skipped. Metrics reading a skipped product do not apply to the split."""
+    products = list(ROLE_PRODUCTS.get(role, QA_PRODUCTS))
+    if "perturbed" in products and not any(len(p) for p in ds["perturbed_answers"]):
+        products = [p for p in products if p not in ("perturbed", "paraphrase")]
+    if "rephrased" in products and ("paraphrased_question" not in ds.column_names or
+                                    ds["paraphrased_question"] == ds["question"]):
+        products.remove("rephrased")
+    return tuple(products)
+
+
 GRADNORM_SPLITS = ("forget", "holdout")  # the membership-inference members and non-members
 
 
@@ -125,7 +139,7 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
         else:
             role = SPLIT_ROLES[split]
             scores = score_split(model, tokenizer, cfg.prompt_template, ds, split, role, cfg.eval.batch_size,
-                                 cfg.eval.max_new_tokens, lexicon, ROLE_PRODUCTS.get(role, QA_PRODUCTS))
+                                 cfg.eval.max_new_tokens, lexicon, available_products(ds, role))
         if gradnorm and split in GRADNORM_SPLITS and data.holdout is not None:
             encoded = [encode_qa(tokenizer, cfg.prompt_template, q, a, add_eos=False)
                        for q, a in zip(ds["question"], ds["answer"])]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.stats import hmean, ks_2samp
 
-from bench.metrics.base import ItemMetric, MissingReferenceError, ModelMetric
+from bench.metrics.base import ItemMetric, MissingInputError, MissingReferenceError, ModelMetric
 from bench.metrics.engine import SplitScores
 from bench.registry import METRICS
 
@@ -51,12 +51,17 @@ UTILITY_METRICS = ("prob", "rouge_l", "truth_ratio")
 
 
 def _model_utility(per_item: Mapping[str, Mapping[str, np.ndarray]], _oracle) -> float:
+    missing = [f"{s}/{m}" for s in UTILITY_SPLITS if s in per_item for m in UTILITY_METRICS if m not in per_item[s]]
+    if missing or not all(s in per_item for s in UTILITY_SPLITS[:2]):
+        raise MissingInputError(f"model_utility needs {', '.join(missing) or 'retain and world_facts'}")
     return model_utility({f"{s}/{m}": float(np.mean(per_item[s][m])) for s in UTILITY_SPLITS if s in per_item
                           for m in UTILITY_METRICS})
 
 
 def _forget_quality(per_item: Mapping[str, Mapping[str, np.ndarray]],
                     oracle: Mapping[str, Mapping[str, np.ndarray]] | None) -> float:
+    if "truth_ratio_raw" not in per_item.get("forget", {}):
+        raise MissingInputError("forget_quality needs forget truth ratios (paraphrased and perturbed answers)")
     if oracle is None:
         raise MissingReferenceError("forget_quality needs the retain oracle's forget truth ratios; none were given")
     return forget_quality(per_item["forget"]["truth_ratio_raw"], oracle["forget"]["truth_ratio_raw"])
