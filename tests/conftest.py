@@ -108,6 +108,14 @@ def random_llama(seed: int, init_std: float):
 
 
 @pytest.fixture(scope="module")
+def mini_target(mini_data):
+    """The mini task's target model and its tokenizer, loaded once per module."""
+    from bench.models.tiny import get_model, get_tokenizer
+
+    return get_model(mini_data, "target").load(), get_tokenizer(mini_data)
+
+
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny matmuls gain nothing from threads, and intra-op threads spin badly on a busy 2-core machine (seconds
     per forward instead of milliseconds): run a module single-threaded, then restore the setting."""

@@ -17,16 +17,12 @@ from .conftest import random_llama
 PAD = 0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread(one_torch_thread):
-    return one_torch_thread
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def mini(mini_data):
-    from bench.models.tiny import get_model, get_tokenizer
-
-    return get_model(mini_data, "target").load(), get_tokenizer(mini_data)
+def mini(mini_target):
+    return mini_target
 
 
 def encode_rows(tokenizer, data, ds, n: int | None = None) -> list[Encoded]:

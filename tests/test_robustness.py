@@ -20,16 +20,12 @@ KEYS = {"relearn/forget/es", "relearn/forget/prob", "relearn/forget/es_before", 
         "relearn/n_slice", "relearn/n_rest"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread(one_torch_thread):
-    return one_torch_thread
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def mini(mini_data):
-    from bench.models.tiny import get_model, get_tokenizer
-
-    return get_model(mini_data, "target").load(), get_tokenizer(mini_data)
+def mini(mini_target):
+    return mini_target
 
 
 def gradient_ascent(model, tokenizer, data, steps: int = 20, lr: float = 5e-4, batch_size: int = 8, seed: int = 0):

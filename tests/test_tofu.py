@@ -48,6 +48,18 @@ def write_tofu_fixture(root: Path) -> Path:
     return root
 
 
+def tiny_llama(tokenizer):
+    """A random 2-layer Llama over ``tokenizer``'s vocabulary (seeded), in eval mode."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                        max_position_embeddings=128, pad_token_id=0, bos_token_id=1,
+                                        eos_token_id=2)).eval()
+
+
 @pytest.fixture
 def tofu_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -73,19 +85,12 @@ def test_tofu_loads_from_a_mirror_in_the_hub_schema(tofu_mirror: Path) -> None:
 def test_tofu_micro_evaluation(tofu_mirror: Path) -> None:
     """A tiny random Llama with a tokenizer trained on the fixture: every TOFU metric is computed, model utility
     from 9 numbers (retain, real authors, world facts), no membership inference (TOFU has no holdout)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from bench.metrics.evaluate import SELF, evaluate
     from bench.models.tiny import _task_texts, train_tokenizer
 
     data = load_task("tofu", "forget01")
     tokenizer = train_tokenizer(_task_texts(data), 300)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                         max_position_embeddings=128, pad_token_id=0, bos_token_id=1,
-                                         eos_token_id=2)).eval()
+    model = tiny_llama(tokenizer)
     metrics = evaluate(model, tokenizer, data, SELF).metrics
     for key in ("forget/es", "forget/truth_ratio", "retain/rouge_l", "real_authors/prob", "world_facts/truth_ratio",
                 "forget_quality", "model_utility"):
@@ -120,9 +125,6 @@ def test_qa_split_without_perturbed_answers_skips_the_truth_ratio(tofu_mirror: P
     """A QA split with no perturbed answers and no paraphrased questions (MUSE's KnowMem QA, TOFU's training retain
     set) is scored on answers and generations only: no truth ratio, no rephrased ES, and forget quality and model
     utility are left out rather than computed from nothing."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from bench.metrics.evaluate import SELF, available_products, evaluate
     from bench.models.tiny import _task_texts, train_tokenizer
 
@@ -133,11 +135,7 @@ def test_qa_split_without_perturbed_answers_skips_the_truth_ratio(tofu_mirror: P
     data.retain_eval = None  # evaluate retain on the answers-only training retain set
     data.forget = data.forget.map(lambda r: {"perturbed_answers": [], "paraphrased_question": r["question"]})
     tokenizer = train_tokenizer(_task_texts(data), 300)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                         max_position_embeddings=128, pad_token_id=0, bos_token_id=1,
-                                         eos_token_id=2)).eval()
+    model = tiny_llama(tokenizer)
     metrics = evaluate(model, tokenizer, data, SELF).metrics
     assert "forget/knowmem" in metrics and "retain/es" in metrics and "retain/rouge_l" in metrics
     assert not any(k in metrics for k in ("forget/truth_ratio", "retain/truth_ratio", "forget/es_rephrased",
