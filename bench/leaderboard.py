@@ -156,6 +156,16 @@ def cell_record(cell: Cell, board: LeaderboardSpec, store: Store) -> dict | None
     return store.load("runs", chosen["run_id"]) if chosen else None
 
 
+def ok_cell_records(board: LeaderboardSpec, store: Store):
+    """Per task and method entry of ``board`` (in board order, with the entry's index): the ``ok`` records that
+    represent its cells (``cell_record``), each with its seed. The plots read their series from this."""
+    cells = plan(board)
+    for task in board.tasks:
+        for index, entry in enumerate(board.methods):
+            records = ((c.seed, cell_record(c, board, store)) for c in cells if c.task == task and c.method == entry)
+            yield task, index, entry, [(seed, r) for seed, r in records if r and r.get("status") == "ok"]
+
+
 def column_direction(column: str) -> str:
     """Direction of better of a column key (see the module docstring): a metric's from its declaration, and the
     same for its ``calibrated/`` form; ``alpha`` and ``tradeoff_auc`` are higher-is-better; the G-effect columns

@@ -54,38 +54,30 @@ def _xy(utility: float, forget_es: float, u_target: float, es_target: float) -> 
 
 
 def tradeoff_series(board: LeaderboardSpec, store: Store) -> dict[TaskEntry, list[Series]]:
-    """Per task, the methods that have trade-off data, in board order (methods without it are skipped)."""
-    from bench.leaderboard import plan
+    """Per task, the methods that have trade-off data, in board order (methods without it are skipped); each cell
+    read from the record that represents it on the board (the selected trial on a board with a search)."""
+    from bench.leaderboard import ok_cell_records
 
-    cells = plan(board)
-    out: dict[TaskEntry, list[Series]] = {}
-    for task in board.tasks:
-        series = []
-        for index, entry in enumerate(board.methods):
-            item = Series(entry.display, index)
-            for cell in cells:
-                if cell.task != task or cell.method != entry:
-                    continue
-                record = store.load("runs", cell.spec.run_id)
-                if not record or record.get("status") != "ok":
-                    continue
-                control = record.get("control") or {}
-                points = (control.get("tradeoff") or {}).get("points") or []
-                calibration = control.get("calibration") or {}
-                u_target = calibration.get("u_target", control.get("u_target"))
-                es_target = control.get("es_target")
-                if not points or not u_target or not es_target or u_target <= 0 or es_target <= 0:
-                    continue
-                points = sorted(points, key=lambda p: p["alpha"])
-                xy = [_xy(p["utility"], p["forget_es"], u_target, es_target) for p in points]
-                item.curves.append(([x for x, _ in xy], [y for _, y in xy]))
-                if "alpha" in calibration:
-                    item.calibrated.append(_xy(calibration["u_alpha"], calibration["forget_es_alpha"], u_target,
-                                               es_target))
-                item.tau = float(calibration.get("tau", board.control.tau))
-            if item.curves:
-                series.append(item)
-        out[task] = series
+    out: dict[TaskEntry, list[Series]] = {task: [] for task in board.tasks}
+    for task, index, entry, records in ok_cell_records(board, store):
+        item = Series(entry.display, index)
+        for _seed, record in records:
+            control = record.get("control") or {}
+            points = (control.get("tradeoff") or {}).get("points") or []
+            calibration = control.get("calibration") or {}
+            u_target = calibration.get("u_target", control.get("u_target"))
+            es_target = control.get("es_target")
+            if not points or not u_target or not es_target or u_target <= 0 or es_target <= 0:
+                continue
+            points = sorted(points, key=lambda p: p["alpha"])
+            xy = [_xy(p["utility"], p["forget_es"], u_target, es_target) for p in points]
+            item.curves.append(([x for x, _ in xy], [y for _, y in xy]))
+            if "alpha" in calibration:
+                item.calibrated.append(_xy(calibration["u_alpha"], calibration["forget_es_alpha"], u_target,
+                                           es_target))
+            item.tau = float(calibration.get("tau", board.control.tau))
+        if item.curves:
+            out[task].append(item)
     return out
 
 

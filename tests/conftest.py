@@ -107,6 +107,28 @@ def random_llama(seed: int, init_std: float):
     return model.eval()
 
 
+def run_board(path: Path):
+    """Load the board at ``path``, run every cell into ``<folder>/results`` (each must finish ok) and return
+    (board, store)."""
+    from bench.leaderboard import plan
+    from bench.runner import execute
+    from bench.spec import LeaderboardSpec
+    from bench.store import Store
+
+    board = LeaderboardSpec.load(path)
+    store = Store(path.parent.parent / "results")
+    for cell in plan(board):
+        assert execute(cell.spec, store)["status"] == "ok"
+    return board, store
+
+
+def board_records(board, store) -> dict[str, dict]:
+    """Each cell's stored run record, by the method's display label."""
+    from bench.leaderboard import plan
+
+    return {c.method.display: store.load("runs", c.spec.run_id) for c in plan(board)}
+
+
 @pytest.fixture(scope="module")
 def mini_target(mini_data):
     """The mini task's target model and its tokenizer, loaded once per module."""

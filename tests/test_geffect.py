@@ -65,6 +65,18 @@ def method_and_ctx(name: str) -> tuple[Method, LossContext]:
     return method, LossContext(reference=reference)
 
 
+def measured(method_name: str):
+    """The float64 toy model, its forget and retain batches, ``measure``'s G-effect of the method's objective on
+    the forget batch, and that objective's gradient grad L_u."""
+    model = llama64(0)
+    forget, retain = toy_batches()
+    method, ctx = method_and_ctx(method_name)
+    objective = UnlearnBatch(forget)
+    g = measure(model, method, objective, ctx, {"forget": forget, "retain": retain})
+    g_u, _ = objective_gradient(model, method, objective, ctx)
+    return model, forget, retain, g, g_u
+
+
 def risk64(model: torch.nn.Module, batch: TokenBatch) -> float:
     """R(D) = mean over rows of NLL(a), with the log-softmax in float64 end to end."""
     with torch.no_grad():
@@ -102,12 +114,7 @@ def rel_err(a: float, b: float) -> float:
 def test_sgd_step_changes_the_risk_by_minus_eta_times_the_g_effect(method_name: str) -> None:
     """R(theta - eta grad L_u) - R(theta) = -eta e(D) (5%) for D = forget, retain, in total and for two single
     blocks (only that block moved, by -eta times its part of grad L_u, against -eta e_block(D))."""
-    model = llama64(0)
-    forget, retain = toy_batches()
-    method, ctx = method_and_ctx(method_name)
-    objective = UnlearnBatch(forget)
-    g = measure(model, method, objective, ctx, {"forget": forget, "retain": retain})
-    g_u, _ = objective_gradient(model, method, objective, ctx)
+    model, forget, retain, g, g_u = measured(method_name)
     # A parameter step of norm 1e-4 (the weights have norm ~ 1e1): second-order terms ~1e-4 of the first.
     eta = 1e-4 / g.objective_norm
     for data_name, batch in (("forget", forget), ("retain", retain)):
@@ -130,12 +137,7 @@ def test_sgd_step_changes_the_risk_by_minus_eta_times_the_g_effect(method_name: 
 @pytest.mark.parametrize("method_name", ["ga", "npo"])
 def test_total_g_effect_matches_the_mean_directional_derivative(method_name: str) -> None:
     """e(D) from the blockwise autograd path = mean_i of grad_u^T grad NLL_i from one jvp pass (1e-4)."""
-    model = llama64(0)
-    forget, retain = toy_batches()
-    method, ctx = method_and_ctx(method_name)
-    objective = UnlearnBatch(forget)
-    g = measure(model, method, objective, ctx, {"forget": forget, "retain": retain})
-    g_u, _ = objective_gradient(model, method, objective, ctx)
+    model, forget, retain, g, g_u = measured(method_name)
     for data_name, batch in (("forget", forget), ("retain", retain)):
         per_item = directional_derivatives(model, per_item_nll, batch, g_u)
         assert per_item.shape == (len(batch),)

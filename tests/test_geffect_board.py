@@ -23,11 +23,10 @@ from bench.leaderboard import (
     to_markdown,
     write_tables,
 )
-from bench.runner import execute
 from bench.spec import LeaderboardSpec, SpecError
 from bench.store import Store
 
-from .conftest import MINI, mini_board
+from .conftest import MINI, board_records, mini_board, run_board
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METHODS = "[{method: ga, label: GA}, {method: ga, label: GA+KL, params: {retain_loss: kl}}, {method: npo}]"
@@ -52,15 +51,10 @@ def geffect_board(folder: Path, columns: str = COLUMNS, sort: str | None = None)
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory, one_torch_thread) -> tuple[LeaderboardSpec, Store]:
     folder = tmp_path_factory.mktemp("geffect")
-    board = LeaderboardSpec.load(geffect_board(folder))
-    store = Store(folder / "results")
-    for cell in plan(board):
-        assert execute(cell.spec, store)["status"] == "ok"
-    return board, store
+    return run_board(geffect_board(folder))
 
 
-def _records(board: LeaderboardSpec, store: Store) -> dict[str, dict]:
-    return {c.method.display: store.load("runs", c.spec.run_id) for c in plan(board)}
+_records = board_records
 
 
 def test_columns_hold_the_records_values(ran) -> None:

@@ -27,7 +27,7 @@ from bench.runner import execute
 from bench.spec import LeaderboardSpec, SpecError
 from bench.store import Store
 
-from .conftest import MINI, mini_board
+from .conftest import MINI, board_records, mini_board, run_board
 
 COLUMNS = ("[forget/es, forget_quality, retain/es, calibrated/forget/es, calibrated/forget_quality, "
            "calibrated/model_utility, alpha, tradeoff_auc]")
@@ -50,15 +50,10 @@ def control_board(folder: Path, methods: str = "[{method: ga, label: GA}, {metho
 def ran(tmp_path_factory: pytest.TempPathFactory, one_torch_thread) -> tuple[LeaderboardSpec, Store]:
     """One smoke board over GA, GD and NPO, run once for the module."""
     folder = tmp_path_factory.mktemp("control")
-    board = LeaderboardSpec.load(control_board(folder))
-    store = Store(folder / "results")
-    for cell in plan(board):
-        assert execute(cell.spec, store)["status"] == "ok"
-    return board, store
+    return run_board(control_board(folder))
 
 
-def _records(board: LeaderboardSpec, store: Store) -> dict[str, dict]:
-    return {c.method.display: store.load("runs", c.spec.run_id) for c in plan(board)}
+_records = board_records
 
 
 # Three smoke steps barely move the mini model (alpha* = 1, calibrated = raw), so these tests also read copies of

@@ -110,26 +110,17 @@ class GSeries:
 def geffect_series(board: LeaderboardSpec, store: Store) -> dict[TaskEntry, list[GSeries]]:
     """Per task, the methods whose ``ok`` cell records have G-effect data, in board order (others are skipped).
     Each cell's record is the one that represents it on the board (``bench.leaderboard.cell_record``)."""
-    from bench.leaderboard import cell_record, plan
+    from bench.leaderboard import ok_cell_records
 
-    cells = plan(board)
-    out: dict[TaskEntry, list[GSeries]] = {}
-    for task in board.tasks:
-        series = []
-        for index, entry in enumerate(board.methods):
-            item = GSeries(entry.display, index)
-            for cell in cells:
-                if cell.task != task or cell.method != entry:
-                    continue
-                record = cell_record(cell, board, store)
-                if not record or record.get("status") != "ok":
-                    continue
-                measurements = load_measurements(store, record)
-                if measurements:
-                    item.runs.append((cell.seed, measurements))
-            if item.runs:
-                series.append(item)
-        out[task] = series
+    out: dict[TaskEntry, list[GSeries]] = {task: [] for task in board.tasks}
+    for task, index, entry, records in ok_cell_records(board, store):
+        item = GSeries(entry.display, index)
+        for seed, record in records:
+            measurements = load_measurements(store, record)
+            if measurements:
+                item.runs.append((seed, measurements))
+        if item.runs:
+            out[task].append(item)
     return out
 
 
