@@ -92,6 +92,20 @@ def use_runtime(rt: Runtime) -> Iterator[Runtime]:
         _RUNTIME = previous
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new CUDA peak-memory window (no-op off CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device: torch.device) -> float | None:
+    """``torch.cuda.max_memory_allocated`` since the last ``reset_peak_memory``, in GiB; ``None`` off CUDA (the
+    CPU's resident set is a process property, not a run's)."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())

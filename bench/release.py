@@ -77,11 +77,12 @@ VOLATILE = ("timings", "env")  # record fields that say how long and where, not 
 
 
 def evidence(record: dict) -> dict:
-    """A record without ``VOLATILE`` top-level fields and without any ``*_seconds`` field at any depth (the
-    reference models' ``build.build_seconds``): what a rerun with the same seeds must reproduce."""
+    """A record without ``VOLATILE`` top-level fields and without any ``*_seconds`` or ``*_gib`` (peak memory)
+    field at any depth (the reference models' ``build.build_seconds``): what a rerun with the same seeds must
+    reproduce."""
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if not k.endswith("_seconds")}
+            return {k: strip(v) for k, v in value.items() if not k.endswith(("_seconds", "_gib"))}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value

@@ -24,7 +24,8 @@ import transformers
 from bench.control.controller import Controller
 from bench.data.tasks import TaskData, load_task, load_task_config
 from bench.data.tokenize import encode_qa
-from bench.device import Runtime, device_name, runtime, select_device, use_runtime
+from bench.device import (Runtime, device_name, peak_memory_gib, reset_peak_memory, runtime, select_device,
+                          use_runtime)
 from bench.geffect.callback import GEffectRecorder
 from bench.methods.base import ReferenceModel, full_hparams, make_method
 from bench.metrics.evaluate import SELF, Evaluation, evaluate, per_item_from_rows
@@ -347,7 +348,8 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
         if existing is not None:
             return existing
     preset = spec_preset(spec)
-    with use_runtime(runtime_for(preset)):
+    with use_runtime(runtime_for(preset)) as rt:
+        reset_peak_memory(rt.device)
         return _execute(spec, store, preset)
 
 
@@ -433,5 +435,8 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> dict:
                                               "traceback": traceback.format_exc(limit=6)})
     timings["total_seconds"] = round(time.perf_counter() - start, 3)
     record["timings"] = timings
+    peak = peak_memory_gib(runtime().device)
+    if peak is not None:  # references, training, evaluation and control of this run (env: not part of its evidence)
+        record["env"]["cuda_peak_memory_gib"] = peak
     store.write("runs", run_id, record, per_item, extra)
     return record

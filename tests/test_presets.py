@@ -211,6 +211,23 @@ def test_device_selection(monkeypatch: pytest.MonkeyPatch) -> None:
         select_device()
 
 
+def test_peak_memory_is_a_cuda_measurement_and_not_evidence() -> None:
+    from bench.device import peak_memory_gib, reset_peak_memory
+    from bench.release import evidence
+
+    reset_peak_memory(torch.device("cpu"))  # no-op off CUDA
+    assert peak_memory_gib(torch.device("cpu")) is None
+    if torch.cuda.is_available():
+        device = torch.device("cuda")
+        reset_peak_memory(device)
+        block = torch.empty(2**28, dtype=torch.uint8, device=device)  # 0.25 GiB
+        assert peak_memory_gib(device) >= 0.25
+        del block
+    record = {"metrics": {"forget/es": 0.5}, "env": {"cuda_peak_memory_gib": 13.6},
+              "build": {"params": 3, "build_seconds": 78.8, "cuda_peak_memory_gib": 4.85}}
+    assert evidence(record) == {"metrics": {"forget/es": 0.5}, "build": {"params": 3}}
+
+
 @pytest.mark.parametrize("board", ["tofu", "smollm2"])
 def test_preset_boards_plan_without_hub_access(board: str) -> None:
     """The real-model boards validate every name, preset and hyper-parameter offline (planning loads no data);

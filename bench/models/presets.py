@@ -33,7 +33,7 @@ import torch
 
 from bench.data.hub import HubUnavailableError, mirror_file
 from bench.data.tasks import TaskData
-from bench.device import dtype_of, runtime
+from bench.device import dtype_of, peak_memory_gib, reset_peak_memory, runtime
 from bench.paths import REPO_ROOT, cache_dir
 from bench.spec import SpecError, content_hash, from_mapping, read_yaml
 
@@ -332,6 +332,7 @@ def build_from_base(preset: ModelPreset, data: TaskData, kind: str, tokenizer) -
 
     def build(tmp: Path) -> None:
         start = time.perf_counter()
+        reset_peak_memory(runtime().device)
         model = base.load()
         if runtime().gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -347,6 +348,9 @@ def build_from_base(preset: ModelPreset, data: TaskData, kind: str, tokenizer) -
                 "train_items": len(train_set), "build_seconds": round(time.perf_counter() - start, 2),
                 "params": sum(p.numel() for p in model.parameters()), "recipe": recipe.__dict__,
                 "device": str(next(model.parameters()).device)}
+        peak = peak_memory_gib(runtime().device)
+        if peak is not None:
+            info["cuda_peak_memory_gib"] = peak
         if kind == "target":
             from bench.models.tiny import greedy_exact_match
 
