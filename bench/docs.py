@@ -14,6 +14,9 @@ from bench.registry import METRICS
 METRICS_DOC = REPO_ROOT / "docs" / "metrics.md"
 
 
+BETTER_TEXT = {"zero": "closest to 0", "half": "closest to 0.5"}  # directions best at an ideal value
+
+
 def metrics_reference() -> str:
     """Markdown: every registered metric with its kind, direction(s), definition and source paper."""
     lines = ["# Metrics reference", "",
@@ -38,7 +41,7 @@ def metrics_reference() -> str:
             roles = ", ".join(metric.roles) + (f" (needs `{metric.requires}`)" if metric.requires else "")
         elif isinstance(metric, ModelMetric):
             kind = "model (needs the retain oracle)" if metric.needs_oracle else "model"
-            better, forget, roles = metric.direction, "–", "–"
+            better, forget, roles = BETTER_TEXT.get(metric.direction, metric.direction), "–", "–"
         else:
             continue
         description = metric.description.replace("|", "\\|")

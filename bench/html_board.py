@@ -36,7 +36,8 @@ from bench.spec import LeaderboardSpec, MethodEntry, TaskEntry
 from bench.store import Store, atomic_write_text
 
 HTML_NAME = "board.html"
-DIRECTION_TEXT = {"higher": "↑ higher is better", "lower": "↓ lower is better", "none": "· no direction of better"}
+DIRECTION_TEXT = {"higher": "↑ higher is better", "lower": "↓ lower is better", "zero": "→0 closest to 0 is best",
+                  "half": "→½ closest to 0.5 is best", "none": "· no direction of better"}
 
 
 @dataclass
@@ -174,6 +175,7 @@ def _detail_id(board: LeaderboardSpec, task_label: str, method: str) -> str | No
 
 def _table_html(board: LeaderboardSpec, table: pd.DataFrame, columns: Sequence[str], status: bool, name: str) -> str:
     from bench.leaderboard import ARROWS, TEXT_COLUMNS, _cell, column_direction
+    from bench.metrics.base import IDEALS
 
     show_task = len(board.tasks) > 1
     heads = []
@@ -188,8 +190,8 @@ def _table_html(board: LeaderboardSpec, table: pd.DataFrame, columns: Sequence[s
         kind = "text" if column in TEXT_COLUMNS else "num"
         tip = f"{column}: {column_description(column)}. {DIRECTION_TEXT[direction]}."
         sort = "none"
-        if column == board.sort.by:
-            sort = "descending" if board.sort.descending else "ascending"
+        if column == board.sort.by:  # by distance to an ideal value: in neither order of the values ("other")
+            sort = "other" if direction in IDEALS else "descending" if board.sort.descending else "ascending"
         heads.append(f"<th scope=\"col\" data-kind=\"{kind}\" data-column=\"{esc(column)}\" "
                      f"data-direction=\"{direction}\" title=\"{esc(tip)}\" aria-sort=\"{sort}\">"
                      f"<button type=\"button\" class=\"sort\">{esc(column)} <span class=\"dir dir-{direction}\">"
@@ -499,7 +501,9 @@ def board_html(board: LeaderboardSpec, table: pd.DataFrame,
     control_text = control.kind if control.kind == "none" else \
         f"{control.kind}, τ = {control.tau:g}, utility {control.utility}, tolerance {control.tolerance:g}"
     tasks = ", ".join(t.label for t in board.tasks)
-    order = "descending" if board.sort.descending else "ascending"
+    from bench.leaderboard import _order_text
+
+    order = _order_text(board)
     facts = [("board", esc(board.name)), ("version", esc(board.version))]
     if release:
         facts.append(("release", esc(release)))
@@ -516,7 +520,8 @@ def board_html(board: LeaderboardSpec, table: pd.DataFrame,
     out.append("<dl class=\"facts-top\">" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>\n")
     notes = (f"{protocol_line(board)}\n\n"
              "Click a column header to sort (again to reverse; blank cells last); reference rows (in italics) stay "
-             "on top. ↑/↓: higher/lower is better, · no direction; hover a header for what it measures. On the "
+             "on top. ↑/↓: higher/lower is better, →0/→½: best at 0 / 0.5 (PrivLeak, membership AUC), · no "
+             "direction; hover a header for what it measures. On the "
              "forget split less knowledge is better, except forget quality and truth ratio, which are best when "
              "they match the retain oracle. With several seeds a cell is mean ± std over seeds; with one seed, "
              "`value [low, high]` is the bootstrap 95% interval over items. Click a method row for its details.")

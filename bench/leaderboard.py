@@ -20,6 +20,9 @@ Column keys (see ``column_direction``):
   direction of better (marked ``·``; as the sort key it needs an explicit ``descending``);
 - ``geffect/top_group``: that group's name (text: the most common value over seeds; never a sort key).
   The G-effect columns are blank on reference rows.
+
+A metric best at an ideal value (direction ``zero`` or ``half``: PrivLeak, membership AUCs) is marked ``→0`` /
+``→½``; as the sort key it orders rows by distance to that value, closest first.
 """
 
 from __future__ import annotations
@@ -36,14 +39,14 @@ import pandas as pd
 from bench.control.controller import UTILITY_METRIC
 from bench.data.tasks import load_task
 from bench.geffect.callback import DATA_SETS as GEFFECT_SETS
-from bench.metrics.base import ItemMetric
+from bench.metrics.base import IDEALS, ItemMetric, distance_to_ideal
 from bench.registry import METHODS, METRICS
 from bench.runner import REFERENCE_KINDS, make_run_spec, reference_id
 from bench.spec import LeaderboardSpec, MethodEntry, RunSpec, SpecError, TaskEntry, read_yaml
 from bench.store import Store, atomic_write_text
 
 REFERENCE_LABELS = {"target": "target (before unlearning)", "oracle": "retain oracle"}
-ARROWS = {"higher": "↑", "lower": "↓", "none": "·"}
+ARROWS = {"higher": "↑", "lower": "↓", "zero": "→0", "half": "→½", "none": "·"}
 CALIBRATED = "calibrated/"
 SPLITS = ("forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio", "real_authors", "mia_forget",
           "mia_holdout")
@@ -397,14 +400,31 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
             facts = _geffect_facts(mine, ok, store)
             if facts:
                 geffect[task.label][entry.display] = facts
-        ascending = not board.sort.descending
-        method_rows.sort(key=lambda r: (np.isnan(r[key]), r[key] if ascending else -r[key]))
+        method_rows.sort(key=_row_order(board, key))
         rows.extend(method_rows)
     table = pd.DataFrame(rows)
     if key not in board.all_columns:
         table = table.drop(columns=[key, f"{key} std", f"{key} ci_low", f"{key} ci_high"], errors="ignore")
     table.attrs["geffect"] = {name: facts for name, facts in geffect.items() if facts}
     return table
+
+
+def _order_text(board: LeaderboardSpec) -> str:
+    direction = column_direction(board.sort.by)
+    if direction in IDEALS:
+        return f"closest to {IDEALS[direction]:g} first"
+    return "descending" if board.sort.descending else "ascending"
+
+
+def _row_order(board: LeaderboardSpec, key: str):
+    """Sort key of method rows by ``key``: blanks last; a column best at an ideal value (``zero`` / ``half``) by
+    distance to it, closest first (``sort.descending`` does not apply); others by value, in ``sort.descending``
+    order."""
+    direction = column_direction(key)
+    if direction in IDEALS:
+        return lambda r: (np.isnan(r[key]), 0.0 if np.isnan(r[key]) else distance_to_ideal(direction, r[key]))
+    ascending = not board.sort.descending
+    return lambda r: (np.isnan(r[key]), r[key] if ascending else -r[key])
 
 
 def _geffect_facts(cells: list[Cell], ok: list[dict], store: Store) -> dict:
@@ -758,7 +778,8 @@ def _geffect_links(board: LeaderboardSpec, names: Sequence[str]) -> str:
 
 def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str] | None = None,
                 geffect_plots: Sequence[str] | None = None) -> str:
-    """Markdown with direction arrows in the headers (↑ higher is better, ↓ lower is better, · no direction), the
+    """Markdown with direction arrows in the headers (↑ higher is better, ↓ lower is better, →0/→½ best at that
+    value, · no direction), the
     control protocol, the G-effect sign convention (when the board has G-effect columns or data), the "Finding"
     and "G-effect" paragraphs and links to the trade-off and G-effect plots.
 
@@ -794,9 +815,9 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
     tier = f"tier `{budget.tier}`: " if budget.tier else ""
     note = (f"Budget ({tier}AdamW): {budget.steps} steps, lr {budget.lr:g}, "
             f"batch {budget.batch_size} x {budget.grad_accum}, "
-            f"seeds {list(board.seeds)}. Sorted by `{board.sort.by}` "
-            f"({'descending' if board.sort.descending else 'ascending'}). Reference rows in italics. "
-            "↑/↓: higher/lower is better; on the forget split less knowledge is better, except forget quality and "
+            f"seeds {list(board.seeds)}. Sorted by `{board.sort.by}` ({_order_text(board)}). Reference rows in "
+            "italics. ↑/↓: higher/lower is better; →0/→½: best at 0 / 0.5 (PrivLeak, membership AUC: negative "
+            "PrivLeak or AUC below 0.5 is over-unlearning, itself a leak); on the forget split less knowledge is better, except forget quality and "
             "truth ratio, which are best when they match the retain oracle. With several seeds a cell is "
             "mean ± std over seeds; with one seed, `value [low, high]` is the bootstrap 95% interval over items "
             "(also in `board.csv` as `<column> ci_low`, `<column> ci_high`).\n\n")

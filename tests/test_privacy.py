@@ -244,3 +244,26 @@ def test_evaluate_mini_scores_holdout_and_mia(mini_data) -> None:
         assert oracle_eval.metrics[f"privleak_{short}"].value == 0.0
     assert target_eval.metrics["mia_auc_loss"].value > oracle_eval.metrics["mia_auc_loss"].value
     assert target_eval.metrics["privleak_loss"].value > 0.0
+
+
+def test_privacy_model_metrics_are_best_at_their_ideal_value_and_sort_by_distance() -> None:
+    """PrivLeak is best at 0 and a membership AUC at 0.5: negative PrivLeak (forget looks less familiar than
+    never-seen data) is over-unlearning, not better. Boards mark them →0 / →½ and sort by distance."""
+    from types import SimpleNamespace
+
+    from bench.leaderboard import ARROWS, _order_text, _row_order, column_direction
+    from bench.metrics.base import distance_to_ideal
+
+    assert column_direction("privleak_minkpp") == "zero" == column_direction("calibrated/privleak_gradnorm")
+    assert column_direction("mia_auc_loss") == "half"
+    assert (ARROWS["zero"], ARROWS["half"]) == ("→0", "→½")
+    assert distance_to_ideal("half", 0.2) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="no ideal value"):
+        distance_to_ideal("lower", 1.0)
+    board = SimpleNamespace(sort=SimpleNamespace(by="privleak_loss", descending=True))
+    rows = [{"m": m, "privleak_loss": v} for m, v in (("over", -30.0), ("under", 5.0), ("none", float("nan")),
+                                                        ("best", -2.0))]
+    assert [r["m"] for r in sorted(rows, key=_row_order(board, "privleak_loss"))] == ["best", "under", "over", "none"]
+    assert _order_text(board) == "closest to 0 first"
+    board.sort.by = "forget/es"
+    assert _order_text(board) == "descending"

@@ -7,6 +7,10 @@ Two kinds:
   (retain, utility); ``forget_direction`` is the direction of better on the forget split.
 * ``ModelMetric``: one number per model from the per-item values of several splits and, when ``needs_oracle``,
   the retain oracle's per-item values (forget quality). A missing oracle is an error, never a silent None.
+
+A direction is ``higher`` or ``lower`` (monotone), or ``zero`` / ``half``: best at an ideal value, 0 or 0.5, and
+worse the farther from it on either side (MUSE PrivLeak is ideal at 0, a membership AUC at 0.5: a forget set that
+looks *less* familiar than never-seen data is a leak too, over-unlearning). ``distance_to_ideal`` gives |v - ideal|.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ import numpy as np
 
 from bench.metrics.engine import SplitScores
 
-Direction = Literal["higher", "lower"]
+Direction = Literal["higher", "lower", "zero", "half"]
+IDEALS: dict[str, float] = {"zero": 0.0, "half": 0.5}  # the directions that are best at a value
+
+
+def distance_to_ideal(direction: str, value: float) -> float:
+    """|value - ideal| for the ``zero`` / ``half`` directions (smaller is better); ``ValueError`` for the others."""
+    if direction not in IDEALS:
+        raise ValueError(f"direction {direction!r} has no ideal value (one of {', '.join(IDEALS)})")
+    return abs(value - IDEALS[direction])
 
 
 BOOTSTRAP_RESAMPLES = 1000

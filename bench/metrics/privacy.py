@@ -26,8 +26,8 @@ meaningful. The per-split means are reported but the evidence is in the model me
   AUC(oracle) the retain oracle's AUC on the same forget and holdout items (``needs_oracle``;
   ``MissingReferenceError`` without it). The ideal is 0; large positive = under-unlearning (forget still looks like
   training data), large negative = over-unlearning (forget looks *less* familiar than never-seen data, itself a
-  leak). The registered direction ("lower" for both AUC and PrivLeak) ranks the usual case, positive leakage after
-  incomplete unlearning; read negative values as over-unlearning, not as better.
+  leak). So the registered directions are ideal values, not monotone: ``half`` for the AUCs (0.5, no membership
+  signal) and ``zero`` for PrivLeak; boards mark them ``→½`` and ``→0`` and sort them by distance to the ideal.
 
 * ``mia_gradnorm`` GradNorm (MUSE): -||grad_theta NLL(a)||_2, members sit near a loss minimum so their gradients
   are small (``bench.metrics.gradnorm``). It needs a backward pass per item, so the engine computes it only when
@@ -195,8 +195,8 @@ for _short, (_description, _per_item) in {**ITEM_SCORES, "gradnorm": GRADNORM}.i
     METRICS.add(f"mia_auc_{_short}", ModelMetric(
         f"mia_auc_{_short}", f"ROC AUC of {_item}: forget (members) vs holdout (never trained), or the task's MIA "
         "texts (mia_forget vs mia_holdout: MUSE privleak); 0.5 = no signal",
-        direction="lower", needs_oracle=False, compute=_auc_metric(_item)))
+        direction="half", needs_oracle=False, compute=_auc_metric(_item)))
     METRICS.add(f"privleak_{_short}", ModelMetric(
         f"privleak_{_short}", f"MUSE PrivLeak of {_item}: (AUC - AUC_oracle) / AUC_oracle * 100; ideal 0, "
         "positive = under-unlearning, negative = over-unlearning",
-        direction="lower", needs_oracle=True, compute=_privleak_metric(_item)))
+        direction="zero", needs_oracle=True, compute=_privleak_metric(_item)))
