@@ -16,6 +16,7 @@ import argparse
 import fnmatch
 import sys
 import time
+from pathlib import Path
 from collections.abc import Sequence
 
 from bench.data.hub import HubUnavailableError
@@ -39,6 +40,26 @@ def _select(cells, pattern: str | None):
     return [c for c in cells if pattern.lower() in c.name.lower() or fnmatch.fnmatch(c.name, pattern)]
 
 
+def _with_output(board, args: argparse.Namespace):
+    """The board with its tables redirected: to ``--out`` when given; else, for a store other than the default
+    one (``--results``), to ``<results>/boards/<name>/`` when the spec is a committed board of this checkout, so
+    tables built from another store never overwrite the committed ones. A board file elsewhere keeps its tables
+    next to it."""
+    import dataclasses
+
+    from bench.paths import REPO_ROOT, results_dir
+
+    out = getattr(args, "out", None)
+    results = getattr(args, "results", None)
+    if not out and results and Path(results).resolve() != results_dir().resolve():
+        committed = (REPO_ROOT / "leaderboards").resolve()
+        if Path(board.path).resolve().parent == committed:
+            out = str(Path(results) / "boards" / board.name)
+    if not out:
+        return board
+    return dataclasses.replace(board, output=str(Path(out).resolve()))
+
+
 def _load_plugins(paths: Sequence[str]) -> None:
     for path in paths:
         METHODS.load_plugin_file(path)
@@ -52,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.store import Store
 
     _load_plugins(args.plugin)
-    board = LeaderboardSpec.load(args.board)
+    board = _with_output(LeaderboardSpec.load(args.board), args)
     cells = _select(plan(board), args.k)
     if not cells:
         raise SpecError(f"{args.board}: -k {args.k!r} selects no entry")
@@ -99,7 +120,7 @@ def cmd_board(args: argparse.Namespace) -> int:
     from bench.store import Store
 
     _load_plugins(args.plugin)
-    board = LeaderboardSpec.load(args.board)
+    board = _with_output(LeaderboardSpec.load(args.board), args)
     _quiet()
     table, paths = write_tables(board, Store(args.results or results_dir()))
     print(to_markdown(board, table))
@@ -307,7 +328,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     from bench.store import Store
 
     _load_plugins(args.plugin)
-    board = LeaderboardSpec.load(args.board)
+    board = _with_output(LeaderboardSpec.load(args.board), args)
     _quiet()
     store = Store(args.results or results_dir())
     manifest, folder, created = release(board, store, allow_incomplete=args.allow_incomplete)
@@ -334,7 +355,7 @@ def cmd_cite(args: argparse.Namespace) -> int:
 
     _load_plugins(args.plugin)
     path, version = split_board_arg(args.board)
-    board = LeaderboardSpec.load(path)
+    board = _with_output(LeaderboardSpec.load(path), args)
     print(cite(board, Store(args.results or results_dir()), version), end="")
     return 0
 
@@ -358,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (run, board):
         p.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
         p.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
+        p.add_argument("--out", help="folder for the tables (default: <name>/ next to the board file; with "
+                                     "--results naming another store, <results>/boards/<name>/ for a committed "
+                                     "board)")
     sub.add_parser("docs", help="regenerate docs/metrics.md from the metric registry")
     ls = sub.add_parser("ls", help="list registered methods, metrics or tasks")
     ls.add_argument("what", choices=["methods", "metrics", "tasks"])
@@ -423,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (rel, cite):
         p.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
         p.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
+        p.add_argument("--out", help="the board's tables and releases folder (as for ubench board)")
     return parser
 
 

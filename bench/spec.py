@@ -385,6 +385,7 @@ class LeaderboardSpec:
     # further markdown tables after the main one, title -> columns (same rows, same order; all columns in the CSV)
     tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
     adapter: AdapterSpec | None = None  # every run of the board trains a LoRA adapter (None: full fine-tuning)
+    output: str = ""  # folder of the generated tables and releases (default: <name>/ next to the spec)
 
     def __post_init__(self) -> None:
         # both name folders: leaderboards/<name>/<entries>/
@@ -425,9 +426,13 @@ class LeaderboardSpec:
 
     @property
     def entries_dir(self) -> Path:
-        return self.out_dir / self.entries
+        """Submitted method entries: ``<name>/<entries>/`` next to the spec, wherever the tables go."""
+        return Path(self.path).parent / self.name / self.entries
 
     @property
     def out_dir(self) -> Path:
-        """Generated tables go next to the spec: ``leaderboards/<name>/``."""
+        """Generated tables and releases: ``output`` when set (relative to the spec's folder), else next to the
+        spec, ``leaderboards/<name>/``."""
+        if self.output:
+            return Path(self.path).parent / self.output
         return Path(self.path).parent / self.name

@@ -69,3 +69,23 @@ def test_ls_lists_registered_entries(capsys) -> None:
     assert main(["ls", "methods"]) == 0
     out = capsys.readouterr().out
     assert "npo" in out and "gd" in out
+
+
+def test_tables_from_another_store_never_overwrite_a_committed_board(tmp_path: Path, capsys) -> None:
+    """``ubench board leaderboards/synthetic.yaml --results OTHER`` writes its tables under OTHER/boards/synthetic/,
+    not over the committed ones; ``--out`` names the folder explicitly."""
+    from bench.paths import REPO_ROOT
+
+    committed = REPO_ROOT / "leaderboards" / "synthetic"
+    before = {p.name: p.read_bytes() for p in committed.glob("board.*")}
+    other = tmp_path / "other-store"
+    assert main(["board", str(REPO_ROOT / "leaderboards" / "synthetic.yaml"), "--results", str(other)]) == 0
+    assert {p.name: p.read_bytes() for p in committed.glob("board.*")} == before
+    written = other / "boards" / "synthetic"
+    assert (written / "board.md").exists() and (written / "board.csv").exists() and (written / "board.html").exists()
+    assert "0/1" in (written / "board.md").read_text()  # an empty store: no entry has a record
+    out = tmp_path / "tables"
+    assert main(["board", str(REPO_ROOT / "leaderboards" / "synthetic.yaml"), "--results", str(other),
+                 "--out", str(out)]) == 0
+    assert (out / "board.md").exists()
+    assert f"wrote {out / 'board.md'}" in capsys.readouterr().out
