@@ -129,9 +129,11 @@ def releases_dir(board: LeaderboardSpec) -> Path:
 
 
 def _canonical_spec(board: LeaderboardSpec) -> dict:
-    """The parsed board without machine-specific paths (``path``; plug-in files become ``plugins/<name>``)."""
+    """The parsed board without machine-specific paths (``path``, and ``output``: where its tables are written;
+    plug-in files become ``plugins/<name>``)."""
     spec = json.loads(canonical_json(board))
     spec.pop("path", None)
+    spec.pop("output", None)
     for method in spec.get("methods", []):
         if method.get("plugin"):
             method["plugin"] = f"plugins/{Path(method['plugin']).name}"

@@ -4,6 +4,8 @@ cites the suite, the release and the papers on the board. One small board is run
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import re
@@ -269,3 +271,11 @@ def test_the_committed_synthetic_release_verifies() -> None:
         assert verify(folder), folder
     markdown = (board.out_dir / "board.md").read_text()
     assert any(f"Release `{folder.name}`" in markdown for folder in releases)
+    # the board spec as the code parses it today is the one the newest release hashed: a new spec field (or a
+    # changed default) that is not part of what a board measures must not silently unpin the release
+    from bench.release import _canonical_spec, read_bundle
+
+    bundle = read_bundle(releases[-1] / "bundle.tar.gz")
+    released = json.loads(next(data for path, data in bundle.items() if path.endswith("board/spec.json")))
+    assert _canonical_spec(board) == released
+    assert _canonical_spec(dataclasses.replace(board, output="elsewhere")) == released  # where tables go
