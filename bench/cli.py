@@ -16,8 +16,8 @@ import argparse
 import fnmatch
 import sys
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.data.hub import HubUnavailableError
 from bench.registry import METHODS, METRICS, TASKS, RegistryError

@@ -817,9 +817,10 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
             f"batch {budget.batch_size} x {budget.grad_accum}, "
             f"seeds {list(board.seeds)}. Sorted by `{board.sort.by}` ({_order_text(board)}). Reference rows in "
             "italics. ↑/↓: higher/lower is better; →0/→½: best at 0 / 0.5 (PrivLeak, membership AUC: negative "
-            "PrivLeak or AUC below 0.5 is over-unlearning, itself a leak); on the forget split less knowledge is better, except forget quality and "
-            "truth ratio, which are best when they match the retain oracle. With several seeds a cell is "
-            "mean ± std over seeds; with one seed, `value [low, high]` is the bootstrap 95% interval over items "
+            "PrivLeak or AUC below 0.5 is over-unlearning, itself a leak); on the forget split less knowledge is "
+            "better, except forget quality and truth ratio, which are best when they match the retain oracle. With "
+            "several seeds a cell is mean ± std over seeds; with one seed, `value [low, high]` is the bootstrap 95% "
+            "interval over items "
             "(also in `board.csv` as `<column> ci_low`, `<column> ci_high`).\n\n")
     protocol = protocol_line(board) + "\n\n"
     if _has_geffect(board, table):

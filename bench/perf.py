@@ -17,7 +17,7 @@ import torch
 
 from bench.data.tasks import load_task
 from bench.data.tokenize import collate, encode_qa
-from bench.device import runtime, use_runtime
+from bench.device import peak_memory_gib, runtime, use_runtime
 from bench.methods.base import ReferenceModel, make_method
 from bench.models.tiny import get_model, get_tokenizer
 from bench.spec import Budget
@@ -122,8 +122,8 @@ def _step_overhead(task: str, split: str, method_name: str, steps: int, repeats:
         del model
         bare.append(_bare_steps(target.load(), batch, steps, budget.lr))
     device = runtime().device
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return PerfReport(method_name, steps, batch_size, harness[1:], bare[1:], str(device), runtime().autocast, peak)
+    return PerfReport(method_name, steps, batch_size, harness[1:], bare[1:], str(device), runtime().autocast,
+                      peak_memory_gib(device))
 
 
 @dataclass

@@ -24,8 +24,7 @@ import transformers
 from bench.control.controller import Controller
 from bench.data.tasks import TaskData, load_task, load_task_config
 from bench.data.tokenize import encode_qa
-from bench.device import (Runtime, device_name, peak_memory_gib, reset_peak_memory, runtime, select_device,
-                          use_runtime)
+from bench.device import Runtime, device_name, peak_memory_gib, reset_peak_memory, runtime, select_device, use_runtime
 from bench.geffect.callback import GEffectRecorder
 from bench.methods.base import ReferenceModel, full_hparams, make_method
 from bench.metrics.evaluate import SELF, Evaluation, evaluate, per_item_from_rows

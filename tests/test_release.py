@@ -5,7 +5,6 @@ cites the suite, the release and the papers on the board. One small board is run
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import json
 import re
