@@ -42,11 +42,11 @@ def _select(cells, pattern: str | None):
 
 def _with_output(board, args: argparse.Namespace):
     """The board with its tables redirected: to ``--out`` when given; else, for a store other than the default
-    one (``--results``), to ``<results>/boards/<name>/`` when the spec is a committed board of this checkout, so
-    tables built from another store never overwrite the committed ones. A board file elsewhere keeps its tables
-    next to it."""
-    import dataclasses
-
+    one (``--results``), to ``<results>/boards/<name>/`` (``bench.leaderboard.store_tables_dir``) when the spec is
+    a committed board of this checkout, so tables built from another store never overwrite the committed ones. A
+    board file elsewhere keeps its tables next to it. (``write_tables`` itself sends the tables of a store that
+    lacks some of the board's cells to that same folder.)"""
+    from bench.leaderboard import store_tables_dir, with_output
     from bench.paths import REPO_ROOT, results_dir
 
     out = getattr(args, "out", None)
@@ -54,10 +54,20 @@ def _with_output(board, args: argparse.Namespace):
     if not out and results and Path(results).resolve() != results_dir().resolve():
         committed = (REPO_ROOT / "leaderboards").resolve()
         if Path(board.path).resolve().parent == committed:
-            out = str(Path(results) / "boards" / board.name)
+            out = store_tables_dir(results, board)
     if not out:
         return board
-    return dataclasses.replace(board, output=str(Path(out).resolve()))
+    return with_output(board, out)
+
+
+def _print_tables(board, table, paths: dict) -> None:
+    """The board as markdown, where its tables went and, when the store lacks some cells, why they went there."""
+    from bench.leaderboard import to_markdown
+
+    print(to_markdown(board, table))
+    print(f"wrote {paths['markdown']} and {paths['csv']}")
+    if table.attrs.get("tables_note"):
+        print(f"ubench: {table.attrs['tables_note']}")
 
 
 def _load_plugins(paths: Sequence[str]) -> None:
@@ -67,7 +77,7 @@ def _load_plugins(paths: Sequence[str]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.executors import ExecutorError, make_executor
-    from bench.leaderboard import plan, to_markdown, write_tables
+    from bench.leaderboard import plan, write_tables
     from bench.paths import results_dir
     from bench.spec import LeaderboardSpec
     from bench.store import Store
@@ -106,15 +116,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor.run(cells, board, store, reuse=not args.rerun, on_done=report if is_main() else None)
     if not is_main():
         return 0
-    table, paths = write_tables(board, store)
+    table, paths = write_tables(board, store, redirect_partial=not args.out)
     print()
-    print(to_markdown(board, table))
-    print(f"wrote {paths['markdown']} and {paths['csv']}")
+    _print_tables(board, table, paths)
     return 1 if failures else 0
 
 
 def cmd_board(args: argparse.Namespace) -> int:
-    from bench.leaderboard import to_markdown, write_tables
+    """Rebuild the tables from stored records only (``write_tables``): into the board's folder when the store holds
+    every cell, else into ``<store>/boards/<name>/`` (or ``--out``); a store with none of its records is exit 2."""
+    from bench.leaderboard import write_tables
     from bench.paths import results_dir
     from bench.spec import LeaderboardSpec
     from bench.store import Store
@@ -122,9 +133,8 @@ def cmd_board(args: argparse.Namespace) -> int:
     _load_plugins(args.plugin)
     board = _with_output(LeaderboardSpec.load(args.board), args)
     _quiet()
-    table, paths = write_tables(board, Store(args.results or results_dir()))
-    print(to_markdown(board, table))
-    print(f"wrote {paths['markdown']} and {paths['csv']}")
+    table, paths = write_tables(board, Store(args.results or results_dir()), redirect_partial=not args.out)
+    _print_tables(board, table, paths)
     return 0
 
 

@@ -9,6 +9,11 @@ With pytest-xdist (``pytest leaderboards/synthetic.yaml -n 2``) every worker col
 order (``plan`` is deterministic), the first item of a (task, split) in each worker builds or waits for its
 references under a file lock (so they are built once), each item runs its cell into the shared store (atomic
 writes), and the controller alone writes and prints the tables, from the boards the workers report.
+
+Tables are written only for a board at least one of whose items ran: ``--collect-only``, a ``-k``/``-m`` that
+deselects every entry, or an error before any item ran write nothing. They replace the board's own tables only
+when the store holds a record of every cell; otherwise they go to ``<store>/boards/<name>/`` and a line says so
+(``bench.leaderboard.write_tables``).
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import pytest
 from bench.registry import RegistryError
 from bench.spec import LeaderboardSpec, SpecError
 
-BOARDS = pytest.StashKey[dict[str, LeaderboardSpec]]()
-WORKER_BOARDS = "ubench_boards"  # key of the board paths an xdist worker reports to the controller
+BOARDS = pytest.StashKey[dict[str, LeaderboardSpec]]()  # every collected board, by path
+RAN = pytest.StashKey[set[str]]()  # the paths of the boards at least one item of which ran in this process
+WORKER_BOARDS = "ubench_boards"  # key of the board paths an xdist worker reports to the controller (those that ran)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,6 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[BOARDS] = {}
+    config.stash[RAN] = set()
     for path in config.getoption("--ubench-plugin") or []:
         from bench.registry import METHODS
 
@@ -84,6 +91,7 @@ class LeaderboardEntry(pytest.Item):
         from bench.paths import results_dir
         from bench.store import Store
 
+        self.config.stash[RAN].add(str(self.path))  # from here on the store may hold this board's records
         _quiet()
         store = Store(self.config.getoption("--ubench-results") or results_dir())
         reuse = not self.config.getoption("--ubench-rerun")
@@ -111,29 +119,39 @@ class LeaderboardEntry(pytest.Item):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
-    """pytest-xdist controller: collect the boards a worker ran (the controller itself collects nothing)."""
+    """pytest-xdist controller: collect the boards a worker ran items of (the controller itself collects nothing)."""
     boards = node.config.stash.setdefault(BOARDS, {})
+    ran = node.config.stash.setdefault(RAN, set())
     for path in getattr(node, "workeroutput", {}).get(WORKER_BOARDS, []):
         if path not in boards:
             boards[path] = LeaderboardSpec.load(path)
+        ran.add(path)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    boards = session.config.stash.get(BOARDS, {})
+    ran = session.config.stash.get(RAN, set())
+    boards = {path: board for path, board in session.config.stash.get(BOARDS, {}).items() if path in ran}
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller writes the tables
         session.config.workeroutput[WORKER_BOARDS] = list(boards)
         return
-    if not boards:
+    if not boards:  # no item of any board ran (--collect-only, everything deselected, an early error)
         return
-    from bench.leaderboard import to_markdown, write_tables
+    from bench.leaderboard import NoRecordsError, to_markdown, write_tables
     from bench.paths import results_dir
     from bench.store import Store
 
     store = Store(session.config.getoption("--ubench-results") or results_dir())
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     for board in boards.values():
-        table, paths = write_tables(board, store)
+        try:
+            table, paths = write_tables(board, store)
+        except NoRecordsError as exc:  # its items ran but stored nothing (e.g. interrupted in the first one)
+            if reporter is not None:
+                reporter.write_line(f"ubench: {exc}")
+            continue
         if reporter is not None:
             reporter.write_sep("=", f"leaderboard {board.name} v{board.version}")
             reporter.write_line(to_markdown(board, table))
             reporter.write_line(f"wrote {paths['markdown']} and {paths['csv']}")
+            if table.attrs.get("tables_note"):
+                reporter.write_line(f"ubench: {table.attrs['tables_note']}")

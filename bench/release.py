@@ -293,17 +293,32 @@ def release_status(board: LeaderboardSpec, store: Store, snap: Snapshot | None =
     return ReleaseStatus(manifests[-1]["version"], False, snap.content_hash)
 
 
+def shared_board_path(board: LeaderboardSpec) -> str:
+    """``board.path`` as text fit to share (board.md, board.html): relative to the repository root for a board of
+    this checkout (``leaderboards/synthetic.yaml``), else the board file's name (relative to its own folder); never
+    an absolute local path."""
+    from bench.paths import REPO_ROOT
+
+    path = Path(board.path).resolve()
+    try:
+        return path.relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def release_line(board: LeaderboardSpec, store: Store, status: ReleaseStatus | None = None) -> str:
     """The markdown line ``board.md`` carries under its title: the release the current records are, or the
-    unreleased changes since the latest release; "" for a board without releases (its tables are unchanged)."""
+    unreleased changes since the latest release; "" for a board without releases (its tables are unchanged).
+    The board file is named by ``shared_board_path``."""
     status = status or release_status(board, store)
     if status is None:
         return ""
+    path = shared_board_path(board)
     if status.current:
         return (f"**Release `{status.version}`** (content hash `sha256:{status.content_hash}`; frozen in "
-                f"`{RELEASES}/{status.version}/`; cite with `ubench cite {board.path}@{status.version}`).")
+                f"`{RELEASES}/{status.version}/`; cite with `ubench cite {path}@{status.version}`).")
     return (f"**Unreleased changes since release `{status.version}`**: the board or its stored records differ from "
-            f"that release (`ubench release {board.path}` freezes the current state).")
+            f"that release (`ubench release {path}` freezes the current state).")
 
 
 def release(board: LeaderboardSpec, store: Store, allow_incomplete: bool = False) -> tuple[dict, Path, bool]:

@@ -253,9 +253,10 @@ def _instances_plot(item: GSeries, path: Path, title_task: str) -> bool:
     return True
 
 
-def geffect_plots(board: LeaderboardSpec, store: Store) -> list[Path]:
+def geffect_plots(board: LeaderboardSpec, store: Store, prune: bool = True) -> list[Path]:
     """Write every G-effect plot the board's records support into ``<out_dir>/geffect/`` (see the module
-    docstring) and delete the plots of an earlier build that have no data now. Cells without G-effect data are
+    docstring) and, with ``prune``, delete the plots of an earlier build that have no data now (``write_tables``
+    prunes only a folder it rewrites from a store holding every cell). Cells without G-effect data are
     skipped; a task without any gets no per-step plot. Returns the written paths, in ``plot_index`` order."""
     import matplotlib.style
 
@@ -278,7 +279,7 @@ def geffect_plots(board: LeaderboardSpec, store: Store) -> list[Path]:
                 if _instances_plot(item, path, title_task):
                     written.add(path)
     folder = board.out_dir / FOLDER
-    if folder.is_dir():
+    if prune and folder.is_dir():
         for stale in folder.glob("geffect_*.png"):
             if stale not in written:
                 stale.unlink(missing_ok=True)  # a plot of an earlier build (a method left the board, or lost data)
