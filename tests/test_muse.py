@@ -125,10 +125,10 @@ def test_muse_micro_evaluation(news_forget) -> None:
     tokenizer = train_tokenizer(_task_texts(news_forget), 400)
     metrics = evaluate(tiny_llama(tokenizer), tokenizer, news_forget, SELF, gradnorm=True).metrics
     for key in ("forget/knowmem", "retain/knowmem", "forget_bio/verbmem", "mia_forget/mia_loss",
-                "mia_holdout/mia_zlib", "mia_forget/mia_gradnorm", "mia_auc_loss", "mia_auc_minkpp",
-                "mia_auc_gradnorm"):
+                "mia_holdout/mia_zlib", "mia_forget/mia_gradnorm", "mia_forget/mia_gradnorm_l2", "mia_auc_loss",
+                "mia_auc_minkpp", "mia_auc_gradnorm", "mia_auc_gradnorm_l2"):
         assert key in metrics, key
-    for score in ("loss", "zlib", "mink", "minkpp", "gradnorm"):
+    for score in ("loss", "zlib", "mink", "minkpp", "gradnorm", "gradnorm_l2"):
         assert metrics[f"privleak_{score}"].value == 0.0  # its own reference
     assert metrics["forget_bio/verbmem"].n == 3 and metrics["mia_auc_loss"].split == ""
     assert not any("truth_ratio" in k or k.startswith("holdout/") for k in metrics)

@@ -20,6 +20,7 @@ from bench.metrics.privacy import (
     min_k_plus_plus_tokens,
     min_k_score,
     privleak,
+    zlib_score,
 )
 from bench.registry import METRICS
 
@@ -52,8 +53,8 @@ def _split(role: str = "forget") -> SplitScores:
 
 
 def test_mia_item_scores_hand_values() -> None:
-    """loss = mean log p; zlib = sum log p / len(zlib(answer)); Min-K% = mean of the lowest floor(0.4 T) (at least
-    1) log-probs; Min-K%++ = the same over (log p - mu) / sigma."""
+    """loss = mean log p; zlib = MEAN log p (not the sum) / len(zlib(answer)); Min-K% = mean of the lowest
+    floor(0.4 T) (at least 1) log-probs; Min-K%++ = the same over (log p - mu) / sigma."""
     scores = _split()
     get = METRICS.get
     for short in SHORTS:
@@ -61,13 +62,26 @@ def test_mia_item_scores_hand_values() -> None:
     np.testing.assert_allclose(get("mia_loss").per_item(scores), [-6.6 / 5, -2.0], atol=1e-6)
     z_cat, z_paris = len(zlib.compress(b"the cat sat on the mat")), len(zlib.compress(b"paris"))
     assert z_cat == 27 and z_paris == 13  # zlib: 2 header bytes + deflate + 4 adler bytes
-    np.testing.assert_allclose(get("mia_zlib").per_item(scores), [-6.6 / 27, -4.0 / 13], atol=1e-6)
+    # mean log p: item a (-0.1 - 2 - 0.5 - 3 - 1) / 5 = -1.32, item b (-1 - 3) / 2 = -2
+    np.testing.assert_allclose(get("mia_zlib").per_item(scores), [-1.32 / 27, -2.0 / 13], atol=1e-9)
     # T = 5: floor(2.0) = 2 lowest of (-0.1, -2, -0.5, -3, -1) = (-3, -2); T = 2: floor(0.8) -> 1 lowest = -3.
     np.testing.assert_allclose(get("mia_mink").per_item(scores), [-2.5, -3.0], atol=1e-6)
     # (log p - mu) / sigma: item a (1.8, -0.5, 0.5, -2, -2) -> lowest two -2, -2; item b (1, -0.25) -> -0.25.
     np.testing.assert_allclose(min_k_plus_plus_tokens(scores.answer[0].logprobs, scores.answer[0].mu,
                                                       scores.answer[0].sigma), [1.8, -0.5, 0.5, -2.0, -2.0])
     np.testing.assert_allclose(get("mia_minkpp").per_item(scores), [-2.0, -0.25], atol=1e-6)
+
+
+def test_zlib_score_is_mean_log_prob_over_compressed_length() -> None:
+    """Carlini et al. 2021 / MUSE / open-unlearning: score = (1/T) sum_t log p_t / len(zlib.compress(text)); the
+    mean, so the same per-token log-probs repeated twice give the same numerator."""
+    text = "Alice Smith was born in Lisbon in 1970."
+    z = len(zlib.compress(text.encode("utf-8")))
+    assert z == 43  # Python's zlib, default level: 2 header bytes + deflate + 4 adler bytes
+    logp = np.array([-0.5, -1.5, -0.25, -1.75])  # sum -4, mean -1
+    assert zlib_score(logp, text) == pytest.approx(-1.0 / 43, abs=1e-15)
+    assert zlib_score(np.r_[logp, logp], text) == pytest.approx(-1.0 / 43, abs=1e-15)  # not -8 / 43
+    assert zlib_score(np.array([-2.0]), "aaaaaaaaaaaaaaaaaaaa") == pytest.approx(-2.0 / len(zlib.compress(b"a" * 20)))
 
 
 def test_min_k_helpers_and_degenerate_sigma() -> None:
@@ -182,8 +196,8 @@ def test_mia_auc_equals_sklearn_and_pair_count() -> None:
 
 
 def test_privleak_formula_and_oracle_requirement() -> None:
-    """privleak_<s> = (AUC_model - AUC_oracle) / AUC_oracle * 100 with AUC_oracle from the oracle's per-item values
-    on the same splits; a missing oracle (or one without holdout rows) raises MissingReferenceError."""
+    """privleak_<s> = (AUC_oracle - AUC_model) / (1 - AUC_oracle) * 100 with AUC_oracle from the oracle's per-item
+    values on the same splits; a missing oracle (or one without holdout rows) raises MissingReferenceError."""
     rng = np.random.default_rng(1)
     model, oracle = _per_item(rng, 1.5), _per_item(rng, 0.1)
     for short in SHORTS:
@@ -191,14 +205,80 @@ def test_privleak_formula_and_oracle_requirement() -> None:
         assert isinstance(metric, ModelMetric) and metric.needs_oracle
         auc_m = METRICS.get(f"mia_auc_{short}").compute(model, None)
         auc_o = METRICS.get(f"mia_auc_{short}").compute(oracle, None)
-        assert metric.compute(model, oracle) == pytest.approx((auc_m - auc_o) / auc_o * 100, abs=1e-9)
+        # MUSE's own orientation: AUC' = 1 - AUC, PrivLeak = (AUC'_model - AUC'_oracle) / AUC'_oracle * 100
+        muse_m, muse_o = 1 - auc_m, 1 - auc_o
+        assert metric.compute(model, oracle) == pytest.approx((muse_m - muse_o) / muse_o * 100, abs=1e-9)
+        assert metric.compute(model, oracle) < 0  # the model separates forget from holdout better: under-unlearning
         assert metric.compute(oracle, oracle) == 0.0
         with pytest.raises(MissingReferenceError):
             metric.compute(model, None)
         with pytest.raises(MissingReferenceError):
             metric.compute(model, {"forget": oracle["forget"]})
-    assert privleak(0.9, 0.5) == pytest.approx(80.0)
-    assert privleak(0.4, 0.5) == pytest.approx(-20.0)
+    # hand arithmetic: oracle AUC 0.5 (AUC' 0.5); model AUC 0.9 (AUC' 0.1): (0.1 - 0.5) / 0.5 = -80%
+    assert privleak(0.9, 0.5) == pytest.approx(-80.0)
+    # model AUC 0.4 (AUC' 0.6): (0.6 - 0.5) / 0.5 = +20%, over-unlearning
+    assert privleak(0.4, 0.5) == pytest.approx(20.0)
+    # oracle AUC 0.6 (AUC' 0.4), model AUC 0.7 (AUC' 0.3): (0.3 - 0.4) / 0.4 = -25%
+    assert privleak(0.7, 0.6) == pytest.approx(-25.0)
+    assert math.isnan(privleak(0.8, 1.0))  # AUC'_oracle = 0: undefined
+
+
+# MUSE (Shi et al. 2024, arXiv 2407.06460, Table 3): the retrained model's AUC' (forget = non-members) and the
+# target's published PrivLeak, per corpus
+MUSE_RETRAIN_AUC_PRIME = {"news": 0.4772, "books": 0.5393}
+MUSE_TARGET_PRIVLEAK = {"news": -99.81, "books": -57.26}
+
+
+@pytest.mark.parametrize("corpus", ["news", "books"])
+def test_privleak_reproduces_muse_published_constants(corpus: str) -> None:
+    """With AUC_oracle = 1 - AUC'_retrain and the target's AUC' implied by its published PrivLeak, privleak gives the
+    published number to 2 decimals (News: target AUC' = 0.4772 * (1 - 0.9981) = 0.00090668, AUC 0.99909332)."""
+    oracle_prime, published = MUSE_RETRAIN_AUC_PRIME[corpus], MUSE_TARGET_PRIVLEAK[corpus]
+    target_prime = oracle_prime * (1 + published / 100)  # MUSE: PrivLeak = (AUC'_t - AUC'_r) / AUC'_r * 100
+    assert privleak(1 - target_prime, 1 - oracle_prime) == pytest.approx(published, abs=5e-3)
+    assert round(privleak(1 - target_prime, 1 - oracle_prime), 2) == published
+    if corpus == "news":
+        assert 1 - target_prime == pytest.approx(0.99909332, abs=1e-8)  # by hand: 0.4772 * 0.0019 = 0.00090668
+        assert privleak(0.99909332, 1 - 0.4772) == pytest.approx(-99.81, abs=1e-9)
+    # the retrained model against itself reads 0
+    assert privleak(1 - oracle_prime, 1 - oracle_prime) == 0.0
+
+
+@pytest.mark.parametrize("auc_oracle", [0.0, 0.3, 1 - 0.5393, 0.5, 1 - 0.4772, 0.9, 0.999])
+def test_privleak_full_leak_reads_minus_100_for_any_oracle(auc_oracle: float) -> None:
+    """A model whose MIA separates forget from holdout perfectly (AUC = 1, MUSE AUC' = 0) reads -100 whatever the
+    oracle; a model at the oracle's AUC reads 0; a perfectly inverted one (AUC = 0) reads AUC_oracle / (1 -
+    AUC_oracle) * 100 (> 0: over-unlearning)."""
+    assert privleak(1.0, auc_oracle) == pytest.approx(-100.0, abs=1e-12)
+    assert privleak(auc_oracle, auc_oracle) == 0.0
+    assert privleak(0.0, auc_oracle) == pytest.approx(auc_oracle / (1 - auc_oracle) * 100, abs=1e-9)
+
+
+def test_privleak_metric_end_to_end_on_hand_made_scores() -> None:
+    """Explicit per-item scores: the oracle's forget (0.3, 0.6) vs holdout (0.1, 0.5): pairs (0.3 > 0.1), (0.3 < 0.5),
+    (0.6 > 0.1), (0.6 > 0.5) -> AUC 3/4; the model's forget (0.7, 0.8) above every holdout score -> AUC 1.
+    PrivLeak = (0.75 - 1) / (1 - 0.75) * 100 = -100; the oracle scored as the model -> 0; a model with forget
+    (0.2, 0.4) vs the same holdout: (0.2 > 0.1), (0.2 < 0.5), (0.4 > 0.1), (0.4 < 0.5) -> AUC 1/2, PrivLeak =
+    (0.75 - 0.5) / 0.25 * 100 = +100 (over-unlearning; in MUSE's terms AUC' 0.5 vs 0.25: (0.5 - 0.25) / 0.25)."""
+    holdout = np.array([0.1, 0.5])
+    oracle = {"forget": {"mia_loss": np.array([0.3, 0.6])}, "holdout": {"mia_loss": holdout}}
+    leak = {"forget": {"mia_loss": np.array([0.7, 0.8])}, "holdout": {"mia_loss": holdout}}
+    over = {"forget": {"mia_loss": np.array([0.2, 0.4])}, "holdout": {"mia_loss": holdout}}
+    metric = METRICS.get("privleak_loss")
+    assert METRICS.get("mia_auc_loss").compute(oracle, None) == 0.75
+    assert metric.compute(leak, oracle) == pytest.approx(-100.0, abs=1e-12)
+    assert metric.compute(oracle, oracle) == 0.0
+    assert metric.compute(over, oracle) == pytest.approx(100.0, abs=1e-12)
+
+
+def test_privacy_descriptions_state_the_muse_formula() -> None:
+    """The registered descriptions state the formula and sign that the code computes."""
+    for short in (*SHORTS, "gradnorm", "gradnorm_l2"):
+        text = METRICS.get(f"privleak_{short}").description
+        assert "(AUC_oracle - AUC) / (1 - AUC_oracle) * 100" in text
+        assert "negative = under-unlearning" in text and "positive = over-unlearning" in text
+        assert METRICS.get(f"privleak_{short}").direction == "zero"
+    assert "not the sum" in METRICS.get("mia_zlib").description
 
 
 # ------------------------------------------------------------------------------------ evaluate on the mini task
@@ -220,7 +300,7 @@ def test_holdout_role_with_every_item_metric() -> None:
 def test_evaluate_mini_scores_holdout_and_mia(mini_data) -> None:
     """evaluate() on synthetic-mini: holdout is scored with every item metric; mia_auc_* lie in [0, 1]; as its own
     reference PrivLeak is 0; against the retain oracle the target (trained on the forget people) leaks: its
-    forget-vs-holdout LOSS AUC exceeds the oracle's, so PrivLeak > 0."""
+    forget-vs-holdout LOSS AUC exceeds the oracle's, so PrivLeak < 0 (under-unlearning, MUSE's sign)."""
     from bench.metrics.evaluate import SELF, evaluate
     from bench.models.tiny import get_model, get_tokenizer
 
@@ -243,27 +323,29 @@ def test_evaluate_mini_scores_holdout_and_mia(mini_data) -> None:
     for short in SHORTS:
         assert oracle_eval.metrics[f"privleak_{short}"].value == 0.0
     assert target_eval.metrics["mia_auc_loss"].value > oracle_eval.metrics["mia_auc_loss"].value
-    assert target_eval.metrics["privleak_loss"].value > 0.0
+    assert target_eval.metrics["privleak_loss"].value < 0.0
 
 
 def test_privacy_model_metrics_are_best_at_their_ideal_value_and_sort_by_distance() -> None:
-    """PrivLeak is best at 0 and a membership AUC at 0.5: negative PrivLeak (forget looks less familiar than
-    never-seen data) is over-unlearning, not better. Boards mark them →0 / →½ and sort by distance."""
+    """PrivLeak is best at 0 and a membership AUC at 0.5: positive PrivLeak (forget looks less familiar than to
+    the oracle) is over-unlearning, not better. Boards mark them →0 / →½ and sort by distance."""
     from types import SimpleNamespace
 
     from bench.leaderboard import ARROWS, _order_text, _row_order, column_direction
     from bench.metrics.base import distance_to_ideal
 
     assert column_direction("privleak_minkpp") == "zero" == column_direction("calibrated/privleak_gradnorm")
+    assert column_direction("privleak_gradnorm_l2") == "zero"
+    assert column_direction("mia_auc_gradnorm") == "half" == column_direction("mia_auc_gradnorm_l2")
     assert column_direction("mia_auc_loss") == "half"
     assert (ARROWS["zero"], ARROWS["half"]) == ("→0", "→½")
     assert distance_to_ideal("half", 0.2) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="no ideal value"):
         distance_to_ideal("lower", 1.0)
     board = SimpleNamespace(sort=SimpleNamespace(by="privleak_loss", descending=True))
-    rows = [{"m": m, "privleak_loss": v} for m, v in (("over", -30.0), ("under", 5.0), ("none", float("nan")),
+    rows = [{"m": m, "privleak_loss": v} for m, v in (("under", -30.0), ("over", 5.0), ("none", float("nan")),
                                                         ("best", -2.0))]
-    assert [r["m"] for r in sorted(rows, key=_row_order(board, "privleak_loss"))] == ["best", "under", "over", "none"]
+    assert [r["m"] for r in sorted(rows, key=_row_order(board, "privleak_loss"))] == ["best", "over", "under", "none"]
     assert _order_text(board) == "closest to 0 first"
     board.sort.by = "forget/es"
     assert _order_text(board) == "descending"

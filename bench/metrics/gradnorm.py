@@ -1,28 +1,40 @@
 """GradNorm membership-inference scores: the gradient norm of each item's answer loss (MUSE, Shi et al. 2024,
-arXiv 2407.06460; the score family of "gradient-based" MIAs).
+arXiv 2407.06460; open-unlearning's ``GradNormAttack``; the score family of "gradient-based" MIAs).
 
 For an item x = (q, a) with T answer tokens and NLL(x) = -(1/T) sum_t log p_theta(a_t | q, a_<t) (the mean
-answer-token negative log-likelihood, the same per-item risk as everywhere else in the benchmark),
+answer-token negative log-likelihood, the same per-item risk as everywhere else in the benchmark), and g_k(x) =
+grad_{theta_k} NLL(x) the gradient of the k-th of the K trainable parameter tensors theta_1 .. theta_K, two
+statistics of the same gradient:
 
-    G(x) = || grad_theta NLL(x) ||_2   over all trainable parameters theta (one global L2 norm).
+    G(x)    = (1/K) sum_k || g_k(x) ||_2           the mean over parameter tensors of each tensor's L2 norm:
+                                                  open-unlearning's GradNorm attack (p = 2), ``mia_gradnorm``
+    G_2(x)  = sqrt( sum_k || g_k(x) ||_2^2 )       one global L2 norm over all parameters, ``mia_gradnorm_l2``
+
+They are different statistics (G weighs a small tensor such as a norm's scale vector as much as an embedding
+matrix) and give different AUCs; only G is comparable with open-unlearning's published GradNorm numbers. K counts
+every parameter with ``requires_grad`` (open-unlearning: every parameter whose ``.grad`` is not None after the
+backward pass; the same set for the models here, where every trainable tensor is reached by the loss -- a trainable
+tensor the loss never reaches would count here as a zero norm and there not at all). Tied weights count once
+(``named_parameters`` yields a shared tensor once, as ``parameters()`` does).
 
 Training drives the loss of a member towards a minimum, where its gradient is small: members have *smaller* norms
-than non-members. ``gradnorm_score`` = -G(x) orients the score like the other MIA scores of
+than non-members. ``gradnorm_score`` = -G(x) (or -G_2(x)) orients the score like the other MIA scores of
 ``bench.metrics.privacy`` (*higher = more member-like*), so it plugs into the same AUC / PrivLeak formulas.
 
 Unlike the LOSS / zlib / Min-K% scores it needs one gradient per item, which the engine's one-forward-pass-per-split
-design excludes; this module computes it separately.
+design excludes; this module computes it separately, and both statistics from the one gradient of each item.
 
 How: per-example gradients with ``torch.func`` -- ``vmap(grad(NLL))`` over ``functional_call`` of the model at
 its own (detached) parameters, chunk by chunk over the items sorted by length (so each chunk pads little). Each
-vmapped call returns only the squared norm (per parameter tensor in float32, summed over tensors in float64).
+vmapped call returns only the K squared tensor norms ||g_k||^2 (each summed in the parameters' dtype, float32 for
+the models here, then float64), from which G and G_2 are formed in float64.
 ``vmap`` needs eager attention (sdpa has no batching rule on CPU) and an explicit attention mask; the model is
 switched to eager attention and to eval mode for the computation and restored afterwards. Nothing is written to
 ``.grad``. Right padding with a causal mask leaves every real position's logits unchanged, so a chunk gives the same
-norms as one item at a time: ``tests/test_gradnorm.py`` checks against a loop of single-item backward passes to
-1e-5 relative (measured: 1e-7). The reference loop must use eager attention too: with PyTorch's CPU sdpa kernel the
-logits differ from eager attention by ~1e-6 (measured on the mini target, even in float64), which moves the small
-gradient norms of memorised items by ~1e-5 relative.
+norms as one item at a time: ``tests/test_gradnorm.py`` checks both statistics against a loop of single-item
+backward passes to 1e-5 relative (measured: 1e-7). The reference loop must use eager attention too: with PyTorch's
+CPU sdpa kernel the logits differ from eager attention by ~1e-6 (measured on the mini target, even in float64),
+which moves the small gradient norms of memorised items by ~1e-5 relative.
 
 Speed (CPU, one thread, 300 QA items): synthetic-mini target (0.26M parameters) 0.52 s at ``chunk_size`` 16 vs
 1.37 s for the loop of backward passes; synthetic target (1.6M parameters) 2.0 s vs 3.8 s. Larger chunks stop
@@ -41,6 +53,10 @@ from bench.data.tokenize import IGNORE, Encoded, collate
 from bench.device import adaptive_batches
 from bench.geffect.compute import _eager_attention, trainable
 
+# the two statistics of each item's gradient returned by ``per_item_grad_norms`` (fields of its structured array)
+TENSOR_MEAN = "tensor_mean"  # G: mean over parameter tensors of each tensor's L2 norm (open-unlearning)
+GLOBAL_L2 = "global_l2"  # G_2: one L2 norm over all parameters
+GRAD_NORMS = np.dtype([(TENSOR_MEAN, np.float64), (GLOBAL_L2, np.float64)])
 GRADIENT_MEMORY = 2 * 2**30  # bytes of per-item gradients held at once (chunk size x parameter bytes)
 MAX_CHUNK = 16
 
@@ -54,10 +70,13 @@ def default_chunk_size(params: Sequence[torch.Tensor]) -> int:
 
 def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int,
                         chunk_size: int | None = None) -> np.ndarray:
-    """G(x) = ||grad_theta NLL(x)||_2 for every item of ``encoded`` (float64, input order).
+    """Both gradient-norm statistics of every item of ``encoded``, in input order, from one gradient per item: a
+    structured array of dtype ``GRAD_NORMS``, shape (n,), with fields ``TENSOR_MEAN`` (G(x) = (1/K) sum_k
+    ||grad_{theta_k} NLL(x)||_2, open-unlearning's GradNorm) and ``GLOBAL_L2`` (G_2(x) = ||grad_theta NLL(x)||_2
+    over all parameters at once), both float64.
 
     NLL(x) is the mean answer-token NLL of the item (``Encoded.n_prompt`` marks where the answer starts; an item
-    without answer tokens has NLL 0 and norm 0). theta = every parameter with ``requires_grad``. Items are sorted
+    without answer tokens has NLL 0 and both norms 0). theta = every parameter with ``requires_grad``. Items are sorted
     by length and processed ``chunk_size`` at a time (memory: ``chunk_size`` per-item gradients at once; default
     ``default_chunk_size``, halved on a GPU out-of-memory error). The
     model is left unchanged, in its original train/eval mode and attention implementation, and no ``.grad`` is
@@ -65,7 +84,7 @@ def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_
     """
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size: must be >= 1, got {chunk_size}")
-    out = np.zeros(len(encoded), dtype=np.float64)
+    out = np.zeros(len(encoded), dtype=GRAD_NORMS)
     if not encoded:
         return out
     named = trainable(model)
@@ -75,7 +94,7 @@ def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_
     params = {name: p.detach() for name, p in named}
     device = named[0][1].device
 
-    def sq_norm(values: dict[str, torch.Tensor], ids: torch.Tensor, attention: torch.Tensor,
+    def sq_norms(values: dict[str, torch.Tensor], ids: torch.Tensor, attention: torch.Tensor,
                 labels: torch.Tensor, start: int) -> torch.Tensor:
         def nll(values: dict[str, torch.Tensor]) -> torch.Tensor:
             keep = ids.shape[0] - start
@@ -91,7 +110,7 @@ def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_
             return -(logp * mask).sum() / mask.sum().clamp_min(1.0)
 
         grads = grad(nll)(values)
-        return torch.stack([g.square().sum() for g in grads.values()]).double().sum()
+        return torch.stack([g.square().sum() for g in grads.values()]).double()  # (K,) ||g_k||^2
 
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
     was_training = model.training
@@ -103,9 +122,10 @@ def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_
                 # first position whose next token is an answer token, over the chunk: the output head skips the
                 # prompt-only positions before it (same values: the logits of kept positions are unchanged)
                 start = max(0, min(encoded[i].n_prompt for i in rows) - 1)
-                values = vmap(sq_norm, in_dims=(None, 0, 0, 0, None))(
-                    params, batch.input_ids, batch.attention_mask, batch.labels, start)
-                out[rows] = values.sqrt().cpu().numpy()
+                squares = vmap(sq_norms, in_dims=(None, 0, 0, 0, None))(
+                    params, batch.input_ids, batch.attention_mask, batch.labels, start).cpu().numpy()  # (B, K)
+                out[TENSOR_MEAN][rows] = np.sqrt(squares).mean(axis=1)
+                out[GLOBAL_L2][rows] = np.sqrt(squares.sum(axis=1))
 
             adaptive_batches(order, chunk_size, chunk)
     finally:
@@ -114,6 +134,7 @@ def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_
 
 
 def gradnorm_score(norms: np.ndarray) -> np.ndarray:
-    """GradNorm MIA score -G(x) (MUSE, arXiv 2407.06460): *higher = more member-like*, the convention of the
-    other MIA scores in ``bench.metrics.privacy`` (members sit near a loss minimum, so their gradients are small)."""
+    """GradNorm MIA score -G(x) of one statistic's norms (a field of ``per_item_grad_norms``' result: G or G_2)
+    (MUSE, arXiv 2407.06460): *higher = more member-like*, the convention of the other MIA scores in
+    ``bench.metrics.privacy`` (members sit near a loss minimum, so their gradients are small)."""
     return -np.asarray(norms, dtype=np.float64)

@@ -5,8 +5,9 @@ Per-item MIA scores (``ItemMetric``), all oriented so that a *higher score means
 training); T is the number of answer tokens, log p_t = log p(a_t | q, a_<t):
 
 * ``mia_loss``   LOSS attack (Yeom et al. 2018; Carlini et al. 2021): -NLL(a) = (1/T) sum_t log p_t.
-* ``mia_zlib``   zlib attack (Carlini et al. 2021, "Extracting training data from LLMs"):
-  sum_t log p_t / len(zlib.compress(answer bytes)), the sequence log-likelihood over the zlib entropy of the text.
+* ``mia_zlib``   zlib attack (Carlini et al. 2021, "Extracting training data from LLMs"; MUSE; open-unlearning):
+  ((1/T) sum_t log p_t) / len(zlib.compress(answer bytes)) = -NLL(a) / zlib length, the *mean* token log-likelihood
+  (not the sum) over the zlib entropy of the text in bytes.
 * ``mia_mink``   Min-K% (Shi et al. 2024, arXiv 2310.16789): mean of the lowest k = 40% of log p_t.
 * ``mia_minkpp`` Min-K%++ (Zhang et al. 2024, arXiv 2404.02936): mean of the lowest k = 40% of
   (log p_t - mu_t) / sigma_t, with mu_t = E_{z~p(.|q,a_<t)} log p(z) and sigma_t^2 = Var_{z~p(.|q,a_<t)} log p(z).
@@ -22,17 +23,30 @@ meaningful. The per-split means are reported but the evidence is in the model me
   ``MIA_SPLIT_PAIRS`` the evaluation has: a benchmark's own MIA texts (``mia_forget`` / ``mia_holdout``: MUSE's
   privleak forget and holdout documents, split role "mia", scored on the whole document given BOS), else the
   forget and holdout QA (the synthetic task).
-* ``privleak_<score>`` (``privleak_loss``, ...): MUSE PrivLeak = (AUC(model) - AUC(oracle)) / AUC(oracle) * 100 with
-  AUC(oracle) the retain oracle's AUC on the same forget and holdout items (``needs_oracle``;
-  ``MissingReferenceError`` without it). The ideal is 0; large positive = under-unlearning (forget still looks like
-  training data), large negative = over-unlearning (forget looks *less* familiar than never-seen data, itself a
-  leak). So the registered directions are ideal values, not monotone: ``half`` for the AUCs (0.5, no membership
-  signal) and ``zero`` for PrivLeak; boards mark them ``→½`` and ``→0`` and sort them by distance to the ideal.
+* ``privleak_<score>`` (``privleak_loss``, ...): MUSE PrivLeak exactly as MUSE (and open-unlearning's
+  ``privleak``) define it. MUSE computes its AUC with the forget set as the *non-member* class: AUC' = 1 - AUC in
+  the orientation above, and PrivLeak = (AUC'(model) - AUC'(oracle)) / AUC'(oracle) * 100, which is
 
-* ``mia_gradnorm`` GradNorm (MUSE): -||grad_theta NLL(a)||_2, members sit near a loss minimum so their gradients
-  are small (``bench.metrics.gradnorm``). It needs a backward pass per item, so the engine computes it only when
-  asked (``evaluate(..., gradnorm=True)``: the run's final model and the references, not calibration probes), on
-  the membership splits only; ``mia_auc_gradnorm`` and ``privleak_gradnorm`` are left out of evaluations without it.
+      PrivLeak = (AUC(oracle) - AUC(model)) / (1 - AUC(oracle)) * 100
+
+  with AUC(oracle) the retain oracle's AUC on the same forget and holdout items (``needs_oracle``;
+  ``MissingReferenceError`` without it; NaN when AUC(oracle) = 1). The ideal is 0; negative = under-unlearning
+  (the attack tells forget from holdout apart better than on the oracle: forget still looks like training data; a
+  model that leaks completely, AUC = 1, reads -100 whatever the oracle), positive = over-unlearning (forget looks
+  *less* familiar than it does to the oracle, itself a leak). Values are directly comparable with MUSE's published
+  PrivLeak, sign included (e.g. its News target, -99.81). So the registered directions are ideal values, not
+  monotone: ``half`` for the AUCs (0.5, no membership signal) and ``zero`` for PrivLeak; boards mark them ``→½`` and
+  ``→0`` and sort them by distance to the ideal.
+
+* GradNorm (MUSE; open-unlearning's ``GradNormAttack``), two statistics of the same per-item gradient g_k =
+  grad_{theta_k} NLL(a) of each of the K trainable parameter tensors (``bench.metrics.gradnorm``):
+  ``mia_gradnorm`` = -(1/K) sum_k ||g_k||_2, the mean over parameter tensors of each tensor's L2 norm
+  (open-unlearning's attack: the one to compare with published GradNorm numbers), and ``mia_gradnorm_l2`` =
+  -||grad_theta NLL(a)||_2 = -sqrt(sum_k ||g_k||_2^2), one global L2 norm over all parameters. Members sit near a
+  loss minimum so their gradients are small. It needs a backward pass per item (one for both statistics), so the
+  engine computes it only when asked (``evaluate(..., gradnorm=True)``: the run's final model and the references,
+  not calibration probes), on the membership splits only; ``mia_auc_gradnorm[_l2]`` and ``privleak_gradnorm[_l2]``
+  are left out of evaluations without it.
 """
 
 from __future__ import annotations
@@ -45,7 +59,7 @@ from scipy.stats import rankdata
 
 from bench.metrics.base import QA_ROLES, ItemMetric, MissingInputError, MissingReferenceError, ModelMetric
 from bench.metrics.engine import SplitScores, TokenScores
-from bench.metrics.gradnorm import gradnorm_score
+from bench.metrics.gradnorm import GLOBAL_L2, TENSOR_MEAN, gradnorm_score
 from bench.registry import METRICS
 
 MIN_K = 0.4  # the share of lowest-scoring tokens averaged by Min-K% and Min-K%++ (MUSE's and Min-K%++'s default)
@@ -70,10 +84,11 @@ def loss_score(logprobs: np.ndarray) -> float:
 
 
 def zlib_score(logprobs: np.ndarray, text: str) -> float:
-    """zlib attack score sum_t log p(a_t | q, a_<t) / len(zlib.compress(text.encode("utf-8"))) (Carlini et al. 2021):
-    the answer's log-likelihood relative to its zlib entropy in bytes, so texts that are simply easy to predict
-    (repetitive, low entropy) do not look like members."""
-    return float(np.sum(logprobs) / len(zlib.compress(text.encode("utf-8"))))
+    """zlib attack score ((1/T) sum_t log p(a_t | q, a_<t)) / len(zlib.compress(text.encode("utf-8"))) = -NLL(a) /
+    zlib length (Carlini et al. 2021; MUSE; open-unlearning): the answer's *mean* token log-likelihood (not the
+    sum) relative to its zlib entropy in bytes, so texts that are simply easy to predict (repetitive, low entropy)
+    do not look like members."""
+    return float(np.mean(logprobs) / len(zlib.compress(text.encode("utf-8"))))
 
 
 def _lowest_k_mean(values: np.ndarray, k: float) -> float:
@@ -111,7 +126,8 @@ def _moments(t: TokenScores) -> tuple[np.ndarray, np.ndarray]:
 ITEM_SCORES: dict[str, tuple[str, Callable[[SplitScores], np.ndarray]]] = {
     "loss": ("LOSS MIA score: mean answer-token log-prob, -NLL (Yeom et al. 2018)",
                  lambda s: np.array([loss_score(t.logprobs) for t in s.answer])),
-    "zlib": ("zlib MIA score: answer log-likelihood / zlib-compressed answer bytes (Carlini et al. 2021)",
+    "zlib": ("zlib MIA score: mean answer-token log-prob (-NLL, not the sum) / zlib-compressed answer bytes "
+             "(Carlini et al. 2021)",
                  lambda s: np.array([zlib_score(t.logprobs, a) for t, a in zip(s.answer, s.answers, strict=True)])),
     "mink": ("Min-K% MIA score: mean of the lowest 40% answer-token log-probs (Shi et al. 2024)",
                  lambda s: np.array([min_k_score(t.logprobs) for t in s.answer])),
@@ -135,11 +151,15 @@ def mia_auc(member: np.ndarray, non_member: np.ndarray) -> float:
 
 
 def privleak(auc_model: float, auc_oracle: float) -> float:
-    """MUSE PrivLeak (Shi et al. 2024, arXiv 2407.06460): (AUC_model - AUC_oracle) / AUC_oracle * 100; NaN (undefined)
-    when AUC_oracle = 0, i.e. the oracle scores every non-member above every member (a handful of items)."""
-    if auc_oracle == 0.0:
+    """MUSE PrivLeak (Shi et al. 2024, arXiv 2407.06460) from AUCs in this module's orientation (forget = members,
+    higher score = member): MUSE's AUC' = 1 - AUC (forget as the non-member class) and PrivLeak = (AUC'_model -
+    AUC'_oracle) / AUC'_oracle * 100 = (AUC_oracle - AUC_model) / (1 - AUC_oracle) * 100. 0 = ideal, negative =
+    under-unlearning (-100 for a complete leak, AUC_model = 1, whatever the oracle), positive = over-unlearning.
+    NaN (undefined) when AUC_oracle = 1, i.e. the oracle scores every member above every non-member (a handful of
+    items)."""
+    if auc_oracle == 1.0:
         return float("nan")
-    return (auc_model - auc_oracle) / auc_oracle * 100.0
+    return (auc_oracle - auc_model) / (1.0 - auc_oracle) * 100.0
 
 
 def _membership_pair(per_item: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[str, str]:
@@ -183,12 +203,20 @@ def _privleak_metric(score: str) -> Callable[[Mapping[str, Mapping[str, np.ndarr
     return compute
 
 
-GRADNORM = ("GradNorm MIA score: minus the L2 norm of the gradient of the answer NLL over all parameters (MUSE)",
-            lambda s: gradnorm_score(s.grad_norm))
+# GradNorm: two statistics of the same per-item gradient (one backward pass per item, ``SplitScores.grad_norm``
+# holds both: ``per_item_grad_norms``)
+GRADNORM_SCORES: dict[str, tuple[str, Callable[[SplitScores], np.ndarray]]] = {
+    "gradnorm": ("GradNorm MIA score (open-unlearning): minus the mean over parameter tensors of each tensor's L2 "
+                 "norm of the gradient of the answer NLL, -(1/K) sum_k ||grad_k NLL||_2",
+                 lambda s: gradnorm_score(s.grad_norm[TENSOR_MEAN])),
+    "gradnorm_l2": ("GradNorm MIA score, global form: minus one L2 norm of the gradient of the answer NLL over all "
+                    "parameters, -||grad NLL||_2 (not comparable with open-unlearning's GradNorm)",
+                    lambda s: gradnorm_score(s.grad_norm[GLOBAL_L2])),
+}
 
-for _short, (_description, _per_item) in {**ITEM_SCORES, "gradnorm": GRADNORM}.items():
+for _short, (_description, _per_item) in {**ITEM_SCORES, **GRADNORM_SCORES}.items():
     _item = f"mia_{_short}"
-    _extra = dict(roles=MIA_ROLES, requires="grad_norm", reads=()) if _short == "gradnorm" \
+    _extra = dict(roles=MIA_ROLES, requires="grad_norm", reads=()) if _short in GRADNORM_SCORES \
         else dict(roles=(*QA_ROLES, "mia"))
     METRICS.add(_item, ItemMetric(_item, _description + "; higher = more member-like",
                                   direction="higher", forget_direction="lower", per_item=_per_item, **_extra))
@@ -197,6 +225,7 @@ for _short, (_description, _per_item) in {**ITEM_SCORES, "gradnorm": GRADNORM}.i
         "texts (mia_forget vs mia_holdout: MUSE privleak); 0.5 = no signal",
         direction="half", needs_oracle=False, compute=_auc_metric(_item)))
     METRICS.add(f"privleak_{_short}", ModelMetric(
-        f"privleak_{_short}", f"MUSE PrivLeak of {_item}: (AUC - AUC_oracle) / AUC_oracle * 100; ideal 0, "
-        "positive = under-unlearning, negative = over-unlearning",
+        f"privleak_{_short}", f"MUSE PrivLeak of {_item}: (AUC_oracle - AUC) / (1 - AUC_oracle) * 100 = MUSE's "
+        "(AUC' - AUC'_oracle) / AUC'_oracle * 100 with AUC' = 1 - AUC (forget as non-members); ideal 0, "
+        "negative = under-unlearning (-100 = full leak, AUC = 1), positive = over-unlearning",
         direction="zero", needs_oracle=True, compute=_privleak_metric(_item)))
