@@ -46,6 +46,7 @@ def test_bad_hyperparameter_and_unknown_column(tmp_path: Path, env_results: Path
 
 
 def test_run_then_board_from_records(tmp_path: Path, env_results: Path, capsys) -> None:
+    """A ``-k`` subset leaves the store partial: its tables go to ``<store>/boards/<name>/``, not next to the board."""
     board = mini_board(tmp_path, methods="[{method: ga}, {method: gd}]")
     assert main(["run", str(board), "-k", "gd"]) == 0
     out = capsys.readouterr().out
@@ -53,7 +54,9 @@ def test_run_then_board_from_records(tmp_path: Path, env_results: Path, capsys) 
     assert main(["board", str(board)]) == 0
     out = capsys.readouterr().out
     assert "| ga " in out and "missing 1 of 1" in out
-    assert (board.parent / "mini" / "board.md").exists()
+    written = env_results / "boards" / "mini"
+    assert f"ubench: 1 of 2 cells missing in {env_results}: wrote tables to {written.resolve()}" in out
+    assert (written / "board.md").exists() and not (board.parent / "mini").exists()
 
 
 def test_failed_cell_exits_1_and_is_on_the_board(tmp_path: Path, env_results: Path, capsys) -> None:
@@ -73,19 +76,24 @@ def test_ls_lists_registered_entries(capsys) -> None:
 
 def test_tables_from_another_store_never_overwrite_a_committed_board(tmp_path: Path, capsys) -> None:
     """``ubench board leaderboards/synthetic.yaml --results OTHER`` writes its tables under OTHER/boards/synthetic/,
-    not over the committed ones; ``--out`` names the folder explicitly."""
-    from bench.paths import REPO_ROOT
+    not over the committed ones (``--out`` names the folder explicitly); an OTHER without the board's records is
+    exit 2 with nothing written (tests/test_committed_tables.py covers the partial and complete stores)."""
+    import argparse
 
+    from bench.cli import _with_output
+    from bench.paths import REPO_ROOT
+    from bench.spec import LeaderboardSpec
+
+    spec = REPO_ROOT / "leaderboards" / "synthetic.yaml"
     committed = REPO_ROOT / "leaderboards" / "synthetic"
-    before = {p.name: p.read_bytes() for p in committed.glob("board.*")}
     other = tmp_path / "other-store"
-    assert main(["board", str(REPO_ROOT / "leaderboards" / "synthetic.yaml"), "--results", str(other)]) == 0
-    assert {p.name: p.read_bytes() for p in committed.glob("board.*")} == before
-    written = other / "boards" / "synthetic"
-    assert (written / "board.md").exists() and (written / "board.csv").exists() and (written / "board.html").exists()
-    assert "0/1" in (written / "board.md").read_text()  # an empty store: no entry has a record
+    board = LeaderboardSpec.load(spec)
+    redirected = _with_output(board, argparse.Namespace(results=str(other), out=None))
+    assert redirected.out_dir == (other / "boards" / "synthetic").resolve()
     out = tmp_path / "tables"
-    assert main(["board", str(REPO_ROOT / "leaderboards" / "synthetic.yaml"), "--results", str(other),
-                 "--out", str(out)]) == 0
-    assert (out / "board.md").exists()
-    assert f"wrote {out / 'board.md'}" in capsys.readouterr().out
+    assert _with_output(board, argparse.Namespace(results=str(other), out=str(out))).out_dir == out.resolve()
+    before = {p.name: p.read_bytes() for p in committed.glob("board.*")}
+    assert main(["board", str(spec), "--results", str(other)]) == 2
+    assert f"no record of any of the board's 20 cells in the store {other.resolve()}" in _one_line_error(capsys)
+    assert {p.name: p.read_bytes() for p in committed.glob("board.*")} == before
+    assert not other.exists()

@@ -19,10 +19,14 @@ def test_collects_entries_and_writes_the_board(pytester: pytest.Pytester, tmp_pa
     collected = _run(pytester, results, str(board), "--collect-only", "-q")
     names = [line for line in collected.outlines if "mini.yaml::" in line]
     assert len(names) == 3 and any("/npo/seed0" in n for n in names)
+    assert not results.exists() and not (pytester.path / "leaderboards" / "mini").exists()  # nothing ran
     selected = _run(pytester, results, str(board), "-k", "npo")
     selected.assert_outcomes(passed=1, deselected=2)
     assert "leaderboard mini v1" in selected.stdout.str()
-    assert (pytester.path / "leaderboards" / "mini" / "board.md").exists()
+    # two of the three cells have no record: the tables go under the store, not next to the board
+    assert "2 of 3 cells missing in" in selected.stdout.str()
+    assert (results / "boards" / "mini" / "board.md").exists()
+    assert not (pytester.path / "leaderboards" / "mini").exists()
 
 
 def test_failed_entry_fails_and_last_failed_reruns_only_it(pytester: pytest.Pytester, tmp_path: Path) -> None:
