@@ -316,6 +316,31 @@ def cmd_build_oracle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_checkpoints(args: argparse.Namespace) -> int:
+    """Build (and with --ship, ship) the embedded task's tokenizer, targets and oracles, or verify that a local
+    build reproduces the shipped weights (exit 1 where one does not)."""
+    from bench.checkpoints import build, ship, verify
+
+    _quiet()
+    if args.action == "verify":
+        results = verify(args.task, args.split, args.seeds, args.jobs)
+        for r in results:
+            state = "identical" if r.equal else f"DIFFERENT (max |diff| {r.max_abs_diff:.3g})"
+            print(f"{r.name}: shipped {r.shipped[:16]} local {r.built[:16]}: {state}")
+        if not results:
+            print("no shipped checkpoints to verify")
+        return 0 if results and all(r.equal for r in results) else 1
+    if args.ship:
+        folders = ship(args.task, args.split, args.seeds, args.jobs)
+    else:
+        from bench.paths import cache_dir
+
+        folders = build(args.task, args.split, args.seeds, cache_dir(), args.jobs)
+    for folder in folders:
+        print(f"wrote {folder}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from bench.models.presets import load_preset, preset_names
 
@@ -442,6 +467,14 @@ def build_parser() -> argparse.ArgumentParser:
     oracle.add_argument("task", help="task name, e.g. tofu")
     oracle.add_argument("split", help="forget split, e.g. forget10")
     oracle.add_argument("--model", required=True, help="model preset (models/NAME.yaml), e.g. tofu_phi15")
+    ckpt = sub.add_parser("checkpoints", help="build the embedded task's tokenizer, targets and oracles (--ship: into "
+                                              "tasks/<family>/checkpoints/), or verify a local build against them")
+    ckpt.add_argument("action", choices=("build", "verify"))
+    ckpt.add_argument("task", nargs="?", default="synthetic", help="task name (default: synthetic)")
+    ckpt.add_argument("split", nargs="?", default="forget10", help="forget split (default: forget10)")
+    ckpt.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="replicate seeds (default: 0 1 2)")
+    ckpt.add_argument("--jobs", type=int, default=2, help="build processes (default: 2)")
+    ckpt.add_argument("--ship", action="store_true", help="copy the builds into the shipped checkpoints folder")
     sub.add_parser("presets", help="list the model presets and their unpinned checkpoints")
     new = sub.add_parser("new-method", help="write a method file and its submission entry from the template")
     new.add_argument("name", help="registered name of the new method, e.g. my_method")
@@ -465,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"docs": cmd_docs, "run": cmd_run, "board": cmd_board, "ls": cmd_ls, "perf": cmd_perf,
                 "submit": cmd_submit, "new-method": cmd_new_method, "tune": cmd_tune, "geffect": cmd_geffect,
-                "build-oracle": cmd_build_oracle, "presets": cmd_presets,
+                "build-oracle": cmd_build_oracle, "presets": cmd_presets, "checkpoints": cmd_checkpoints,
                 "release": cmd_release, "cite": cmd_cite}
     try:
         from bench.store import report_corrupt_records

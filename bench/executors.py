@@ -5,7 +5,7 @@ executor gives the same records (up to ``timings`` and ``env``); they differ onl
 
 - ``InProcessExecutor``: one cell after another in this process (``-j 1``, and always under ``accelerate launch`` /
   ``torchrun``, where every process runs every cell data-parallel).
-- ``LocalPoolExecutor(jobs)``: ``jobs`` spawned worker processes on this machine, each with ``cpu_count // jobs``
+- ``LocalPoolExecutor(jobs)``: ``jobs`` spawned worker processes on this machine, each with ``compute_threads()``
   torch threads (the default, ``jobs = default_jobs()``). The models are tiny: one process with two intra-op threads
   leaves part of a 2-core CPU idle between small matmuls, while two single-threaded processes keep both cores busy.
   The tokenizer is built first, then the target and the oracle side by side in two workers, then the reference
@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.numerics import compute_threads
 from bench.spec import SpecError
 
 if TYPE_CHECKING:
@@ -188,7 +189,8 @@ def _run_in_worker(cell: Cell, board: LeaderboardSpec, root: str, reuse: bool) -
 
 
 class LocalPoolExecutor(Executor):
-    """``jobs`` spawned worker processes with ``threads`` torch threads each (default ``cpu_count // jobs``).
+    """``jobs`` spawned worker processes with ``threads`` torch threads each (default
+    ``bench.numerics.compute_threads``: every number is computed at one thread count, whatever the entry point).
 
     Used plainly, ``run`` starts the pool, runs the cells and stops it; one pending cell, ``jobs == 1`` or a model
     preset (one pretrained model at a time, in this process and on its GPU) runs in this process instead. Used as a
@@ -200,7 +202,7 @@ class LocalPoolExecutor(Executor):
     def __init__(self, jobs: int, threads: int | None = None, plugins: Sequence[str] = ()) -> None:
         super().__init__(plugins)
         self.jobs = max(1, jobs)
-        self.threads = threads or max(1, (os.cpu_count() or 1) // self.jobs)
+        self.threads = threads or compute_threads()
         self._pool = None
 
     def describe(self) -> str:

@@ -42,6 +42,8 @@ from bench.geffect.callback import DATA_SETS as GEFFECT_SETS
 from bench.metrics.base import IDEALS, ItemMetric, distance_to_ideal
 from bench.registry import METHODS, METRICS
 from bench.runner import REFERENCE_KINDS, make_run_spec, reference_id
+from bench.seedstats import Ranking, SeedDraws, rank_rows, seed_matrix, significantly
+from bench.seedstats import interval as seed_interval
 from bench.spec import LeaderboardSpec, MethodEntry, RunSpec, SpecError, TaskEntry, read_yaml
 from bench.store import Store, atomic_write_text
 
@@ -307,10 +309,24 @@ def record_value(record: dict | None, column: str, field: str = "value") -> floa
         section, field = ("calibration", "alpha") if column == "alpha" else ("tradeoff", "auc")
         value = (control.get(section) or {}).get(field)
     else:
-        raw = column.removeprefix(CALIBRATED)
-        source = record.get("metrics") if reference or raw == column else control.get("calibrated_metrics")
-        value = ((source or {}).get(raw) or {}).get(field)
+        value = _metric_entry(record, column).get(field)
     return None if value is None else float(value)
+
+
+def _metric_entry(record: dict, column: str) -> dict:
+    """The stored metric dict of metric column ``column`` (raw, or ``calibrated/``: on a reference its raw one)."""
+    raw = column.removeprefix(CALIBRATED)
+    reference = record.get("kind") == "reference"
+    source = record.get("metrics") if reference or raw == column else (record.get("control") or {}).get(
+        "calibrated_metrics")
+    return (source or {}).get(raw) or {}
+
+
+def record_boot(record: dict | None, column: str) -> list | None:
+    """The metric's values on the evaluation's shared item draws (``boot``), or None (no replicates stored)."""
+    if not record or record.get("status") != "ok" or column in GEFFECT_COLUMNS or column in CONTROL_COLUMNS:
+        return None
+    return _metric_entry(record, column).get("boot")
 
 
 def record_text(record: dict | None, column: str) -> str | None:
@@ -329,12 +345,23 @@ def _metric_values(records: list[dict], column: str) -> list[float]:
     return [v for v in values if v is not None]
 
 
-def _interval(row: dict, records: list[dict], column: str) -> None:
-    """``<column> ci_low`` / ``ci_high``: the bootstrap 95% interval over items of a single record's metric (with
-    several seeds the spread over seeds, ``<column> std``, is the reported uncertainty); NaN otherwise."""
-    for field in ("ci_low", "ci_high"):
-        value = record_value(records[0], column, field) if len(records) == 1 else None
-        row[f"{column} {field}"] = np.nan if value is None else value
+def _aggregate(row: dict, records: list[dict], column: str, draws: SeedDraws) -> np.ndarray | None:
+    """Fill ``row``'s ``<column>`` (mean over the seeds' records), ``<column> std`` (over seeds) and
+    ``<column> ci_low`` / ``ci_high`` (the hierarchical bootstrap over seeds and items, ``bench.seedstats``);
+    return the bootstrap draws (None where the column has no value)."""
+    pairs = [(r, record_value(r, column)) for r in records]
+    pairs = [(r, v) for r, v in pairs if v is not None]
+    row[column] = float(np.mean([v for _, v in pairs])) if pairs else np.nan
+    row[f"{column} std"] = float(np.std([v for _, v in pairs], ddof=1)) if len(pairs) > 1 else np.nan
+    if not pairs or column in TEXT_COLUMNS:
+        row[f"{column} ci_low"] = row[f"{column} ci_high"] = np.nan
+        return None
+    resampled = draws.resample(seed_matrix([v for _, v in pairs], [record_boot(r, column) for r, _ in pairs]))
+    if len(pairs) == 1 and record_boot(pairs[0][0], column) is None:  # one value, no replicates: no interval
+        row[f"{column} ci_low"] = row[f"{column} ci_high"] = np.nan
+        return resampled
+    row[f"{column} ci_low"], row[f"{column} ci_high"] = seed_interval(resampled)
+    return resampled
 
 
 def _text_value(records: list[dict], column: str) -> str | float:
@@ -357,7 +384,10 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
     keys = list(dict.fromkeys((*board.all_columns, key)))
     rows: list[dict] = []
     geffect: dict[str, dict[str, dict]] = {t.label: {} for t in board.tasks}
+    resampled: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for task in board.tasks:
+        draws = SeedDraws.make(len(board.seeds))
+        task_draws = resampled.setdefault(task.label, {c: {} for c in keys})
         data = load_task(task.task, task.split)
         preset = None
         if task.model:  # the preset's references (its checkpoints, in its prompt format)
@@ -366,14 +396,13 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
             preset = load_preset(task.model)
             apply_to_task(preset, data)
         for kind in REFERENCE_KINDS:
-            record = store.load("refs", reference_id(data, kind, preset))
+            ids = list(dict.fromkeys(reference_id(data, kind, preset, seed) for seed in board.seeds))
+            found = [r for r in (store.load("refs", i) for i in ids) if r is not None]
             row = {"task": task.label, "method": REFERENCE_LABELS[kind], "reference": True,
-                   "seeds": "", "status": "ok" if record else "missing"}
+                   "seeds": f"{len(found)}/{len(ids)}" if len(ids) > 1 else "",
+                   "status": "ok" if len(found) == len(ids) else "missing"}
             for column in keys:
-                values = _metric_values([record] if record else [], column)
-                row[column] = values[0] if values else np.nan
-                row[f"{column} std"] = np.nan
-                _interval(row, [record] if record else [], column)
+                task_draws[column][row["method"]] = _aggregate(row, found, column, draws)
             rows.append(row)
         method_rows = []
         for entry in board.methods:
@@ -390,21 +419,21 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
             row = {"task": task.label, "method": entry.display, "reference": False,
                    "seeds": f"{len(ok)}/{len(mine)}", "status": status}
             for column in keys:
-                values = _metric_values(ok, column)
-                row[column] = float(np.mean(values)) if values else np.nan
-                row[f"{column} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
-                _interval(row, ok, column)
+                task_draws[column][entry.display] = _aggregate(row, ok, column, draws)
                 if column in TEXT_COLUMNS:
                     row[column] = _text_value(ok, column)
             method_rows.append(row)
             facts = _geffect_facts(mine, ok, store)
             if facts:
                 geffect[task.label][entry.display] = facts
+        _mark_ranks(method_rows, key, task_draws.get(key, {}))
         method_rows.sort(key=_row_order(board, key))
         rows.extend(method_rows)
     table = pd.DataFrame(rows)
     if key not in board.all_columns:
         table = table.drop(columns=[key, f"{key} std", f"{key} ci_low", f"{key} ci_high"], errors="ignore")
+    table.attrs["draws"] = {t: {c: {m: d for m, d in by.items() if d is not None} for c, by in cols.items()}
+                            for t, cols in resampled.items()}
     table.attrs["geffect"] = {name: facts for name, facts in geffect.items() if facts}
     return table
 
@@ -414,6 +443,35 @@ def _order_text(board: LeaderboardSpec) -> str:
     if direction in IDEALS:
         return f"closest to {IDEALS[direction]:g} first"
     return "descending" if board.sort.descending else "ascending"
+
+
+def score_of(column: str):
+    """Map values of ``column`` so that smaller is better: the value (lower), its negation (higher), or the
+    distance to the ideal (zero / half)."""
+    direction = column_direction(column)
+    if direction in IDEALS:
+        return lambda v: np.abs(np.asarray(v, dtype=float) - IDEALS[direction])
+    if direction == "higher":
+        return lambda v: -np.asarray(v, dtype=float)
+    return lambda v: np.asarray(v, dtype=float)
+
+
+def ranking(table: pd.DataFrame, task: str, column: str, labels: Sequence[str] | None = None) -> Ranking | None:
+    """Significance of ``column``'s order among ``task``'s method rows (or ``labels``), from the board's shared
+    bootstrap draws (``table.attrs["draws"]``)."""
+    draws = (table.attrs.get("draws") or {}).get(task, {}).get(column, {})
+    rows = table[(table["task"] == task) & ~table["reference"].astype(bool)]
+    points = {m: float(v) for m, v in zip(rows["method"], rows[column]) if labels is None or m in labels}
+    return rank_rows(points, draws, score_of(column))
+
+
+def _mark_ranks(method_rows: list[dict], key: str, draws: dict[str, np.ndarray]) -> None:
+    """``rank`` (the 95% interval of the row's rank by ``key``) and ``tied_best`` (not significantly worse than the
+    best row) of each method row."""
+    result = rank_rows({r["method"]: r.get(key, np.nan) for r in method_rows}, draws, score_of(key))
+    for row in method_rows:
+        row["rank"] = result.rank_text(row["method"]) if result else ""
+        row["tied_best"] = bool(result and row["method"] in result.tied)
 
 
 def _row_order(board: LeaderboardSpec, key: str):
@@ -464,13 +522,14 @@ def _geffect_facts(cells: list[Cell], ok: list[dict], store: Store) -> dict:
 
 
 def _format(value: float, std: float, spec: str = ".3f", low: float = np.nan, high: float = np.nan) -> str:
-    """``value ± std`` over seeds; with one seed ``value [low, high]`` when the bootstrap interval is known."""
+    """``value [low, high]`` with the hierarchical bootstrap 95% interval (over seeds and items) where it is known,
+    else ``value ± std`` over seeds, else the value."""
     if np.isnan(value):
         return "—"
-    if not np.isnan(std):
-        return f"{value:{spec}} ± {std:{spec}}"
     if not (np.isnan(low) or np.isnan(high)):
         return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+    if not np.isnan(std):
+        return f"{value:{spec}} ± {std:{spec}}"
     return f"{value:{spec}}"
 
 
@@ -521,8 +580,16 @@ def _names(names: Sequence[str], limit: int = 4) -> str:
     return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
-def _best(names: Sequence[str]) -> str:
-    return f"the best is {names[0]}" if len(names) == 1 else f"the best are {_names(names)} (tied)"
+def _best_group(sig: Ranking | None, rows: pd.DataFrame, column: str) -> str:
+    """"the best is X at v, significantly ahead of the rest" or "X at v is best, statistically tied with A, B"."""
+    if sig is None:
+        return "no method has a value"
+    value = float(rows.loc[rows["method"] == sig.best, column].iloc[0])
+    others = [m for m in sig.tied if m != sig.best]
+    if not others:
+        return f"the best is {sig.best} at {value:.3f}, significantly ahead of every other method"
+    return (f"{sig.best} has the best mean ({value:.3f}) but is not significantly better than "
+            f"{_names(others, limit=6)}")
 
 
 def _strength(tau: float) -> str:
@@ -566,17 +633,21 @@ def finding(board: LeaderboardSpec, table: pd.DataFrame) -> str:
                     agreement = "Kendall τ_b is undefined, one of the orders being all ties"
                 parts.append(f"Ranking the {len(names)} methods by raw `{raw_key}` and by `{cal_key}` (forget "
                              f"efficacy at matched utility; {column_direction(raw_key)} is better): {agreement}.")
-                best_raw = [n for n, r in zip(names, raw_rank) if r == 1]
-                best_cal = [n for n, r in zip(names, cal_rank) if r == 1]
-                parts.append(f"Raw, {_best(best_raw)} at {raw[raw_rank == 1][0]:.3f}; calibrated, "
-                             f"{_best(best_cal)} at {cal[cal_rank == 1][0]:.3f}.")
+                raw_sig, cal_sig = ranking(table, task_name, raw_key, names), ranking(table, task_name, cal_key, names)
+                parts.append(f"Raw, {_best_group(raw_sig, both, raw_key)}; calibrated, "
+                             f"{_best_group(cal_sig, both, cal_key)}.")
                 moves = sorted(zip(names, raw_rank, cal_rank), key=lambda m: (-abs(m[2] - m[1]), m[1], m[0]))
-                moved = [m for m in moves if m[1] != m[2]][:3]
+                # a move is stated only where the two 95% rank intervals are disjoint
+                moved = [m for m in moves if raw_sig and cal_sig and m[0] in raw_sig.ranks and m[0] in cal_sig.ranks
+                         and (raw_sig.ranks[m[0]][1] < cal_sig.ranks[m[0]][0]
+                              or cal_sig.ranks[m[0]][1] < raw_sig.ranks[m[0]][0])][:3]
                 if moved:
-                    parts.append(f"Largest moves (rank raw → calibrated, of {len(names)}): " +
-                                 "; ".join(f"{n} {r} → {c}" for n, r, c in moved) + ".")
+                    parts.append(f"Largest significant moves (rank raw → calibrated, of {len(names)}; 95% rank "
+                                 "intervals disjoint): " +
+                                 "; ".join(f"{n} {raw_sig.rank_text(n)} → {cal_sig.rank_text(n)}"
+                                           for n, _, _ in moved) + ".")
                 else:
-                    parts.append("No method changes rank.")
+                    parts.append("No method's rank interval moves clear of its other one.")
             else:
                 parts.append(f"Fewer than two methods have both `{raw_key}` and `{cal_key}`, so there is no "
                              "ranking to compare.")
@@ -646,6 +717,20 @@ RELEARN_KEY, RELEARN_MARGIN = "relearn/forget/es", 0.1
 LM_EVAL_KEY = "lm_eval/synthetic_world_mc/acc"
 
 
+def _draws(table: pd.DataFrame, task: str, column: str, label: str) -> np.ndarray | None:
+    return (table.attrs.get("draws") or {}).get(task, {}).get(column, {}).get(label)
+
+
+def _significantly_above(table: pd.DataFrame, task: str, column: str, label: str, base: np.ndarray | None,
+                         margin: float, below: bool = False) -> bool:
+    """Whether row ``label``'s ``column`` exceeds ``base`` (paired draws) by more than ``margin`` at 95%
+    (``below``: falls short of it)."""
+    mine = _draws(table, task, column, label)
+    if mine is None or base is None:
+        return False
+    return significantly(base - mine if below else mine - base, margin)
+
+
 def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
     """The "Robustness and utility" paragraph, computed from ``table`` when it has the columns: which methods'
     forget knowledge comes back under the relearning attack beyond what the retain oracle learns from the same
@@ -663,7 +748,9 @@ def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
             base, base_before = float(oracle[RELEARN_KEY].iloc[0]), float(oracle[before_key].iloc[0])
             known = methods[np.isfinite(methods[[RELEARN_KEY, before_key]].to_numpy(float)).all(axis=1)]
             forgot = known[known[before_key] <= base_before + RELEARN_MARGIN]
-            recovered = forgot[forgot[RELEARN_KEY] > base + RELEARN_MARGIN].sort_values(RELEARN_KEY, ascending=False)
+            oracle_draws = _draws(table, task_name, RELEARN_KEY, REFERENCE_LABELS["oracle"])
+            recovered = forgot[[_significantly_above(table, task_name, RELEARN_KEY, m, oracle_draws, RELEARN_MARGIN)
+                                for m in forgot["method"]]].sort_values(RELEARN_KEY, ascending=False)
             text = (f"After the relearning attack (fine-tuning on a quarter of the forget items), the retain oracle "
                     f"reaches `{RELEARN_KEY}` = {base:.3f} on the other items ({base_before:.3f} before). ")
             if not len(forgot):
@@ -674,23 +761,29 @@ def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
                          "above the oracle's), ")
                 if len(recovered):
                     top = recovered.iloc[0]
-                    text += (f"{len(recovered)} recover more than {RELEARN_MARGIN} above the oracle: forgetting that "
+                    text += (f"{len(recovered)} recover significantly more than {RELEARN_MARGIN} above the oracle "
+                             "(paired bootstrap over seeds, 95%): forgetting that "
                              f"a little fine-tuning undoes is suppression (most: {top['method']}, "
                              f"{float(top[before_key]):.3f} → {float(top[RELEARN_KEY]):.3f})")
-                    robust = forgot[forgot[RELEARN_KEY] <= base + RELEARN_MARGIN]
-                    text += f"; as robust as the oracle: {_names(list(robust['method']))}." if len(robust) else "."
+                    robust = forgot[~forgot["method"].isin(recovered["method"])]
+                    text += (f"; not significantly less robust than that: {_names(list(robust['method']))}."
+                             if len(robust) else ".")
                 else:
-                    text += f"none recovers more than {RELEARN_MARGIN} above the oracle."
+                    text += f"none recovers significantly more than {RELEARN_MARGIN} above the oracle."
             parts.append(text)
         if LM_EVAL_KEY in rows and len(target) and np.isfinite(target[LM_EVAL_KEY].iloc[0]):
             u_target = float(target[LM_EVAL_KEY].iloc[0])
             threshold = board.control.tau * u_target
             known = methods[np.isfinite(methods[LM_EVAL_KEY].astype(float))]
-            lost = known[known[LM_EVAL_KEY] < threshold].sort_values(LM_EVAL_KEY)
+            target_draws = _draws(table, task_name, LM_EVAL_KEY, REFERENCE_LABELS["target"])
+            lost = known[[target_draws is not None and _significantly_above(
+                table, task_name, LM_EVAL_KEY, m, board.control.tau * target_draws, 0.0, below=True)
+                for m in known["method"]]].sort_values(LM_EVAL_KEY)
             text = (f"Real-world utility through lm-eval (`{LM_EVAL_KEY}`): the target scores {u_target:.3f}; ")
-            text += (f"{len(lost)} of {len(known)} raw endpoints fall below τ times that ({threshold:.3f}): "
-                     f"{_names(list(lost['method']))}." if len(lost) else
-                     f"every raw endpoint keeps at least τ times that ({threshold:.3f}).")
+            text += (f"{len(lost)} of {len(known)} raw endpoints fall significantly below τ times that "
+                     f"({threshold:.3f}; paired bootstrap over seeds, 95%): {_names(list(lost['method']))}."
+                     if len(lost) else
+                     f"no raw endpoint falls significantly below τ times that ({threshold:.3f}).")
             parts.append(text)
         if parts:
             prefix = f"On `{task_name}`: " if table["task"].nunique() > 1 else ""
@@ -797,12 +890,18 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
         geffect_plots = [str(p.relative_to(board.out_dir)) for p in plot_index(board).values() if p.exists()]
     from tabulate import tabulate
 
+    ranked = "rank" in table
+
     def render(columns: Sequence[str], status: bool) -> str:
-        headers = ["task", "method", "seeds", *[f"{c} {ARROWS[column_direction(c)]}" for c in columns]]
+        headers = ["task", "method", "seeds", *(["rank"] if status and ranked else []),
+                   *[f"{c} {ARROWS[column_direction(c)]}" for c in columns]]
         body = []
         for _, row in table.iterrows():
             name = f"*{row['method']}*" if row["reference"] else row["method"]
-            body.append([row["task"], name, row["seeds"], *[_cell(row, c) for c in columns],
+            if not row["reference"] and row.get("tied_best") is True:
+                name = f"**{name}**"
+            rank = [row.get("rank") if isinstance(row.get("rank"), str) else ""] if status and ranked else []
+            body.append([row["task"], name, row["seeds"], *rank, *[_cell(row, c) for c in columns],
                          *([row["status"]] if status else [])])
         return tabulate(body, headers=headers + (["status"] if status else []), tablefmt="github",
                         disable_numparse=True) + "\n"
@@ -816,12 +915,18 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
     note = (f"Budget ({tier}AdamW): {budget.steps} steps, lr {budget.lr:g}, "
             f"batch {budget.batch_size} x {budget.grad_accum}, "
             f"seeds {list(board.seeds)}. Sorted by `{board.sort.by}` ({_order_text(board)}). Reference rows in "
-            "italics. ↑/↓: higher/lower is better; →0/→½: best at 0 / 0.5 (PrivLeak, membership AUC: negative "
-            "PrivLeak or AUC below 0.5 is over-unlearning, itself a leak); on the forget split less knowledge is "
-            "better, except forget quality and truth ratio, which are best when they match the retain oracle. With "
-            "several seeds a cell is mean ± std over seeds; with one seed, `value [low, high]` is the bootstrap 95% "
-            "interval over items "
-            "(also in `board.csv` as `<column> ci_low`, `<column> ci_high`).\n\n")
+            "italics. ↑/↓: higher/lower is better; →0/→½: best at 0 / 0.5 (MUSE PrivLeak: negative is "
+            "under-unlearning, −100 a full leak, positive is over-unlearning; a membership AUC below 0.5 is "
+            "over-unlearning, itself a leak); on the forget split less knowledge is "
+            "better, except forget quality and truth ratio, which are best when they match the retain oracle. "
+            "A seed is a replicate of the whole experiment: its own target, retain oracle and unlearning order. "
+            "A cell is `mean [low, high]`: the mean over seeds and a 95% interval from a hierarchical bootstrap "
+            "(seeds drawn with replacement, then one shared draw of the evaluated items; `bench/seedstats.py`), so "
+            "it covers training noise and item sampling (also in `board.csv` as `<column> ci_low`, `<column> "
+            "ci_high`, with `<column> std` over seeds); a column without per-item values (lm-eval, relearning) "
+            "has seed variance only, or with one seed `± std` is absent. `rank`: the 95% interval of the row's "
+            f"rank by `{board.sort.by}` over the same draws; **bold** methods are not significantly different "
+            "from the best row (the paired bootstrap interval of the difference contains 0).\n\n")
     protocol = protocol_line(board) + "\n\n"
     if _has_geffect(board, table):
         protocol += GEFFECT_SIGN_LINE + "\n\n"

@@ -7,6 +7,7 @@ ratios from disk instead of re-scoring the oracle for every run.
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import subprocess
 import time
@@ -19,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import transformers
 
 from bench.control.controller import Controller
 from bench.data.tasks import TaskData, load_task, load_task_config
@@ -29,7 +29,8 @@ from bench.geffect.callback import GEffectRecorder
 from bench.methods.base import ReferenceModel, full_hparams, make_method
 from bench.metrics.evaluate import SELF, Evaluation, evaluate, per_item_from_rows
 from bench.models.presets import ModelPreset, PresetModel, apply_to_task, load_preset, preset_models, preset_tokenizer
-from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_key, model_split
+from bench.models.tiny import BuiltModel, TaskSplit, get_model, get_tokenizer, model_identity, model_key, model_split
+from bench.numerics import numerics_env, pin_threads
 from bench.paths import REPO_ROOT, cache_dir
 from bench.spec import AdapterSpec, Budget, ControlSpec, RunSpec, content_hash
 from bench.store import SCHEMA_VERSION, Store
@@ -38,10 +39,12 @@ from bench.train import NonFiniteLossError, TrainResult, unlearn
 REFERENCE_KINDS = ("target", "oracle")
 
 
-@cache
-def env_info() -> dict[str, Any]:
-    """Versions and code state that can change a number (timing-free, so records stay comparable)."""
+NUMBER_PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "scikit-learn", "rouge-score",
+                   "datasets", "lm-eval", "peft", "accelerate", "safetensors")  # every package that can move a number
 
+
+@cache
+def _static_env() -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -49,9 +52,23 @@ def env_info() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "device": "cpu", "threads": torch.get_num_threads(),
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return ""
+
+    return {"python": platform.python_version(), **{name: version(name) for name in NUMBER_PACKAGES},
+            "mkl": torch.backends.mkl.is_available() and torch.__config__.show().split("Math Kernel Library Version")[
+                -1].split("Product")[0].strip() or "",
             "git_commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+def env_info() -> dict[str, Any]:
+    """Versions, code state and numerics (``bench.numerics.numerics_env``: threads, CPU capability, kernel
+    settings, CPU model) that can change a number; timing-free, so records stay comparable. Not part of a
+    record's evidence: a release compares numbers, and the env says why two differ."""
+    return {**_static_env(), "device": "cpu", **numerics_env()}
 
 
 def run_env() -> dict[str, Any]:
@@ -111,8 +128,10 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
             raise SpecError(f"{source or 'run'}: model: {problem}")
         model_fields = {"kind": "preset", "preset": preset.name, "preset_digest": preset.digest}
     else:
+        data = TaskSplit(config, split)  # the ids need the recipe and the shipped hashes, not the datasets
         model_fields = {"kind": "tiny-llama",
-                        "target": content_hash([config.digest, model_split(config, split, "target"), "target"])}
+                        "target": content_hash([config.digest, model_split(config, split, "target"), "target"]),
+                        "weights": {kind: model_identity(data, kind, seed) for kind in REFERENCE_KINDS}}
     return RunSpec(task=config.ref, split=split, method=method, hparams=full_hparams(instance),
                    model={**model_fields, "task_digest": config.digest, "eval_version": EVAL_VERSION},
                    budget=budget,
@@ -121,7 +140,7 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
 
 # Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
 # older evaluation are recomputed instead of silently missing the new metrics.
-EVAL_VERSION = 6
+EVAL_VERSION = 7
 
 
 LM_EVAL = "lm_eval/"
@@ -166,15 +185,23 @@ def external_metrics(model, tokenizer, data: TaskData, timings: dict[str, float]
     return out
 
 
-def reference_id(data: TaskData, kind: str, preset: ModelPreset | None = None) -> str:
-    """Id of the reference record of ``kind`` (target / oracle); the tiny models' ids are unchanged by presets."""
+def reference_id(data: TaskData, kind: str, preset: ModelPreset | None = None, replicate: int = 0) -> str:
+    """Id of the reference record of ``kind`` (target / oracle) of replicate ``replicate``: the tiny model's weight
+    identity (``model_identity``) or the preset's digest (a preset has one target whatever the replicate)."""
     parts: list[Any] = [data.config.digest, data.split, kind, "eval", EVAL_VERSION]
-    return content_hash(parts if preset is None else [*parts, "preset", preset.digest])
+    if preset is not None:
+        return content_hash([*parts, "preset", preset.digest])
+    return content_hash([*parts, "weights", model_identity(data, kind, replicate)])
 
 
 def metrics_dict(evaluation: Evaluation) -> dict[str, dict]:
+    """The record's metrics: value, stderr, n, split, the bootstrap interval over items and ``boot``, the metric on
+    each shared item draw (6 significant digits), which the board's hierarchical bootstrap over seeds resamples."""
+    def boot(values) -> dict:
+        return {} if values is None else {"boot": [None if not np.isfinite(x) else float(f"{x:.6g}") for x in values]}
+
     return {k: {"value": v.value, "stderr": v.stderr, "n": v.n, "split": v.split, "ci_low": v.ci_low,
-                "ci_high": v.ci_high} for k, v in sorted(evaluation.metrics.items())}
+                "ci_high": v.ci_high, **boot(v.replicates)} for k, v in sorted(evaluation.metrics.items())}
 
 
 @dataclass
@@ -211,26 +238,28 @@ def _reference_rows(store: Store, ref_id: str) -> list[dict]:
     return shared_references().per_item("refs", ref_id)
 
 
-def get_references(data: TaskData, store: Store, preset: ModelPreset | None = None) -> References:
-    """Build (or load) tokenizer, target and oracle (the task's tiny models, or ``preset``'s checkpoints), and their
-    evaluation records."""
+def get_references(data: TaskData, store: Store, preset: ModelPreset | None = None,
+                   replicate: int = 0) -> References:
+    """Build (or load) tokenizer, target and oracle (the task's tiny models of replicate ``replicate``, or
+    ``preset``'s checkpoints), and their evaluation records."""
+    pin_threads()
     if preset is None:
         tokenizer = get_tokenizer(data)
-        built: dict[str, BuiltModel | PresetModel] = {"target": get_model(data, "target"),
-                                                      "oracle": get_model(data, "oracle")}
+        built: dict[str, BuiltModel | PresetModel] = {kind: get_model(data, kind, replicate=replicate)
+                                                      for kind in REFERENCE_KINDS}
     else:
         tokenizer = preset_tokenizer(preset)
         built = dict(preset_models(preset, data, tokenizer))
     records: dict[str, dict] = {}
     oracle_per_item: dict = {}
     for kind in ("oracle", "target"):  # the oracle first: the target's forget quality is measured against it
-        ref_id = reference_id(data, kind, preset)
+        ref_id = reference_id(data, kind, preset, replicate)
         record = store.load("refs", ref_id)
         if record is None:
             record = _copy_shared_reference(store, ref_id)
         if kind == "target" or record is not None:
             oracle_per_item = oracle_per_item or per_item_from_rows(
-                _reference_rows(store, reference_id(data, "oracle", preset)))
+                _reference_rows(store, reference_id(data, "oracle", preset, replicate)))
         if record is None:
             start = time.perf_counter()
             oracle = SELF if kind == "oracle" else oracle_per_item
@@ -239,7 +268,10 @@ def get_references(data: TaskData, store: Store, preset: ModelPreset | None = No
             record = {"schema_version": SCHEMA_VERSION, "record_id": ref_id, "kind": "reference", "status": "ok",
                       "error": None,
                       "spec": {"task": data.config.ref, "split": data.split, "model": kind,
-                               "model_key": model_key(data, kind) if preset is None else built[kind].location,
+                               "model_key": (model_key(data, kind, replicate) if preset is None
+                                             else built[kind].location),
+                               **({"replicate": replicate, "weights": model_identity(data, kind, replicate)}
+                                  if preset is None else {}),
                                "task_digest": data.config.digest,
                                **({"preset": preset.name} if preset is not None else {})},
                       "metrics": {**metrics_dict(evaluation), **external_metrics(model, tokenizer, data)},
@@ -347,6 +379,7 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
         if existing is not None:
             return existing
     preset = spec_preset(spec)
+    pin_threads()  # the same thread count on every entry point (bench.numerics)
     with use_runtime(runtime_for(preset)) as rt:
         reset_peak_memory(rt.device)
         return _execute(spec, store, preset)
@@ -365,7 +398,7 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> dict:
         data = load_task(spec.task, spec.split)
         if preset is not None:
             apply_to_task(preset, data)
-        refs = get_references(data, store, preset)
+        refs = get_references(data, store, preset, replicate=spec.seed)
         timings["references_seconds"] = round(time.perf_counter() - start, 3)
         method = make_method(spec.method, spec.hparams)
         tokenizer = refs.tokenizer

@@ -46,6 +46,9 @@ class MetricValue:
     split: str
     ci_low: float | None = None  # bootstrap 95% interval of the mean over items (percentile method)
     ci_high: float | None = None
+    # the metric on each of the evaluation's shared item draws (``bootstrap_draws``): what the board's hierarchical
+    # bootstrap over seeds and items resamples; None where the evaluation has no draws (fewer than 2 items)
+    replicates: np.ndarray | None = None
 
 
 def bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -92,23 +95,24 @@ class _Resampled(Mapping):
         return len(self.values)
 
 
-def bootstrap_model_intervals(computes: Mapping[str, Callable[[Mapping, Mapping | None], float]],
-                              per_item: Mapping[str, Mapping[str, np.ndarray]],
-                              oracle: Mapping[str, Mapping[str, np.ndarray]] | None, level: float = 0.95,
-                              resamples: int = MODEL_BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                              ) -> dict[str, tuple[float, float] | tuple[None, None]]:
-    """Percentile bootstrap intervals of model metrics over items: each resample draws the items of every split
-    with replacement (seeded; one draw per split, shared by every metric and by the model's and the oracle's
-    per-item values, which describe the same items in the same order) and recomputes each metric. ``oracle`` may be
-    ``per_item`` itself (a model that is its own reference). Non-finite resampled values are dropped; an interval
-    is None when fewer than half of its resamples are finite or a split has fewer than 2 items."""
+def bootstrap_draws(sizes: Mapping[str, int], resamples: int = MODEL_BOOTSTRAP_RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> list[dict[str, np.ndarray]]:
+    """``resamples`` draws of item indices with replacement, one per split (seeded, in ``sizes``' order). Two
+    evaluations of the same splits get the same draws, so replicate b of two models (two methods, two seeds)
+    resamples the same items: what a paired, hierarchical bootstrap over seeds and items needs."""
     rng = np.random.default_rng(seed)
-    sizes = {split: len(next(iter(values.values()))) for split, values in per_item.items() if values}
-    if not sizes or min(sizes.values()) < 2:
-        return {name: (None, None) for name in computes}
+    return [{split: rng.integers(0, n, size=n) for split, n in sizes.items()} for _ in range(resamples)]
+
+
+def bootstrap_model_replicates(computes: Mapping[str, Callable[[Mapping, Mapping | None], float]],
+                               per_item: Mapping[str, Mapping[str, np.ndarray]],
+                               oracle: Mapping[str, Mapping[str, np.ndarray]] | None,
+                               draws: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Each model metric recomputed on every draw of ``bootstrap_draws`` (the model's and the oracle's per-item
+    values resampled together: they describe the same items in the same order). ``oracle`` may be ``per_item``
+    itself (a model that is its own reference). A resample where a metric is undefined gives NaN."""
     stats: dict[str, list[float]] = {name: [] for name in computes}
-    for _ in range(resamples):
-        draw = {split: rng.integers(0, n, size=n) for split, n in sizes.items()}
+    for draw in draws:
         model_view = _Resampled(per_item, draw)
         oracle_view = model_view if oracle is per_item else (None if oracle is None else _Resampled(oracle, draw))
         for name, compute in computes.items():
@@ -116,15 +120,31 @@ def bootstrap_model_intervals(computes: Mapping[str, Callable[[Mapping, Mapping 
                 stats[name].append(float(compute(model_view, oracle_view)))
             except (ValueError, ZeroDivisionError):
                 stats[name].append(float("nan"))
-    out: dict[str, tuple[float, float] | tuple[None, None]] = {}
-    for name, values in stats.items():
-        finite = np.array([v for v in values if np.isfinite(v)], dtype=np.float64)
-        if len(finite) < resamples / 2:
-            out[name] = (None, None)
-        else:
-            low, high = np.quantile(finite, [(1 - level) / 2, (1 + level) / 2])
-            out[name] = (float(low), float(high))
-    return out
+    return {name: np.array(values, dtype=np.float64) for name, values in stats.items()}
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float] | tuple[None, None]:
+    """(1 - level)/2 and (1 + level)/2 quantiles of the finite replicates; None when fewer than half are finite."""
+    finite = replicates[np.isfinite(replicates)]
+    if len(finite) < len(replicates) / 2 or not len(finite):
+        return None, None
+    low, high = np.quantile(finite, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def bootstrap_model_intervals(computes: Mapping[str, Callable[[Mapping, Mapping | None], float]],
+                              per_item: Mapping[str, Mapping[str, np.ndarray]],
+                              oracle: Mapping[str, Mapping[str, np.ndarray]] | None, level: float = 0.95,
+                              resamples: int = MODEL_BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                              ) -> dict[str, tuple[float, float] | tuple[None, None]]:
+    """Percentile bootstrap intervals of model metrics over items: ``bootstrap_model_replicates`` on
+    ``bootstrap_draws`` (every split redrawn per resample, shared by every metric), then ``percentile_interval``.
+    An interval is None when fewer than half of its resamples are finite or a split has fewer than 2 items."""
+    sizes = {split: len(next(iter(values.values()))) for split, values in per_item.items() if values}
+    if not sizes or min(sizes.values()) < 2:
+        return {name: (None, None) for name in computes}
+    replicates = bootstrap_model_replicates(computes, per_item, oracle, bootstrap_draws(sizes, resamples, seed))
+    return {name: percentile_interval(values, level) for name, values in replicates.items()}
 
 
 @dataclass(frozen=True)

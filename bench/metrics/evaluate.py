@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -9,7 +10,15 @@ import numpy as np
 
 from bench.data.tasks import TaskData
 from bench.data.tokenize import encode_qa
-from bench.metrics.base import ItemMetric, MetricValue, MissingInputError, ModelMetric, bootstrap_model_intervals
+from bench.metrics.base import (
+    ItemMetric,
+    MetricValue,
+    MissingInputError,
+    ModelMetric,
+    bootstrap_draws,
+    bootstrap_model_replicates,
+    percentile_interval,
+)
 from bench.metrics.engine import QA_PRODUCTS, active_ledger, score_split, score_text_split
 from bench.metrics.generation import words
 from bench.metrics.gradnorm import per_item_grad_norms
@@ -169,7 +178,16 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
         except MissingInputError:  # e.g. GradNorm AUCs of an evaluation without gradnorm
             continue
     model_metrics = [m for m in model_metrics if m.name in values]
-    intervals = bootstrap_model_intervals({m.name: m.compute for m in model_metrics}, per_item, oracle)
+    sizes = {split: len(ids[split]) for split in per_item if per_item[split]}
+    draws = bootstrap_draws(sizes) if sizes and min(sizes.values()) >= 2 else []
+    replicates = bootstrap_model_replicates({m.name: m.compute for m in model_metrics}, per_item, oracle, draws)
     for name, value in values.items():
-        metrics[name] = MetricValue(value, None, 1, "", *intervals[name])
+        reps = replicates[name] if draws else None
+        interval = percentile_interval(reps) if reps is not None else (None, None)
+        metrics[name] = MetricValue(value, None, 1, "", *interval, replicates=reps)
+    for key, metric in list(metrics.items()):  # the item metrics' means on the same draws
+        if metric.replicates is None and draws and metric.split in sizes:
+            values_ = per_item[metric.split][key.split("/", 1)[1]]
+            reps = np.array([float(np.mean(values_[d[metric.split]])) for d in draws])
+            metrics[key] = dataclasses.replace(metric, replicates=reps)
     return Evaluation(metrics, per_item, ids, generations)

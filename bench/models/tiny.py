@@ -4,14 +4,27 @@
 * target: a small Llama trained on every trained person plus the world facts (``TaskData.target_train``);
 * retain oracle: the same recipe on the target's data without the forget split (``TaskData.oracle_train``).
 
-Each artefact lives under ``cache_dir()/models/<kind>-<hash>`` where the hash covers (task digest, split, model
-config, seed); it is saved with ``save_pretrained`` (any HF tool loads it) next to ``build.json`` with the build
-time and greedy exact match, written into a temporary folder and renamed into place, so a crash never leaves a
-half-written model that later runs would trust.
+Each artefact is named ``<kind>-<key>`` where the key covers (task digest, split, kind, replicate seed); it is
+saved with ``save_pretrained`` (any HF tool loads it) next to ``build.json`` with the build time, greedy exact match
+and ``weights_sha256`` (``weights_hash``: the tensors' bytes, not the file), written into a temporary folder and
+renamed into place, so a crash never leaves a half-written model that later runs would trust.
+
+**Shipped checkpoints.** A model trained from scratch amplifies round-off, so two machines (or thread counts)
+building the same recipe get different weights and different boards. The embedded task therefore ships its
+tokenizer, targets and retain oracles in the repository (``tasks/<family>/checkpoints/<kind>-<key>/``, built under
+the pinned numerics of ``bench.numerics`` by ``ubench checkpoints build --ship``), and every user unlearns from the
+same weights: ``get_model`` loads the shipped folder when there is one (its weight hash checked on first load) and
+builds into ``cache_dir()/models`` otherwise, or always with ``UBENCH_BUILD_MODELS=1``.
+``ubench checkpoints verify`` rebuilds locally and compares with the shipped weights. ``model_identity`` (the
+shipped weight hash, or the recipe key of a local build) enters run and reference ids.
+
+**Replicates.** ``replicate`` r builds the model with seed ``model.seed + r``: a board's seed is a replicate of the
+whole experiment (its own target, its own oracle, its own unlearning order), not only of the batch order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,12 +38,15 @@ from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from bench.data.tasks import TaskData, TinyModelConfig
+from bench.data.tasks import TaskConfig, TaskData, TinyModelConfig
 from bench.data.tokenize import collate, encode_qa
-from bench.paths import cache_dir
+from bench.numerics import numerics_env, pin_threads
+from bench.paths import cache_dir, tasks_dir
 from bench.spec import content_hash
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
+ATTENTION = "sdpa"  # pinned: the attention kernel is part of the numerics (eager is switched on where vmap needs it)
+BUILD_ENV = "UBENCH_BUILD_MODELS"  # 1: build the tiny models locally even where shipped checkpoints exist
 PAD, BOS, EOS = 0, 1, 2
 
 
@@ -75,16 +91,18 @@ def llama_config(cfg: TinyModelConfig, vocab_size: int) -> LlamaConfig:
         vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
         max_position_embeddings=128, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
-        tie_word_embeddings=False,
+        tie_word_embeddings=False, attn_implementation=ATTENTION,
     )
 
 
-def train_causal_lm(data: Dataset, tokenizer, template: str, cfg: TinyModelConfig) -> LlamaForCausalLM:
-    """A freshly initialised Llama (seed ``cfg.seed``) fine-tuned on QA pairs by ``fit_causal_lm``."""
-    torch.manual_seed(cfg.seed)
+def train_causal_lm(data: Dataset, tokenizer, template: str, cfg: TinyModelConfig,
+                    replicate: int = 0) -> LlamaForCausalLM:
+    """A freshly initialised Llama (seed ``cfg.seed + replicate``) fine-tuned on QA pairs by ``fit_causal_lm``."""
+    seed = cfg.seed + replicate
+    torch.manual_seed(seed)
     model = LlamaForCausalLM(llama_config(cfg, len(tokenizer)))
     return fit_causal_lm(model, data, tokenizer, template, epochs=cfg.epochs, lr=cfg.lr,
-                         batch_size=cfg.batch_size, seed=cfg.seed)
+                         batch_size=cfg.batch_size, seed=seed)
 
 
 def fit_causal_lm(model, data: Dataset, tokenizer, template: str, epochs: int, lr: float, batch_size: int,
@@ -148,7 +166,7 @@ class BuiltModel:
     def load(self) -> LlamaForCausalLM:
         from bench.device import runtime
 
-        model = LlamaForCausalLM.from_pretrained(self.path, dtype=torch.float32)
+        model = LlamaForCausalLM.from_pretrained(self.path, dtype=torch.float32, attn_implementation=ATTENTION)
         return model.to(runtime().device).eval()
 
 
@@ -168,10 +186,40 @@ def _atomic_build(final: Path, build) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def get_tokenizer(data: TaskData) -> PreTrainedTokenizerFast:
+@dataclass(frozen=True)
+class TaskSplit:
+    """A (task config, forget split) pair: all that model names and ids need, without loading the datasets."""
+
+    config: TaskConfig
+    split: str
+
+
+def shipped_dir(data: TaskData | TaskSplit) -> Path:
+    """Where the task family's shipped checkpoints live: ``<tasks>/<family>/checkpoints``."""
+    return tasks_dir() / data.config.family / "checkpoints"
+
+
+def build_locally() -> bool:
+    return os.environ.get(BUILD_ENV, "").strip() not in ("", "0")
+
+
+def _artefact(data: TaskData | TaskSplit, name: str) -> Path:
+    """The shipped folder ``name`` where it exists (and ``UBENCH_BUILD_MODELS`` is off), else its cache folder."""
+    shipped = shipped_dir(data) / name
+    if not build_locally() and (shipped / "build.json").exists():
+        return shipped
+    return cache_dir() / "models" / name
+
+
+def tokenizer_name(data: TaskData | TaskSplit) -> str:
     cfg = data.config
     split = model_split(cfg, data.split, "target")  # a per-split target has its own tokenizer
-    final = cache_dir() / "models" / f"tokenizer-{content_hash([cfg.digest, 'tokenizer', *([split] if split else [])])}"
+    return f"tokenizer-{content_hash([cfg.digest, 'tokenizer', *([split] if split else [])])}"
+
+
+def get_tokenizer(data: TaskData) -> PreTrainedTokenizerFast:
+    cfg = data.config
+    final = _artefact(data, tokenizer_name(data))
     if not (final / "build.json").exists():
         def build(tmp: Path) -> None:
             train_tokenizer(_task_texts(data), cfg.model.vocab_size).save_pretrained(tmp)
@@ -181,9 +229,33 @@ def get_tokenizer(data: TaskData) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast.from_pretrained(final)
 
 
-def model_key(data: TaskData, kind: str) -> str:
-    """Content hash of what determines a built model: task digest, the forget split (oracle only), kind."""
-    return content_hash([data.config.digest, model_split(data.config, data.split, kind), kind])
+def model_key(data: TaskData | TaskSplit, kind: str, replicate: int = 0) -> str:
+    """Content hash of what determines a built model: task digest, the forget split (oracle only), kind and the
+    replicate seed (replicate 0 keeps the key it had before replicates existed)."""
+    parts = [data.config.digest, model_split(data.config, data.split, kind), kind]
+    return content_hash(parts if replicate == 0 else [*parts, "replicate", replicate])
+
+
+def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors in name order (name, dtype, shape, raw bytes): the weights themselves, independent
+    of the file format that stores them."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def model_identity(data: TaskData | TaskSplit, kind: str, replicate: int = 0) -> str:
+    """What a run or reference id says about a tiny model: ``sha256:<weights>`` of the shipped checkpoint (every
+    user unlearns from these weights), or ``build:<recipe key>`` for a local build (its weights then depend on the
+    machine; the record's ``build.weights_sha256`` says which ones it got)."""
+    name = f"{kind}-{model_key(data, kind, replicate)}"
+    shipped = shipped_dir(data) / name / "build.json"
+    if not build_locally() and shipped.exists():
+        return "sha256:" + json.loads(shipped.read_text())["weights_sha256"]
+    return f"build:{model_key(data, kind, replicate)}"
 
 
 def model_split(config, split: str, kind: str) -> str:
@@ -209,23 +281,26 @@ def greedy_exact_match(model, tokenizer, data: TaskData) -> dict:
     return {"exact_answer": out}
 
 
-def get_model(data: TaskData, kind: str, on_build=None) -> BuiltModel:
-    """The cached ``target`` or ``oracle`` of ``data``, built on first use. ``build.json`` records the build and,
-    for the target, its greedy exact match on forget and retain (however the build was triggered);
-    ``on_build(model, tokenizer)`` may add entries."""
+def get_model(data: TaskData, kind: str, on_build=None, replicate: int = 0) -> BuiltModel:
+    """The ``target`` or ``oracle`` of ``data`` for replicate seed ``replicate``: the shipped checkpoint, or the
+    cached build (built on first use, under the pinned thread count). ``build.json`` records the build, its weight
+    hash and, for the target, its greedy exact match on forget and retain; ``on_build(model, tokenizer)`` may add
+    entries. A shipped checkpoint whose weights do not match its recorded hash is an error."""
     if kind not in ("target", "oracle"):
         raise ValueError(f"kind must be 'target' or 'oracle', got {kind!r}")
-    final = cache_dir() / "models" / f"{kind}-{model_key(data, kind)}"
+    final = _artefact(data, f"{kind}-{model_key(data, kind, replicate)}")
     if not (final / "build.json").exists():
+        pin_threads()
         tokenizer = get_tokenizer(data)
         train_set = data.target_train if kind == "target" else data.oracle_train
 
         def build(tmp: Path) -> None:
             start = time.perf_counter()
-            model = train_causal_lm(train_set, tokenizer, data.config.prompt_template, data.config.model)
-            info = {"kind": kind, "task": data.config.ref, "split": data.split, "train_items": len(train_set),
-                    "build_seconds": round(time.perf_counter() - start, 2),
-                    "params": sum(p.numel() for p in model.parameters())}
+            model = train_causal_lm(train_set, tokenizer, data.config.prompt_template, data.config.model, replicate)
+            info = {"kind": kind, "task": data.config.ref, "split": data.split, "replicate": replicate,
+                    "train_items": len(train_set), "build_seconds": round(time.perf_counter() - start, 2),
+                    "params": sum(p.numel() for p in model.parameters()),
+                    "weights_sha256": weights_hash(model.state_dict()), "numerics": numerics_env()}
             if kind == "target":
                 info.update(greedy_exact_match(model, tokenizer, data))
             if on_build is not None:
@@ -235,4 +310,27 @@ def get_model(data: TaskData, kind: str, on_build=None) -> BuiltModel:
             (tmp / "build.json").write_text(json.dumps(info, indent=2))
 
         _atomic_build(final, build)
-    return BuiltModel(final, json.loads((final / "build.json").read_text()))
+    built = BuiltModel(final, json.loads((final / "build.json").read_text()))
+    if final.parent == shipped_dir(data):
+        _check_shipped(built)
+    return built
+
+
+_CHECKED: set[Path] = set()
+
+
+def _check_shipped(built: BuiltModel) -> None:
+    """Once per process: the shipped weights hash to what their ``build.json`` says (a corrupt or LFS-pointer
+    checkpoint is a one-line error, not a silently different board)."""
+    if built.path in _CHECKED:
+        return
+    from safetensors.torch import load_file
+
+    files = sorted(built.path.glob("*.safetensors"))
+    state = {k: v for f in files for k, v in load_file(f).items()}
+    found = weights_hash(state) if state else "no weights"
+    if found != built.info.get("weights_sha256"):
+        recorded = str(built.info.get("weights_sha256"))[:16]
+        raise OSError(f"{built.path}: shipped weights hash to {found[:16]}, build.json says {recorded} "
+                      f"(corrupt checkout? `git checkout -- {built.path}`)")
+    _CHECKED.add(built.path)
