@@ -8,14 +8,25 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: leaderboard test perf lint clean-results browser
+.PHONY: leaderboard test perf lint clean-results browser lock
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package but torch (exact versions: a fresh clone computes with the libraries that
+# made the committed boards); --no-deps installs exactly it, with no resolver run
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(VENV)/bin/python -m pip install -q --no-deps -r requirements.lock
+	$(VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# re-resolve the lock from pyproject.toml in a scratch venv (then rerun and re-release the boards if numbers move)
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q "$(TORCH_SPEC)" && .lock-venv/bin/python -m pip install -q '.[dev]'
+	{ sed -n '1,4p' requirements.lock; .lock-venv/bin/pip freeze --exclude-editable | grep -v -e '^torch==' \
+	  -e '^unlearning-bench'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
+	rm -rf .lock-venv
 
 leaderboard: $(STAMP)
 	$(VENV)/bin/ubench run leaderboards/synthetic.yaml

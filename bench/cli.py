@@ -122,6 +122,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Run the board's missing cells into the store (none when it already holds them), then compare every cell,
+    row and the sort column's significance groups with the release (``bench.reproduce``); exit 1 when the
+    conclusions differ."""
+    from bench.executors import make_executor
+    from bench.leaderboard import plan
+    from bench.paths import results_dir
+    from bench.release import split_board_arg
+    from bench.reproduce import compare, latest_version
+    from bench.spec import LeaderboardSpec
+    from bench.store import Store
+
+    path, version = split_board_arg(args.board)
+    _load_plugins(args.plugin)
+    board = LeaderboardSpec.load(path)
+    version = version or latest_version(board)
+    store = Store(args.results or results_dir())
+    cells = plan(board)
+    plugins = [*args.plugin, *(c.method.plugin for c in cells if c.method.plugin)]
+    _quiet()
+    done = 0
+
+    def report(_index: int, cell, record: dict, cached: bool) -> None:
+        nonlocal done
+        done += 1
+        print(f"[{done}/{len(cells)}] {cell.name}: {record['status']} [{'stored' if cached else 'ran'}]", flush=True)
+
+    make_executor(None, jobs=args.jobs, plugins=plugins).run(cells, board, store, reuse=True, on_done=report)
+    result = compare(board, store, version)
+    print("\n".join(result.lines()))
+    return 0 if result.conclusions_agree else 1
+
+
 def cmd_board(args: argparse.Namespace) -> int:
     """Rebuild the tables from stored records only (``write_tables``): into the board's folder when the store holds
     every cell, else into ``<store>/boards/<name>/`` (or ``--out``); a store with none of its records is exit 2."""
@@ -467,6 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     oracle.add_argument("task", help="task name, e.g. tofu")
     oracle.add_argument("split", help="forget split, e.g. forget10")
     oracle.add_argument("--model", required=True, help="model preset (models/NAME.yaml), e.g. tofu_phi15")
+    repro = sub.add_parser("reproduce", help="rerun (or read) a board's cells and check them, cell by cell, against a "
+                                             "release; exit 1 when its conclusions differ")
+    repro.add_argument("board", help="leaderboard YAML, optionally @VERSION (default: the latest release)")
+    repro.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
+    repro.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: as ubench run)")
+    repro.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
     ckpt = sub.add_parser("checkpoints", help="build the embedded task's tokenizer, targets and oracles (--ship: into "
                                               "tasks/<family>/checkpoints/), or verify a local build against them")
     ckpt.add_argument("action", choices=("build", "verify"))
@@ -499,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"docs": cmd_docs, "run": cmd_run, "board": cmd_board, "ls": cmd_ls, "perf": cmd_perf,
                 "submit": cmd_submit, "new-method": cmd_new_method, "tune": cmd_tune, "geffect": cmd_geffect,
                 "build-oracle": cmd_build_oracle, "presets": cmd_presets, "checkpoints": cmd_checkpoints,
+                "reproduce": cmd_reproduce,
                 "release": cmd_release, "cite": cmd_cite}
     try:
         from bench.store import report_corrupt_records

@@ -68,6 +68,14 @@ BUNDLE = "bundle.tar.gz"
 TABLES = "tables/"
 PROVENANCE = "provenance/"
 UNHASHED = (TABLES, PROVENANCE)
+# how `ubench reproduce` judges a rerun against this release (bench.reproduce); in the manifest, outside the hash
+TOLERANCE = {
+    "cell": "identical | printed (equal at the board's printed precision) | within (inside the released record's "
+            "95% item-bootstrap interval) | differs",
+    "row": "the rerun mean over seeds inside the released row's 95% hierarchical bootstrap interval (seeds, items)",
+    "conclusions": "the sort column's best row and the rows statistically tied with it (paired hierarchical "
+                   "bootstrap, 95%) are the same sets; exit 1 otherwise",
+}
 FORMAT = 2
 HASH_COVERS = ("sha256 of the sha256sum-style listing '<sha256>  <path>\\n' of every bundle file except tables/ "
                "and provenance/, sorted by path: the board YAML and its canonical spec, submitted entries and "
@@ -354,7 +362,7 @@ def release(board: LeaderboardSpec, store: Store, allow_incomplete: bool = False
         "seeds": list(board.seeds), "env": json.loads(files[f"{PROVENANCE}env.json"]),
         "incomplete": snap.incomplete, "suite": {"name": "unlearning-bench", "version": suite_version()},
         # not hashed: when and with what the release was made
-        "created": datetime.now(UTC).isoformat(timespec="seconds"), "released_with": env_info(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"), "released_with": env_info(), "tolerance": TOLERANCE,
     }
     parent = releases_dir(board)
     parent.mkdir(parents=True, exist_ok=True)
