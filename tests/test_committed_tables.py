@@ -86,7 +86,8 @@ def _seeds(markdown: str) -> dict[str, str]:
     """The seeds cell of each method row of the board's main table."""
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in markdown.split("\n\n## ")[0].splitlines()
             if line.startswith("| synthetic/")]
-    return {row[1]: row[2] for row in rows if not row[1].startswith("*")}  # reference rows are in italics
+    # reference rows are in italics (*target*); methods tied with the best in bold (**GA**)
+    return {row[1].strip("*"): row[2] for row in rows if row[1].startswith("**") or not row[1].startswith("*")}
 
 
 def _pytest(root: Path, results: Path, *args: str, monkeypatch: pytest.MonkeyPatch, capsys) -> tuple[int, str]:
@@ -111,9 +112,9 @@ def test_a_session_that_runs_no_entry_leaves_the_committed_tables(tmp_path: Path
     code, stdout = _pytest(spec.parent.parent, results, str(spec), *args, monkeypatch=monkeypatch, capsys=capsys)
     assert code in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED), stdout
     if "--collect-only" in args:
-        assert stdout.count("synthetic.yaml::") == 20, stdout
+        assert stdout.count("synthetic.yaml::") == 42, stdout
     else:
-        assert "20 deselected" in stdout, stdout
+        assert "42 deselected" in stdout, stdout
     assert _tree(out) == before  # board.md/csv/html, tradeoff.png and every G-effect plot, byte for byte
     assert not results.exists()
     assert "leaderboard synthetic" not in stdout
@@ -145,7 +146,7 @@ def test_ubench_board_on_an_empty_store_is_exit_2_naming_the_store(tmp_path: Pat
     assert main(["board", str(spec), "--results", str(empty)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ubench: error: ") and "\n" not in err, err
-    assert f"in the store {empty.resolve()};" in err and "no record of any of the board's 20 cells" in err
+    assert f"in the store {empty.resolve()};" in err and "no record of any of the board's 42 cells" in err
     assert _tree(out) == before
     assert not empty.exists()
     assert main(["board", str(spec), "--results", str(empty), "--out", str(tmp_path / "tables")]) == 2
@@ -163,12 +164,12 @@ def test_a_partial_store_writes_under_the_store_and_says_so(bundle, tmp_path: Pa
     assert main(["board", str(spec), "--results", str(results)]) == 0
     stdout = capsys.readouterr().out
     written = results / "boards" / "synthetic"
-    note = (f"ubench: 1 of 2 cells missing in {results}: wrote tables to {written.resolve()}; the committed tables "
+    note = (f"ubench: 3 of 6 cells missing in {results}: wrote tables to {written.resolve()}; the committed tables "
             f"in {out} are unchanged")
     assert note in stdout.splitlines()
     assert _tree(out) == before
     markdown = (written / "board.md").read_text()
-    assert _seeds(markdown) == {"NPO": "1/1", "GA": "0/1"}
+    assert _seeds(markdown) == {"NPO": "3/3", "GA": "0/3"}
     assert (written / "board.csv").is_file() and (written / "board.html").is_file()
     assert (written / "geffect" / "geffect_heatmap-npo.png").is_file()
     assert leftover.read_bytes() == b"an earlier partial build"  # no pruning from a partial store
@@ -184,10 +185,10 @@ def test_a_pytest_subset_on_a_partial_store_writes_under_the_store(bundle, tmp_p
     # -k selects the entry whose record is stored: the item reuses it, nothing trains
     code, stdout = _pytest(spec.parent.parent, results, str(spec), "-k", "NPO", monkeypatch=monkeypatch,
                            capsys=capsys)
-    assert code == pytest.ExitCode.OK and "1 passed, 1 deselected" in stdout, stdout
+    assert code == pytest.ExitCode.OK and "3 passed, 3 deselected" in stdout, stdout
     assert _tree(out) == before
     assert (results / "boards" / "synthetic" / "board.md").is_file()
-    assert "1 of 2 cells missing in" in stdout and f"the committed tables in {out} are unchanged" in stdout
+    assert "3 of 6 cells missing in" in stdout and f"the committed tables in {out} are unchanged" in stdout
 
 
 def test_a_complete_store_rewrites_the_board_folder_and_prunes_it(bundle, tmp_path: Path, capsys) -> None:
@@ -202,7 +203,7 @@ def test_a_complete_store_rewrites_the_board_folder_and_prunes_it(bundle, tmp_pa
     assert plots == ["geffect_heatmap-ga.png", "geffect_heatmap-npo.png", "geffect_instances-ga.png",
                      "geffect_instances-npo.png", "geffect_steps.png"]  # the other methods' plots pruned
     markdown = (out / "board.md").read_text()
-    assert _seeds(markdown) == {"NPO": "1/1", "GA": "1/1"}
+    assert _seeds(markdown) == {"NPO": "3/3", "GA": "3/3"}
     # the spec differs from the released one: the release line names the board file, never by a local path
     assert "(`ubench release synthetic.yaml` freezes the current state)" in markdown
     for name in ("board.md", "board.html", "board.csv"):
