@@ -582,8 +582,10 @@ def _names(names: Sequence[str], limit: int = 4) -> str:
 
 def _best_group(sig: Ranking | None, rows: pd.DataFrame, column: str) -> str:
     """"the best is X at v, significantly ahead of the rest" or "X at v is best, statistically tied with A, B"."""
-    if sig is None:
-        return "no method has a value"
+    if sig is None:  # a table without stored draws (built by hand): the point order, with no significance claim
+        best = rows.loc[rows[column].astype(float).idxmin() if column_direction(column) == "lower"
+                        else rows[column].astype(float).idxmax()]
+        return f"the best is {best['method']} at {float(best[column]):.3f} (no uncertainty stored: not tested)"
     value = float(rows.loc[rows["method"] == sig.best, column].iloc[0])
     others = [m for m in sig.tied if m != sig.best]
     if not others:
@@ -641,7 +643,13 @@ def finding(board: LeaderboardSpec, table: pd.DataFrame) -> str:
                 moved = [m for m in moves if raw_sig and cal_sig and m[0] in raw_sig.ranks and m[0] in cal_sig.ranks
                          and (raw_sig.ranks[m[0]][1] < cal_sig.ranks[m[0]][0]
                               or cal_sig.ranks[m[0]][1] < raw_sig.ranks[m[0]][0])][:3]
-                if moved:
+                if raw_sig is None or cal_sig is None:
+                    moved_points = [m for m in moves if m[1] != m[2]][:3]
+                    if moved_points:
+                        parts.append(f"Largest moves of the point ranks (rank raw → calibrated, of {len(names)}; "
+                                     "no uncertainty stored): " +
+                                     "; ".join(f"{n} {r} → {c}" for n, r, c in moved_points) + ".")
+                elif moved:
                     parts.append(f"Largest significant moves (rank raw → calibrated, of {len(names)}; 95% rank "
                                  "intervals disjoint): " +
                                  "; ".join(f"{n} {raw_sig.rank_text(n)} → {cal_sig.rank_text(n)}"
@@ -749,8 +757,12 @@ def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
             known = methods[np.isfinite(methods[[RELEARN_KEY, before_key]].to_numpy(float)).all(axis=1)]
             forgot = known[known[before_key] <= base_before + RELEARN_MARGIN]
             oracle_draws = _draws(table, task_name, RELEARN_KEY, REFERENCE_LABELS["oracle"])
-            recovered = forgot[[_significantly_above(table, task_name, RELEARN_KEY, m, oracle_draws, RELEARN_MARGIN)
-                                for m in forgot["method"]]].sort_values(RELEARN_KEY, ascending=False)
+            if oracle_draws is None:  # a table without stored draws: the point comparison
+                recovered = forgot[forgot[RELEARN_KEY] > base + RELEARN_MARGIN]
+            else:
+                recovered = forgot[[_significantly_above(table, task_name, RELEARN_KEY, m, oracle_draws,
+                                                         RELEARN_MARGIN) for m in forgot["method"]]]
+            recovered = recovered.sort_values(RELEARN_KEY, ascending=False)
             text = (f"After the relearning attack (fine-tuning on a quarter of the forget items), the retain oracle "
                     f"reaches `{RELEARN_KEY}` = {base:.3f} on the other items ({base_before:.3f} before). ")
             if not len(forgot):
@@ -776,9 +788,10 @@ def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
             threshold = board.control.tau * u_target
             known = methods[np.isfinite(methods[LM_EVAL_KEY].astype(float))]
             target_draws = _draws(table, task_name, LM_EVAL_KEY, REFERENCE_LABELS["target"])
-            lost = known[[target_draws is not None and _significantly_above(
+            lost = known[known[LM_EVAL_KEY] < threshold] if target_draws is None else known[[_significantly_above(
                 table, task_name, LM_EVAL_KEY, m, board.control.tau * target_draws, 0.0, below=True)
-                for m in known["method"]]].sort_values(LM_EVAL_KEY)
+                for m in known["method"]]]
+            lost = lost.sort_values(LM_EVAL_KEY)
             text = (f"Real-world utility through lm-eval (`{LM_EVAL_KEY}`): the target scores {u_target:.3f}; ")
             text += (f"{len(lost)} of {len(known)} raw endpoints fall significantly below τ times that "
                      f"({threshold:.3f}; paired bootstrap over seeds, 95%): {_names(list(lost['method']))}."
