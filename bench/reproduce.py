@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.leaderboard import build_table, cell_record, plan, ranking
+from bench.leaderboard import build_table, cell_record, plan, ranking, record_value
 from bench.release import BUNDLE, load_manifest, read_bundle, read_manifests, releases_dir
 from bench.spec import LeaderboardSpec, SpecError
 from bench.store import Store
@@ -122,8 +122,6 @@ def compare(board: LeaderboardSpec, store: Store, version: str) -> Report:
 
 
 def _compare_records(board: LeaderboardSpec, old: dict | None, new: dict | None) -> dict[str, str]:
-    from bench.leaderboard import record_value
-
     if old is None or new is None:
         return {"record": "differs"}
     return {column: compare_value(column, record_value(old, column), record_value(new, column),
