@@ -9,7 +9,8 @@ One evaluation of the target runs under a forward pre-hook that counts every tok
   split over the union of what its metrics read) + sum over generated items of prompt + generated - 1 tokens (one
   greedy generation with a KV cache: each prompt token once, each new token fed back once, the last never).
 * **measured** = the hook's count for the real evaluation: ratio measured / minimal is the engine's waste
-  (padding and finished rows still in a generation batch). Goal <= 1.2.
+  (padding and finished rows still in a generation batch) less what it saves by running a prompt shared by an
+  item's answer, paraphrased and perturbed answers once (``engine._packs``). Goal <= 1.2.
 * **naive** = what an evaluation with one pass per metric would process: for every metric on every split and
   every product it ``reads``, a separate pass in dataset order (batches of ``eval.batch_size`` padded to their
   longest sequence; a generation per generation-reading metric, padded likewise). Computed from the ledger's
@@ -69,12 +70,14 @@ def naive_tokens(ledger: CostLedger) -> int:
 
 
 class _TokenCounter:
-    """Forward pre-hook: adds input_ids.numel() of every forward call of the model."""
+    """Forward pre-hook on the decoder (the engine calls it directly where it needs no logits, and every full
+    forward goes through it): adds input_ids.numel() of every call."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.tokens = 0
         self.calls = 0
-        self.handle = model.register_forward_pre_hook(self._count, with_kwargs=True)
+        decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+        self.handle = decoder.register_forward_pre_hook(self._count, with_kwargs=True)
 
     def _count(self, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)

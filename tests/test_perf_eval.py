@@ -22,6 +22,7 @@ def test_counts_by_hand() -> None:
 
 def test_mini_evaluation_is_near_the_minimum_and_far_below_naive() -> None:
     report = eval_cost("synthetic-mini", "forget10")
-    assert report.minimal <= report.measured <= 1.2 * report.minimal
+    # below the one-pass-per-sequence minimum: a prompt shared by an item's answers runs once
+    assert 0.5 * report.minimal <= report.measured < report.minimal
     assert report.naive > 2 * report.measured
     assert set(report.per_split) == {"forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio"}

@@ -76,17 +76,42 @@ ALL_ROLES = (*QA_ROLES, "text")
 MODEL_BOOTSTRAP_RESAMPLES = 200  # model metrics recompute a KS test or AUCs per resample: fewer resamples
 
 
+class _ResampledSplit(Mapping):
+    """One split's per-item arrays, each indexed by the split's draw when first read (then kept): a model metric
+    reads one or two of a split's ~30 arrays, so resampling only those is what keeps 200 resamples cheap."""
+
+    def __init__(self, inner: Mapping[str, np.ndarray], draw: np.ndarray) -> None:
+        self.inner, self.draw, self.cache = inner, draw, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.cache:
+            value = self.inner[name]
+            self.cache[name] = np.asarray(value)[self.draw] if len(value) == len(self.draw) else value
+        return self.cache[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.inner
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
 class _Resampled(Mapping):
     """A lazy view of per-item values ``{split: {metric: array}}`` with every array of a split indexed by that
     split's draw on access (a model metric reads a few arrays; copying all of them per resample would dominate)."""
 
     def __init__(self, values: Mapping[str, Mapping[str, np.ndarray]], draw: Mapping[str, np.ndarray]) -> None:
         self.values, self.draw = values, draw
+        self.splits: dict[str, Mapping[str, np.ndarray]] = {}
 
     def __getitem__(self, split: str) -> Mapping[str, np.ndarray]:
-        inner, draw = self.values[split], self.draw.get(split)
-        return {name: (np.asarray(v)[draw] if draw is not None and len(v) == len(draw) else v)
-                for name, v in inner.items()} if draw is not None else inner
+        if split not in self.splits:
+            inner, draw = self.values[split], self.draw.get(split)
+            self.splits[split] = inner if draw is None else _ResampledSplit(inner, draw)
+        return self.splits[split]
 
     def __iter__(self):
         return iter(self.values)
