@@ -140,7 +140,7 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
 
 # Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
 # older evaluation are recomputed instead of silently missing the new metrics.
-EVAL_VERSION = 7
+EVAL_VERSION = 8  # 8: shared-prompt packing in the teacher-forced pass (round-off changes)
 
 
 LM_EVAL = "lm_eval/"
