@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.data.tokenize import Encoded
-from bench.metrics.engine import _packs, teacher_forced
+from bench.metrics.engine import teacher_forced
+from bench.metrics.packing import packs_of
 
 from .conftest import random_llama
 
@@ -27,7 +28,7 @@ def _alone(model, e: Encoded) -> tuple[np.ndarray, np.ndarray]:
 def _sequences() -> list[Encoded]:
     rng = np.random.default_rng(0)
     out = []
-    for item in range(6):  # six prompts of 3-9 tokens, each with 1-5 answers of 1-6 tokens
+    for _ in range(6):  # six prompts of 3-9 tokens, each with 1-5 answers of 1-6 tokens
         prompt = (1, *rng.integers(3, 50, size=int(rng.integers(2, 9))).tolist())
         for _ in range(int(rng.integers(1, 6))):
             answer = rng.integers(3, 50, size=int(rng.integers(1, 7))).tolist()
@@ -41,7 +42,7 @@ def test_packed_rows_score_each_answer_as_its_own_sequence(attention: str) -> No
     model = random_llama(3, init_std=0.3)
     model.config._attn_implementation = attention
     encoded = _sequences()
-    packs = _packs(encoded, share=True)
+    packs = packs_of(encoded, share=True)
     assert len(packs) < len(encoded) and max(len(p.members) for p in packs) > 1  # sharing did happen
     scores = teacher_forced(model, encoded, pad_id=0, batch_size=3)
     for e, s in zip(encoded, scores):
@@ -68,6 +69,6 @@ def test_moments_only_where_asked_and_equal_to_a_full_pass() -> None:
 
 def test_a_packed_row_is_at_most_twice_the_longest_sequence() -> None:
     encoded = [Encoded((1, 5, 6, 7) + (9,) * 4, 4) for _ in range(10)]  # prompt 4, answers 4: longest 8
-    packs = _packs(encoded, share=True)
+    packs = packs_of(encoded, share=True)
     assert all(p.length <= 16 for p in packs) and [len(p.members) for p in packs] == [3, 3, 3, 1]
-    assert [len(p.members) for p in _packs(encoded, share=False)] == [1] * 10
+    assert [len(p.members) for p in packs_of(encoded, share=False)] == [1] * 10

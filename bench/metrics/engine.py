@@ -12,7 +12,6 @@ greedy-prefix ES of arXiv 2406.09179 exactly (``tests/test_metrics.py`` checks i
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,6 +23,7 @@ from datasets import Dataset
 
 from bench.data.tokenize import Encoded, encode_prompt, encode_qa
 from bench.device import adaptive_batches, runtime
+from bench.metrics.packing import PACKABLE_ATTENTION, answer_logits, collate_packs, packs_of
 
 
 @dataclass
@@ -103,131 +103,6 @@ def active_ledger() -> CostLedger | None:
     return _LEDGER.get()
 
 
-def _logits_are_head_of_hidden(model) -> bool:
-    """Whether the model's logits are its output embedding applied to the decoder's last hidden state, with no
-    scaling or soft-capping after it (Llama, Qwen, Mistral, SmolLM...; not Gemma 2's soft-capping, Cohere's scale)."""
-    config = getattr(model, "config", None)
-    return (config is not None and hasattr(model, "get_decoder") and model.get_output_embeddings() is not None
-            and all(getattr(config, name, None) is None
-                    for name in ("final_logit_softcapping", "logit_scale", "logits_scaling")))
-
-
-PACKABLE_ATTENTION = ("sdpa", "eager")  # kernels that take an arbitrary 4D mask (flash attention does not)
-
-
-@dataclass(frozen=True)
-class _Pack:
-    """One row of a teacher-forced batch: a prompt shared by the sequences ``members`` (indices into the input),
-    followed by each member's answer tokens in turn. Each answer attends to the prompt and to its own earlier
-    tokens only, at the positions it has alone (prompt length + j), so its logits are those of its own sequence;
-    the prompt is computed once instead of once per member."""
-
-    prompt: tuple[int, ...]
-    members: tuple[int, ...]
-    answers: tuple[tuple[int, ...], ...]
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt) + sum(len(a) for a in self.answers)
-
-
-def _packs(encoded: Sequence[Encoded], share: bool) -> list[_Pack]:
-    """Group sequences with the same prompt into rows of at most twice the longest input sequence (a row never
-    costs more attention per token than a padded batch of the originals would). A prompt of one token (a bare BOS:
-    raw documents) is not worth a longer row, and ``share=False`` keeps one sequence per row."""
-    longest = max((len(e.ids) for e in encoded), default=0)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    rows: list[_Pack] = []
-    for i, e in enumerate(encoded):
-        if share and e.n_prompt >= 2:
-            groups.setdefault(e.ids[: e.n_prompt], []).append(i)
-        else:
-            rows.append(_Pack(e.ids[: e.n_prompt], (i,), (e.answer_ids,)))
-    for prompt, members in groups.items():
-        current: list[int] = []
-        for i in members:
-            if current and len(prompt) + sum(len(encoded[j].answer_ids) for j in (*current, i)) > 2 * longest:
-                rows.append(_Pack(prompt, tuple(current), tuple(encoded[j].answer_ids for j in current)))
-                current = []
-            current.append(i)
-        rows.append(_Pack(prompt, tuple(current), tuple(encoded[j].answer_ids for j in current)))
-    return rows
-
-
-@dataclass
-class _PackedBatch:
-    """Right-padded packed rows: ids, position ids, the 4D mask (True = may attend) and, for every member answer
-    token in input order, the (row, position) whose logits predict it and the token itself."""
-
-    input_ids: torch.Tensor
-    position_ids: torch.Tensor
-    allowed: torch.Tensor  # (rows, 1, length, length) bool
-    attention: torch.Tensor  # (rows, length) 1 = a token, 0 = padding (the 2D mask of a row with one sequence)
-    source_row: torch.Tensor
-    source_position: torch.Tensor
-    targets: torch.Tensor
-    bounds: list[tuple[int, int, int]]  # (input index, first, last) slices of the flat answer tokens
-
-
-def _collate_packs(packs: Sequence[_Pack], pad_id: int) -> _PackedBatch:
-    """Segment ids (0 prompt, k + 1 the k-th answer, -1 padding) give the mask: causal, and a key is visible to a
-    query when it is in the prompt or in the query's own segment; a padding position sees only itself. Answer
-    token j of member k is predicted by its segment's token j - 1, or by the last prompt token for j = 0."""
-    width = max(p.length for p in packs)
-    ids = torch.full((len(packs), width), pad_id, dtype=torch.long)
-    positions = torch.zeros((len(packs), width), dtype=torch.long)
-    segments = torch.full((len(packs), width), -1, dtype=torch.long)
-    rows, sources, targets, bounds = [], [], [], []
-    for r, pack in enumerate(packs):
-        n_prompt = len(pack.prompt)
-        ids[r, :n_prompt] = torch.tensor(pack.prompt, dtype=torch.long)
-        positions[r, :n_prompt] = torch.arange(n_prompt)
-        segments[r, :n_prompt] = 0
-        start = n_prompt
-        for k, (member, answer) in enumerate(zip(pack.members, pack.answers)):
-            end = start + len(answer)
-            ids[r, start:end] = torch.tensor(answer, dtype=torch.long)
-            positions[r, start:end] = torch.arange(n_prompt, n_prompt + len(answer))
-            segments[r, start:end] = k + 1
-            first = len(targets)
-            sources += [n_prompt - 1, *range(start, end - 1)][: len(answer)]
-            rows += [r] * len(answer)
-            targets += answer
-            bounds.append((member, first, len(targets)))
-            start = end
-    causal = torch.ones((width, width), dtype=torch.bool).tril()
-    query, key = segments.unsqueeze(2), segments.unsqueeze(1)
-    allowed = causal & (query >= 0) & ((key == 0) | (key == query))
-    allowed |= torch.eye(width, dtype=torch.bool)  # padding rows attend to themselves (never an empty softmax)
-    return _PackedBatch(ids, positions, allowed.unsqueeze(1), (segments >= 0).long(),
-                        torch.tensor(rows, dtype=torch.long), torch.tensor(sources, dtype=torch.long),
-                        torch.tensor(targets, dtype=torch.long), bounds)
-
-
-def _attention_mask(model, allowed: torch.Tensor) -> torch.Tensor:
-    """The 4D mask in the form the model's attention kernel reads: boolean for SDPA, additive (0 / dtype min) for
-    the eager kernel."""
-    if model.config._attn_implementation == "eager":
-        dtype = next(model.parameters()).dtype
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-            ~allowed, torch.finfo(dtype).min)
-    return allowed
-
-
-def _answer_logits(model, batch: _PackedBatch, packed: bool) -> torch.Tensor:
-    """Next-token logits of every answer token of the batch (flat, input order): (tokens, vocab). The output
-    projection is applied only at the predicting positions, logits = W h_t (the prompt's own predictions are never
-    read, and the projection is a large share of a small model's forward). Unpacked rows (one sequence each) take
-    the plain 2D padding mask."""
-    kwargs = (dict(input_ids=batch.input_ids, attention_mask=_attention_mask(model, batch.allowed),
-                   position_ids=batch.position_ids) if packed
-              else dict(input_ids=batch.input_ids, attention_mask=batch.attention))
-    if not _logits_are_head_of_hidden(model):
-        return model(**kwargs).logits[batch.source_row, batch.source_position]
-    hidden = model.get_decoder()(**kwargs).last_hidden_state
-    return model.get_output_embeddings()(hidden[batch.source_row, batch.source_position])
-
-
 def _moments(logp: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Min-K%++ moments of each row's distribution from its log-probs: mu = sum_z p(z) log p(z) and
     sigma = sqrt(sum_z p(z) (log p(z) - mu)^2), p = exp(log p), in float64 (terms with p(z) = 0 contribute 0)."""
@@ -247,29 +122,26 @@ def teacher_forced(model, encoded: Sequence[Encoded], pad_id: int, batch_size: i
     in input order.
 
     Sequences that share a prompt (an item's answer, paraphrased and perturbed answers) are packed into one row
-    (``_packs``) whose mask and position ids give each answer exactly the context of its own sequence, so the
-    prompt is run once; with a kernel that takes no 4D mask each sequence gets its own row. Rows are sorted by
-    length before batching so padding stays small. The log-softmax is taken only at answer positions and the
-    moments reuse it (``_moments``).
+    (``bench.metrics.packing``) whose mask and position ids give each answer exactly the context of its own
+    sequence, so the prompt is run once; with a kernel that takes no 4D mask each sequence gets its own row. Rows
+    are sorted by length before batching so padding stays small. The log-softmax is taken only at answer
+    positions and the moments reuse it (``_moments``).
     """
     device = next(model.parameters()).device
     with_moments = [bool(moments)] * len(encoded) if isinstance(moments, bool) else list(moments)
     share = getattr(getattr(model, "config", None), "_attn_implementation", None) in PACKABLE_ATTENTION
-    packs = _packs(encoded, share)
+    packs = packs_of(encoded, share)
     order = sorted(range(len(packs)), key=lambda i: packs[i].length)
     out: list[TokenScores | None] = [None] * len(encoded)
 
     def score(rows: list[int]) -> None:
-        batch = _collate_packs([packs[i] for i in rows], pad_id)
-        batch = dataclasses.replace(batch, **{f: getattr(batch, f).to(device) for f in
-                                              ("input_ids", "position_ids", "allowed", "attention", "source_row",
-                                               "source_position", "targets")})
+        batch = collate_packs([packs[i] for i in rows], pad_id, device)
         with runtime().autocast_context():
-            answer_logits = _answer_logits(model, batch, share).float()  # (answer tokens, vocab)
+            logits = answer_logits(model, batch, share).float()  # (answer tokens, vocab)
         answer_targets = batch.targets
-        logp_all = torch.log_softmax(answer_logits, dim=-1)
+        logp_all = torch.log_softmax(logits, dim=-1)
         logprobs = logp_all.gather(-1, answer_targets.unsqueeze(-1)).squeeze(-1).double().cpu().numpy()
-        match = (answer_logits.argmax(-1) == answer_targets).cpu().numpy()
+        match = (logits.argmax(-1) == answer_targets).cpu().numpy()
         wanted = [(i, lo, hi) for i, lo, hi in batch.bounds if with_moments[i]]
         mu = sigma = at = None
         if wanted:  # the moments of the sequences that asked for them only (row-wise: the same values)
