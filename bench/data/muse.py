@@ -42,10 +42,10 @@ import random
 from datasets import Dataset, Features, Value
 
 from bench.data.hub import load_hub_split
-from bench.data.synthetic import BIO_FEATURES, FEATURES, IDK_ANSWERS
+from bench.data.schema import BIO_FEATURES, FEATURES, IDK_ANSWERS
 from bench.data.tasks import TaskConfig, TaskData
 from bench.registry import TASKS
-from bench.spec import SpecError
+from bench.specs.mapping import SpecError
 
 SCAL_FOLDS = 4
 SUST_FOLDS = 4

@@ -22,7 +22,7 @@ import torch
 from datasets import Dataset
 
 from bench.data.tokenize import Encoded, collate, encode_prompt, encode_qa
-from bench.device import adaptive_batches, runtime
+from bench.runtime.device import adaptive_batches, runtime
 
 
 @dataclass
