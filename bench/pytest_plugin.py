@@ -13,7 +13,7 @@ writes), and the controller alone writes and prints the tables, from the boards 
 Tables are written only for a board at least one of whose items ran: ``--collect-only``, a ``-k``/``-m`` that
 deselects every entry, or an error before any item ran write nothing. They replace the board's own tables only
 when the store holds a record of every cell; otherwise they go to ``<store>/boards/<name>/`` and a line says so
-(``bench.leaderboard.write_tables``).
+(``bench.release.publish.write_tables``).
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class GSeries:
 
 def geffect_series(board: LeaderboardSpec, store: Store) -> dict[TaskEntry, list[GSeries]]:
     """Per task, the methods whose ``ok`` cell records have G-effect data, in board order (others are skipped).
-    Each cell's record is the one that represents it on the board (``bench.leaderboard.cell_record``)."""
+    Each cell's record is the one that represents it on the board (``bench.grid.cells.cell_record``)."""
     out: dict[TaskEntry, list[GSeries]] = {task: [] for task in board.tasks}
     for task, index, entry, records in ok_cell_records(board, store):
         item = GSeries(entry.display, index)

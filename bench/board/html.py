@@ -1,6 +1,6 @@
 """A static, self-contained HTML view of a leaderboard: ``leaderboards/<name>/board.html``.
 
-Built from the same table (``bench.leaderboard.build_table``) and stored records as ``board.md``, with the same
+Built from the same table (``bench.board.table.build_table``) and stored records as ``board.md``, with the same
 cell formatting (``value [low, high]`` with one seed, ``mean ± std`` with several) and direction arrows, and:
 
 * one table per board table (the main ``columns``, then each ``tables:`` section), every column sortable by a

@@ -45,7 +45,7 @@ class Image:
 def entry_details(board: LeaderboardSpec, store: Store, table: pd.DataFrame | None = None
                   ) -> dict[tuple[str, str], EntryDetails]:
     """Per (task label, method label): the board entry's registered method, hyper-parameters and, per seed, the
-    record that represents the cell on the board (``bench.leaderboard.cell_record``)."""
+    record that represents the cell on the board (``bench.grid.cells.cell_record``)."""
     facts = (table.attrs.get("geffect") or {}) if table is not None else {}
     out: dict[tuple[str, str], EntryDetails] = {}
     for cell in plan(board):

@@ -76,7 +76,7 @@ def _number(value: object) -> str:
 
 
 def _cell_html(text: str) -> str:
-    """A formatted cell (``bench.leaderboard._cell``) with its interval or spread in a quieter span."""
+    """A formatted cell (``bench.board.format.cell_text``) with its interval or spread in a quieter span."""
     match = re.match(r"^(\S+)(\s(?:\[|±).*)$", text)
     if not match:
         return esc(text)

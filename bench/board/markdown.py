@@ -45,8 +45,8 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
     and "G-effect" paragraphs and links to the trade-off and G-effect plots.
 
     ``plots``: file names (relative to ``board.out_dir``) of the trade-off plots to link; None links those of
-    ``bench.plots.plot_paths`` that exist. ``geffect_plots``: the same for the G-effect plots (``geffect/...``);
-    None links those of ``bench.geffect.plots.plot_index`` that exist.
+    ``bench.board.plots.plot_paths`` that exist. ``geffect_plots``: the same for the G-effect plots (``geffect/...``);
+    None links those of ``bench.board.geffect_plots.plot_index`` that exist.
     """
     if plots is None:
         plots = [p.name for p in plot_paths(board, board.out_dir / PLOT_NAME).values() if p.exists()]

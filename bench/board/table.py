@@ -29,7 +29,7 @@ from bench.specs.board import LeaderboardSpec
 
 def _aggregate(row: dict, records: list[dict], column: str, draws: SeedDraws) -> np.ndarray | None:
     """Fill ``row``'s ``<column>`` (mean over the seeds' records), ``<column> std`` (over seeds) and
-    ``<column> ci_low`` / ``ci_high`` (the hierarchical bootstrap over seeds and items, ``bench.seedstats``);
+    ``<column> ci_low`` / ``ci_high`` (the hierarchical bootstrap over seeds and items, ``bench.board.seedstats``);
     return the bootstrap draws (None where the column has no value)."""
     pairs = [(r, record_value(r, column)) for r in records]
     pairs = [(r, v) for r, v in pairs if v is not None]

@@ -23,7 +23,7 @@ def select_cells(cells, pattern: str | None):
 
 def redirect_output(board, args: argparse.Namespace):
     """The board with its tables redirected: to ``--out`` when given; else, for a store other than the default
-    one (``--results``), to ``<results>/boards/<name>/`` (``bench.leaderboard.store_tables_dir``) when the spec is
+    one (``--results``), to ``<results>/boards/<name>/`` (``bench.release.publish.store_tables_dir``) when the spec is
     a committed board of this checkout, so tables built from another store never overwrite the committed ones. A
     board file elsewhere keeps its tables next to it. (``write_tables`` itself sends the tables of a store that
     lacks some of the board's cells to that same folder.)"""

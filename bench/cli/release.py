@@ -21,7 +21,7 @@ from bench.specs.board import LeaderboardSpec
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Run the board's missing cells into the store (none when it already holds them), then compare every cell,
-    row and the sort column's significance groups with the release (``bench.reproduce``); exit 1 when the
+    row and the sort column's significance groups with the release (``bench.release.reproduce``); exit 1 when the
     conclusions differ."""
     path, version = split_board_arg(args.board)
     load_plugins(args.plugin)

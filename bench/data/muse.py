@@ -11,7 +11,7 @@ Mapping to ``TaskData`` (ids ``<dataset>/<config>/<split>/<index>``, e.g. ``muse
   scalability splits ``scal_k`` (k = 1..4) ``scal/forget_k`` (growing forget sets, forget_k contains forget_k-1);
   for the sustainability split ``sust`` the four pairwise disjoint ``sust/forget_1 .. forget_4`` in order, with
   ``person`` = ``sust_1`` .. ``sust_4``, so a run with ``requests: 4`` unlearns them as four successive requests
-  (``bench.runner.request_groups`` groups a forget corpus by its ``person`` column);
+  (``bench.run.sequential.request_groups`` groups a forget corpus by its ``person`` column);
 * ``retain_corpus`` = ``raw/retain1``: MUSE's regulariser set (the retain request);
 * ``train_corpus`` = what the target is trained on (MUSE's target saw every forget set and both retain sets):
   every forget set of the task's forget splits (in the YAML's order), ``raw/retain1`` and ``raw/retain2``, each

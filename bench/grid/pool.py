@@ -47,7 +47,7 @@ def run_in_worker(cell: Cell, board: LeaderboardSpec, root: str, reuse: bool) ->
 
 class LocalPoolExecutor(Executor):
     """``jobs`` spawned worker processes with ``threads`` torch threads each (default
-    ``bench.numerics.compute_threads``: every number is computed at one thread count, whatever the entry point).
+    ``bench.runtime.numerics.compute_threads``: every number is computed at one thread count, whatever the entry point).
 
     Used plainly, ``run`` starts the pool, runs the cells and stops it; one pending cell, ``jobs == 1`` or a model
     preset (one pretrained model at a time, in this process and on its GPU) runs in this process instead. Used as a

@@ -3,7 +3,8 @@ build against them (``ubench checkpoints verify``).
 
 Building ships a tokenizer and, for each replicate seed, a target and a retain oracle into
 ``tasks/<family>/checkpoints/`` (``bench.models.tiny``). Every build runs under the pinned numerics
-(``bench.numerics``) in its own spawned process, so the folder does not depend on how many were built side by side.
+(``bench.runtime.numerics``) in its own spawned process, so the folder does not depend on how many were built side by
+side.
 Verifying rebuilds the same recipes in a scratch cache and compares weight hashes; on a mismatch it reports the
 largest absolute weight difference, which tells a different kernel path (about 1e-7 relative after the first step,
 amplified by training) from a different recipe (order-one differences).

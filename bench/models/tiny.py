@@ -12,8 +12,8 @@ renamed into place, so a crash never leaves a half-written model that later runs
 **Shipped checkpoints.** A model trained from scratch amplifies round-off, so two machines (or thread counts)
 building the same recipe get different weights and different boards. The embedded task therefore ships its
 tokenizer, targets and retain oracles in the repository (``tasks/<family>/checkpoints/<kind>-<key>/``, built under
-the pinned numerics of ``bench.numerics`` by ``ubench checkpoints build --ship``), and every user unlearns from the
-same weights: ``get_model`` loads the shipped folder when there is one (its weight hash checked on first load) and
+the pinned numerics of ``bench.runtime.numerics`` by ``ubench checkpoints build --ship``), and every user unlearns from
+the same weights: ``get_model`` loads the shipped folder when there is one (its weight hash checked on first load) and
 builds into ``cache_dir()/models`` otherwise, or always with ``UBENCH_BUILD_MODELS=1``.
 ``ubench checkpoints verify`` rebuilds locally and compares with the shipped weights. ``model_identity`` (the
 shipped weight hash, or the recipe key of a local build) enters run and reference ids.
@@ -113,7 +113,7 @@ def fit_causal_lm(model, data: Dataset, tokenizer, template: str, epochs: int, l
     """Fine-tune ``model`` on (question, answer) pairs (question None = a raw document): the answer-token NLL
     sum_t -log p(a_t | q, a_<t) averaged over the batch's answer tokens, AdamW, one-cycle LR (warm-up share
     ``warmup``, peak ``lr``), gradient norm clipped at 1, ``epochs`` passes in a seeded order, on the model's device
-    and under the current runtime's autocast (``bench.device``). Returns the model in eval mode.
+    and under the current runtime's autocast (``bench.runtime.device``). Returns the model in eval mode.
 
     Batches are length-bucketed (``bucketed_batches``): a 90-token biography in a batch of 20-token answers would
     pad the whole batch to 90 tokens, tripling the cost of training on the task."""

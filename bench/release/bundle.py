@@ -71,7 +71,8 @@ MANIFEST = "manifest.json"
 BUNDLE = "bundle.tar.gz"
 TABLES = "tables/"
 UNHASHED = (TABLES, PROVENANCE)
-# how `ubench reproduce` judges a rerun against this release (bench.reproduce); in the manifest, outside the hash
+# how `ubench reproduce` judges a rerun against this release (bench.release.reproduce); in the manifest, outside the
+# hash
 TOLERANCE = {
     "cell": "identical | printed (equal at the board's printed precision) | within (inside the released record's "
             "95% item-bootstrap interval) | differs",

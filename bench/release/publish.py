@@ -39,9 +39,9 @@ def with_output(board: LeaderboardSpec, folder: str | Path) -> LeaderboardSpec:
 def write_tables(board: LeaderboardSpec, store: Store, redirect_partial: bool = True,
                  ) -> tuple[pd.DataFrame, dict[str, Path]]:
     """Build the table from stored records and write ``<out_dir>/board.md``, ``board.csv``, the trade-off
-    plot(s) (``bench.plots``; keys ``tradeoff...`` in the returned paths) and the G-effect plots in
-    ``<out_dir>/geffect/`` (``bench.geffect.plots``; keys ``geffect/<stem>``), each atomically, then the
-    self-contained ``board.html`` with those plots embedded (``bench.html_board``; key ``html``).
+    plot(s) (``bench.board.plots``; keys ``tradeoff...`` in the returned paths) and the G-effect plots in
+    ``<out_dir>/geffect/`` (``bench.board.geffect_plots``; keys ``geffect/<stem>``), each atomically, then the
+    self-contained ``board.html`` with those plots embedded (``bench.board.html``; key ``html``).
 
     Tables built from a store that lacks the board's records never replace the board's own tables:
 

@@ -1,12 +1,12 @@
 """``ubench reproduce BOARD[@RELEASE]``: rerun (or read) a board's cells and check them against a release.
 
-Tolerance model (``bench.release.TOLERANCE``, stored in every release manifest):
+Tolerance model (``bench.release.bundle.TOLERANCE``, stored in every release manifest):
 
 * **cell** (one task, method, seed): each board column of the rerun record against the released one: ``identical``
   (bit for bit), ``printed`` (equal at the board's printed precision: 3 decimals, 1 for PrivLeak), ``within``
   (inside the released record's own 95% bootstrap interval over items), else ``differs``;
 * **row** (a method over its seeds): the rerun mean inside the released row's 95% hierarchical bootstrap interval
-  over seeds and items (``bench.seedstats``); a row outside it is reported;
+  over seeds and items (``bench.board.seedstats``); a row outside it is reported;
 * **conclusions**: the sort column's significance groups (the best row and the rows statistically tied with it)
   and every row's 95% rank interval membership of the best group. The command exits 1 when the best group differs,
   0 otherwise: numbers may move within their uncertainty, a conclusion may not.

@@ -59,13 +59,13 @@ def gradient_checkpointing(model: torch.nn.Module) -> Iterator[None]:
 
 def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
     """Run ``spec`` unless its record exists; store and return the record (status ok or failed). The run computes
-    on ``bench.device.select_device()`` in its model preset's precision; the record names the device."""
+    on ``bench.runtime.device.select_device()`` in its model preset's precision; the record names the device."""
     if reuse:
         existing = store.load("runs", spec.run_id)
         if existing is not None:
             return existing
     preset = spec_preset(spec)
-    pin_threads()  # the same thread count on every entry point (bench.numerics)
+    pin_threads()  # the same thread count on every entry point (bench.runtime.numerics)
     with use_runtime(runtime_for(preset)) as rt:
         reset_peak_memory(rt.device)
         return _execute(spec, store, preset)

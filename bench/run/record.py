@@ -51,7 +51,7 @@ def _static_env() -> dict[str, Any]:
 
 
 def env_info() -> dict[str, Any]:
-    """Versions, code state and numerics (``bench.numerics.numerics_env``: threads, CPU capability, kernel
+    """Versions, code state and numerics (``bench.runtime.numerics.numerics_env``: threads, CPU capability, kernel
     settings, CPU model) that can change a number; timing-free, so records stay comparable. Not part of a
     record's evidence: a release compares numbers, and the env says why two differ."""
     return {**_static_env(), "device": "cpu", **numerics_env()}
@@ -88,7 +88,8 @@ def lm_eval_metrics(model, tokenizer, data: TaskData) -> dict[str, dict]:
 
 
 def relearn_metrics(model, tokenizer, data: TaskData) -> dict[str, dict]:
-    """The relearning attack (``bench.robustness``, default ``RelearnSpec``) as record metrics ``relearn/...``."""
+    """The relearning attack (``bench.metrics.robustness``, default ``RelearnSpec``) as record metrics
+    ``relearn/...``."""
     return {key: {"value": value, "stderr": None, "n": 1, "split": "relearn", "ci_low": None, "ci_high": None}
             for key, value in relearn_attack(model, tokenizer, data).items()}
 

@@ -23,7 +23,7 @@ from bench.specs.run import AdapterSpec, Budget, ControlSpec, RunSpec
 
 
 def runtime_for(preset: ModelPreset | None) -> Runtime:
-    """The run's device (``bench.device.select_device``) and the preset's precision settings."""
+    """The run's device (``bench.runtime.device.select_device``) and the preset's precision settings."""
     device = select_device()
     if preset is None:
         return Runtime(device)

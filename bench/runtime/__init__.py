@@ -1,2 +1,2 @@
-"""Stage 2, runtime: where things live (paths), where and how numbers are computed (device, precision, pinned
+"""Runtime: where things live (paths), where and how numbers are computed (device, precision, pinned
 numerics, data-parallel processes), the result store, and quiet library logging."""

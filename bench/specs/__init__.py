@@ -1,2 +1,2 @@
-"""Stage 1, specifications: the frozen, validated vocabulary (RunSpec, Budget, ControlSpec, LeaderboardSpec, budget
+"""Specifications: the frozen, validated vocabulary (RunSpec, Budget, ControlSpec, LeaderboardSpec, budget
 tiers) built from plain YAML mappings. No torch: everything above reads its inputs from here."""

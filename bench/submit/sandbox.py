@@ -72,7 +72,7 @@ def _apply_limits(cpu_seconds: int, memory_bytes: int) -> None:
 
 
 def _uses_cuda() -> bool:
-    """Whether the smoke runs will compute on a CUDA device (``bench.device.select_device``'s rule)."""
+    """Whether the smoke runs will compute on a CUDA device (``bench.runtime.device.select_device``'s rule)."""
     name = (os.environ.get("UBENCH_DEVICE") or "auto").strip()
     if name != "auto":
         return name.startswith("cuda")
