@@ -1,4 +1,4 @@
-"""Data-parallel runs (bench/distributed.py) on two CPU processes with Gloo, launched by torchrun as
+"""Data-parallel runs (bench/runtime/distributed.py) on two CPU processes with Gloo, launched by torchrun as
 ``accelerate launch`` would: the losses, the final weights and the stored record equal those of the same run on
 one process, up to the order of floating-point sums; only process 0 writes."""
 

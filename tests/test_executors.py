@@ -1,4 +1,4 @@
-"""Executors (bench/executors.py): in process, a local worker pool and Ray tasks give the same records; a finished
+"""Executors (bench/grid/executors.py): in process, a local worker pool and Ray tasks give the same records; a finished
 cell is reused; executor choice and its one-line errors; pytest-xdist on a board; the grid benchmark's report."""
 
 from __future__ import annotations
