@@ -9,8 +9,6 @@ from bench.grid.columns import GEFFECT, RUN_ONLY_COLUMNS, TEXT_COLUMNS
 
 REFERENCE_LABELS = {"target": "target (before unlearning)", "oracle": "retain oracle"}
 ARROWS = {"higher": "↑", "lower": "↓", "zero": "→0", "half": "→½", "none": "·"}
-
-
 UTILITY_NAMES = {"retain_es": "retain ES", "retain_rouge": "retain ROUGE-L", "model_utility": "model utility"}
 
 

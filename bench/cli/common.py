@@ -1,7 +1,6 @@
 """What the ``ubench`` commands share: loading plug-in files, selecting cells with ``-k``, where a board's tables go,
 and printing them."""
 
-
 from __future__ import annotations
 
 import argparse

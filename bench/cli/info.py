@@ -1,6 +1,5 @@
 """``ubench ls`` (what is registered) and ``ubench docs`` (regenerate ``docs/metrics.md``)."""
 
-
 from __future__ import annotations
 
 import argparse

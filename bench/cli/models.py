@@ -1,6 +1,5 @@
 """``ubench build-oracle``, ``ubench checkpoints`` and ``ubench presets``: the models boards run on."""
 
-
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,5 @@
 """``ubench perf``: the harness's overhead benchmarks (``bench.perf``)."""
 
-
 from __future__ import annotations
 
 import argparse

@@ -1,7 +1,6 @@
 """``ubench release`` (freeze a board into a citable release), ``ubench cite`` (its BibTeX) and ``ubench reproduce``
 (rerun or read a board's cells and check them against a release)."""
 
-
 from __future__ import annotations
 
 import argparse

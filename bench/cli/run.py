@@ -1,7 +1,6 @@
 """``ubench run`` (run a board's missing cells, then write its tables) and ``ubench board`` (rebuild the tables from
 stored records only)."""
 
-
 from __future__ import annotations
 
 import argparse

@@ -1,7 +1,6 @@
 """``ubench submit`` (check an outside method's entry and add it to a board) and ``ubench new-method`` (scaffold
 one)."""
 
-
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,5 @@
 """``ubench tune``: a calibrated hyper-parameter search per board entry, within the tier's trial allowance."""
 
-
 from __future__ import annotations
 
 import argparse

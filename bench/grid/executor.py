@@ -18,7 +18,7 @@ from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError
 
-OnDone = Callable[[int, "Cell", dict, bool], None]
+OnDone = Callable[[int, Cell, dict, bool], None]
 
 
 class ExecutorError(SpecError):
@@ -101,9 +101,3 @@ def prepare_references(task: str, split: str, store: Store) -> None:
     process at a time (a second caller waits, then finds them built)."""
     with file_lock(f"refs-{task}-{split}"):
         get_references(load_task(task, split), store)
-
-
-# --- local worker processes -------------------------------------------------------------------------------------
-
-
-# --- Ray ----------------------------------------------------------------------------------------------------------

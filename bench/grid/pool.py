@@ -32,7 +32,8 @@ def _init_worker(threads: int, plugins: Sequence[str]) -> None:
 
 
 def _warm_worker(seconds: float) -> int:
-    """Import what a cell needs, then hold the worker a moment so that the next call goes to another one."""
+    """Hold the worker (which imported the harness with this module) a moment, so that the next call goes to
+    another one."""
     time.sleep(seconds)
     return os.getpid()
 

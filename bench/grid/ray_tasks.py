@@ -41,7 +41,6 @@ def _ray_setup(threads: int, plugins: Sequence[str]) -> None:
     if not _RAY_PLUGINS:
         quiet()
         _RAY_PLUGINS.add("")
-
     for path in plugins:
         if path not in _RAY_PLUGINS:
             METHODS.load_plugin_file(path)

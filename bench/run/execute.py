@@ -30,12 +30,7 @@ from bench.run.references import get_references
 from bench.run.runspec import runtime_for, spec_preset
 from bench.run.sequential import run_sequential
 from bench.run.train import NonFiniteLossError, unlearn
-from bench.runtime.device import (
-    peak_memory_gib,
-    reset_peak_memory,
-    runtime,
-    use_runtime,
-)
+from bench.runtime.device import peak_memory_gib, reset_peak_memory, runtime, use_runtime
 from bench.runtime.numerics import pin_threads
 from bench.runtime.store import SCHEMA_VERSION, Store
 from bench.specs.run import RunSpec

@@ -18,10 +18,7 @@ from bench.data.tasks import TaskData
 from bench.metrics.evaluate import Evaluation
 from bench.metrics.lm_eval_utility import lm_eval_utility
 from bench.metrics.robustness import relearn_attack
-from bench.runtime.device import (
-    device_name,
-    runtime,
-)
+from bench.runtime.device import device_name, runtime
 from bench.runtime.numerics import numerics_env
 from bench.runtime.paths import REPO_ROOT
 

@@ -7,17 +7,10 @@ from typing import Any
 
 from bench.data.tasks import check_forget_set, load_task_config
 from bench.methods.base import full_hparams, make_method
-from bench.models.presets import (
-    ModelPreset,
-    load_preset,
-    missing_oracle,
-)
+from bench.models.presets import ModelPreset, load_preset, missing_oracle
 from bench.models.tiny import TaskSplit, model_identity, model_split
 from bench.run.references import EVAL_VERSION, REFERENCE_KINDS
-from bench.runtime.device import (
-    Runtime,
-    select_device,
-)
+from bench.runtime.device import Runtime, select_device
 from bench.specs.mapping import SpecError, content_hash
 from bench.specs.run import AdapterSpec, Budget, ControlSpec, RunSpec
 
