@@ -1,10 +1,10 @@
-"""``ubench perf``: the harness's unlearning-step time over a bare PyTorch step, measured in one process.
+"""``ubench perf --only step``: the harness's unlearning-step time over a bare PyTorch step, in one process.
 
 Both sides start from the same target weights and see the same forget items (one batch of ``budget.batch_size``,
-so every step pads to the same length): the harness through ``train.unlearn`` with the registered method (sampler,
-collation, method loss, finiteness check, accumulation bookkeeping), the bare side as a hand-written loop of
-``model(input_ids, attention_mask, labels).loss`` negated for ascent, ``backward``, ``AdamW.step``. Runs alternate
-(harness, bare, harness, ...) so drift in machine speed hits both; the ratio is of the medians.
+so every step pads to the same length): the harness through ``bench.run.train.unlearn`` with the registered method
+(sampler, collation, method loss, finiteness check, accumulation bookkeeping), the bare side as a hand-written loop
+of ``model(input_ids, attention_mask, labels).loss`` negated for ascent, ``backward``, ``AdamW.step``. Runs
+alternate (harness, bare, harness, ...) so drift in machine speed hits both; the ratio is of the medians.
 """
 
 from __future__ import annotations
