@@ -49,6 +49,7 @@ perf: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bench tests
+	$(VENV)/bin/lint-imports
 
 clean-results:
 	rm -rf results

@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.metrics.base import ItemMetric, ModelMetric
-from bench.paths import REPO_ROOT
 from bench.registry import METRICS
+from bench.runtime.paths import REPO_ROOT
+from bench.runtime.store import atomic_write_text
 
 METRICS_DOC = REPO_ROOT / "docs" / "metrics.md"
 
@@ -72,7 +73,5 @@ EXTERNAL_DOCS = [
 
 
 def write_docs(path: Path = METRICS_DOC) -> Path:
-    from bench.store import atomic_write_text
-
     atomic_write_text(path, metrics_reference())
     return path

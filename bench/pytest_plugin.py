@@ -13,7 +13,7 @@ writes), and the controller alone writes and prints the tables, from the boards 
 Tables are written only for a board at least one of whose items ran: ``--collect-only``, a ``-k``/``-m`` that
 deselects every entry, or an error before any item ran write nothing. They replace the board's own tables only
 when the store holds a record of every cell; otherwise they go to ``<store>/boards/<name>/`` and a line says so
-(``bench.leaderboard.write_tables``).
+(``bench.release.publish.write_tables``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.registry import RegistryError
-from bench.spec import LeaderboardSpec, SpecError
+from bench.board.markdown import to_markdown
+from bench.grid.cells import cell_record, plan, run_cell
+from bench.grid.executor import prepare_references
+from bench.registry import METHODS, RegistryError
+from bench.release.publish import NoRecordsError, write_tables
+from bench.runtime.logs import quiet
+from bench.runtime.paths import results_dir
+from bench.runtime.store import Store
+from bench.specs.board import LeaderboardSpec
+from bench.specs.mapping import SpecError
 
 BOARDS = pytest.StashKey[dict[str, LeaderboardSpec]]()  # every collected board, by path
 RAN = pytest.StashKey[set[str]]()  # the paths of the boards at least one item of which ran in this process
@@ -41,8 +49,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[BOARDS] = {}
     config.stash[RAN] = set()
     for path in config.getoption("--ubench-plugin") or []:
-        from bench.registry import METHODS
-
         METHODS.load_plugin_file(path)
 
 
@@ -58,8 +64,6 @@ class SpecCollectError(Exception):
 
 class LeaderboardFile(pytest.File):
     def collect(self):
-        from bench.leaderboard import plan
-
         try:
             board = LeaderboardSpec.load(self.path)
             cells = plan(board)
@@ -86,19 +90,11 @@ class LeaderboardEntry(pytest.Item):
         self.board = board
 
     def runtest(self) -> None:
-        from bench.cli import _quiet
-        from bench.leaderboard import run_cell
-        from bench.paths import results_dir
-        from bench.store import Store
-
         self.config.stash[RAN].add(str(self.path))  # from here on the store may hold this board's records
-        _quiet()
+        quiet()
         store = Store(self.config.getoption("--ubench-results") or results_dir())
         reuse = not self.config.getoption("--ubench-rerun")
         if hasattr(self.config, "workerinput") and not self.cell.task.model:
-            from bench.executors import prepare_references
-            from bench.leaderboard import cell_record
-
             if not (reuse and cell_record(self.cell, self.board, store)):
                 prepare_references(self.cell.task.task, self.cell.task.split, store)
         record = run_cell(self.cell, self.board, store, reuse=reuse)
@@ -136,10 +132,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if not boards:  # no item of any board ran (--collect-only, everything deselected, an early error)
         return
-    from bench.leaderboard import NoRecordsError, to_markdown, write_tables
-    from bench.paths import results_dir
-    from bench.store import Store
-
     store = Store(session.config.getoption("--ubench-results") or results_dir())
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     for board in boards.values():

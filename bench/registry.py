@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import pkgutil
+import sys
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -114,10 +117,6 @@ class Registry(Generic[T]):
 
     def load_plugin_file(self, path: str) -> None:
         """Import a single Python file whose decorators register into this (or another) registry."""
-        import importlib.util
-        import sys
-        from pathlib import Path
-
         file = Path(path)
         if not file.is_file():
             raise RegistryError(f"{path}: plug-in file not found")

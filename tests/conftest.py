@@ -32,14 +32,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _quiet_transformers() -> None:
-    from bench.cli import _quiet
+    from bench.runtime.logs import quiet
 
-    _quiet()
+    quiet()
 
 
 @pytest.fixture
 def store(tmp_path: Path):
-    from bench.store import Store
+    from bench.runtime.store import Store
 
     return Store(tmp_path / "results")
 
@@ -110,10 +110,10 @@ def random_llama(seed: int, init_std: float):
 def run_board(path: Path):
     """Load the board at ``path``, run every cell into ``<folder>/results`` (each must finish ok) and return
     (board, store)."""
-    from bench.leaderboard import plan
-    from bench.runner import execute
-    from bench.spec import LeaderboardSpec
-    from bench.store import Store
+    from bench.grid.cells import plan
+    from bench.run.execute import execute
+    from bench.runtime.store import Store
+    from bench.specs.board import LeaderboardSpec
 
     board = LeaderboardSpec.load(path)
     store = Store(path.parent.parent / "results")
@@ -124,7 +124,7 @@ def run_board(path: Path):
 
 def board_records(board, store) -> dict[str, dict]:
     """Each cell's stored run record, by the method's display label."""
-    from bench.leaderboard import plan
+    from bench.grid.cells import plan
 
     return {c.method.display: store.load("runs", c.spec.run_id) for c in plan(board)}
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.runner import execute, make_run_spec
-from bench.spec import AdapterSpec, Budget, ControlSpec, SpecError
+from bench.run.execute import execute
+from bench.run.runspec import make_run_spec
+from bench.specs.mapping import SpecError
+from bench.specs.run import AdapterSpec, Budget, ControlSpec
 from tests.conftest import MINI
 
 FULL = Budget(steps=8, lr=5e-4, batch_size=8)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli.main import main
 
 from .conftest import mini_board
 
@@ -80,9 +80,9 @@ def test_tables_from_another_store_never_overwrite_a_committed_board(tmp_path: P
     exit 2 with nothing written (tests/test_committed_tables.py covers the partial and complete stores)."""
     import argparse
 
-    from bench.cli import _with_output
-    from bench.paths import REPO_ROOT
-    from bench.spec import LeaderboardSpec
+    from bench.cli.common import redirect_output as _with_output
+    from bench.runtime.paths import REPO_ROOT
+    from bench.specs.board import LeaderboardSpec
 
     spec = REPO_ROOT / "leaderboards" / "synthetic.yaml"
     committed = REPO_ROOT / "leaderboards" / "synthetic"

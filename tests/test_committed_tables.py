@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.cli import main
+from bench.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "leaderboards" / "synthetic.yaml"
@@ -49,7 +49,7 @@ def _copy_board(root: Path, methods: list[str] | None = None) -> Path:
 @pytest.fixture(scope="module")
 def bundle() -> dict[str, bytes]:
     """The files of the newest committed release of the default board (its records among them)."""
-    from bench.release import read_bundle
+    from bench.release.bundle import read_bundle
 
     releases = sorted(p for p in (COMMITTED / "releases").glob("*") if (p / "bundle.tar.gz").is_file())
     if not releases:
@@ -60,8 +60,8 @@ def bundle() -> dict[str, bytes]:
 def _store_from_release(bundle: dict[str, bytes], root: Path, labels: list[str]) -> Path:
     """A result store at ``root`` with the release's reference records and the run records of the cells of the
     entries labelled ``labels`` (as stored: ``result.json`` from the provenance, the other files as bundled)."""
-    from bench.leaderboard import plan
-    from bench.spec import LeaderboardSpec
+    from bench.grid.cells import plan
+    from bench.specs.board import LeaderboardSpec
 
     board = LeaderboardSpec.load(SPEC)
     keep = {c.spec.run_id for c in plan(board) if c.method.display in labels}
@@ -211,8 +211,8 @@ def test_a_complete_store_rewrites_the_board_folder_and_prunes_it(bundle, tmp_pa
 
 
 def test_the_release_line_names_a_committed_board_relative_to_the_repository() -> None:
-    from bench.release import ReleaseStatus, release_line, shared_board_path
-    from bench.spec import LeaderboardSpec
+    from bench.release.bundle import ReleaseStatus, release_line, shared_board_path
+    from bench.specs.board import LeaderboardSpec
 
     board = LeaderboardSpec.load(SPEC)  # an absolute path, as pytest gives it
     assert shared_board_path(board) == "leaderboards/synthetic.yaml"

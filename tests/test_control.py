@@ -8,14 +8,16 @@ import math
 import pytest
 import torch
 
-from bench.control.calibrate import GRID, AnswerScorer, MixedModel, MixingProbe, ProbeResult, calibrate, pareto_auc
-from bench.control.tiers import tier, tier_seeds, tier_trials, tiers
 from bench.data.tokenize import encode_qa
 from bench.methods.base import make_method
 from bench.models.tiny import get_model, get_tokenizer
-from bench.runner import execute, make_run_spec
-from bench.spec import Budget, ControlSpec, SpecError
-from bench.train import lr_at, unlearn
+from bench.run.calibrate import GRID, AnswerScorer, MixedModel, MixingProbe, ProbeResult, calibrate, pareto_auc
+from bench.run.execute import execute
+from bench.run.runspec import make_run_spec
+from bench.run.train import lr_at, unlearn
+from bench.specs.mapping import SpecError
+from bench.specs.run import Budget, ControlSpec
+from bench.specs.tiers import tier, tier_seeds, tier_trials, tiers
 
 from .conftest import MINI, PLUGINS
 
@@ -183,9 +185,9 @@ def test_a_board_on_a_tier_with_trials_shows_each_cells_selected_trial(tmp_path,
     and the board row is the selected trial's record (``cell_record``)."""
     import json
 
-    from bench.cli import main
-    from bench.leaderboard import cell_record, plan, trials_per_cell
-    from bench.spec import LeaderboardSpec
+    from bench.cli.main import main
+    from bench.grid.cells import cell_record, plan, trials_per_cell
+    from bench.specs.board import LeaderboardSpec
 
     from .conftest import mini_board
 
@@ -200,7 +202,7 @@ def test_a_board_on_a_tier_with_trials_shows_each_cells_selected_trial(tmp_path,
     (summary_file,) = (results / "searches").glob("*.json")
     summary = json.loads(summary_file.read_text())
     assert len(summary["trials"]) == 2 and summary["selected"] in (0, 1)
-    from bench.store import Store
+    from bench.runtime.store import Store
 
     (cell,) = plan(board)
     record = cell_record(cell, board, Store(results))

@@ -1,4 +1,4 @@
-"""Data-parallel runs (bench/distributed.py) on two CPU processes with Gloo, launched by torchrun as
+"""Data-parallel runs (bench/runtime/distributed.py) on two CPU processes with Gloo, launched by torchrun as
 ``accelerate launch`` would: the losses, the final weights and the stored record equal those of the same run on
 one process, up to the order of floating-point sums; only process 0 writes."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.distributed import average_gradients, shard, world
+from bench.runtime.distributed import average_gradients, shard, world
 
 
 def test_single_process_helpers_are_identities() -> None:
@@ -29,10 +29,11 @@ def test_two_process_run_matches_one_process(tmp_path: Path, mini_data) -> None:
     from bench.data.tokenize import encode_qa
     from bench.methods.base import make_method
     from bench.models.tiny import get_model, get_tokenizer
-    from bench.runner import execute, make_run_spec
-    from bench.spec import Budget
-    from bench.store import Store
-    from bench.train import unlearn
+    from bench.run.execute import execute
+    from bench.run.runspec import make_run_spec
+    from bench.run.train import unlearn
+    from bench.runtime.store import Store
+    from bench.specs.run import Budget
 
     get_model(mini_data, "oracle")  # built here once, not by both processes
     out = tmp_path / "ddp.json"

@@ -1,4 +1,4 @@
-"""Executors (bench/executors.py): in process, a local worker pool and Ray tasks give the same records; a finished
+"""Executors (bench/grid/executors.py): in process, a local worker pool and Ray tasks give the same records; a finished
 cell is reused; executor choice and its one-line errors; pytest-xdist on a board; the grid benchmark's report."""
 
 from __future__ import annotations
@@ -8,16 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.executors import (
-    ExecutorError,
-    InProcessExecutor,
-    LocalPoolExecutor,
-    RayExecutor,
-    default_jobs,
-    make_executor,
-)
-from bench.perf_grid import comparable
+from bench.cli.main import main
+from bench.grid.executor import ExecutorError, InProcessExecutor
+from bench.grid.executors import default_jobs, make_executor
+from bench.grid.pool import LocalPoolExecutor
+from bench.grid.ray_tasks import RayExecutor
+from bench.perf.grid import comparable
 
 from .conftest import PLUGINS, mini_board
 
@@ -29,10 +25,10 @@ PLUGIN = str(PLUGINS / "nan_method.py")
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory, one_torch_thread):
     """The mini board's cells and their records run in this process (1 torch thread, as each worker has)."""
-    from bench.leaderboard import plan
+    from bench.grid.cells import plan
     from bench.registry import METHODS as REGISTRY
-    from bench.spec import LeaderboardSpec
-    from bench.store import Store
+    from bench.runtime.store import Store
+    from bench.specs.board import LeaderboardSpec
 
     REGISTRY.load_plugin_file(PLUGIN)
     folder = tmp_path_factory.mktemp("grid")
@@ -50,7 +46,7 @@ def _same(records: list[dict], expected: list[dict]) -> None:
 
 
 def test_local_pool_of_two_gives_the_in_process_records(grid, tmp_path: Path) -> None:
-    from bench.store import Store
+    from bench.runtime.store import Store
 
     board, cells, expected = grid
     store = Store(tmp_path / "pool")
@@ -67,7 +63,7 @@ def test_ray_local_cluster_gives_the_in_process_records_and_reuses_them(grid, tm
     pytest.importorskip("ray")
     import ray
 
-    from bench.store import Store
+    from bench.runtime.store import Store
 
     board, cells, expected = grid
     store = Store(tmp_path / "ray")
@@ -114,7 +110,7 @@ def test_cli_executor_errors_are_one_line_and_write_nothing(tmp_path: Path, env_
     board = mini_board(tmp_path, methods="[{method: ga}]")
     assert main(["run", str(board), "--address", "10.0.0.1:6379"]) == 2
     assert "--address 10.0.0.1:6379: a cluster address is for --executor ray" in _one_line_error(capsys)
-    monkeypatch.setattr("bench.executors.ray_available", lambda: False)
+    monkeypatch.setattr("bench.grid.ray_tasks.ray_available", lambda: False)
     assert main(["run", str(board), "--executor", "ray"]) == 2
     assert "--executor ray: ray is not installed" in _one_line_error(capsys)
     assert main(["run", str(board), "--executor", "ray", "--address", "auto"]) == 2
@@ -153,7 +149,7 @@ def test_pytest_xdist_runs_each_item_once_and_the_controller_writes_the_board(py
 
 def test_grid_benchmark_report() -> None:
     """The report's structure on a one-cell grid (no timing is asserted)."""
-    from bench.perf_grid import grid_throughput
+    from bench.perf.grid import grid_throughput
 
     report = grid_throughput(cells=1, workers=2, all_cores=False)
     text = report.text()

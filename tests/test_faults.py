@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.cli import main
-from bench.paths import REPO_ROOT
-from bench.store import CorruptRecordWarning, Store
+from bench.cli.main import main
+from bench.runtime.paths import REPO_ROOT
+from bench.runtime.store import CorruptRecordWarning, Store
 
 from .conftest import MINI, PLUGINS, mini_board
 
@@ -178,11 +178,12 @@ def test_concurrent_writers_never_mix_the_files_of_one_record(tmp_path: Path) ->
 
 _EXECUTE = """
 import json, sys
-from bench.cli import _quiet
-from bench.runner import execute, make_run_spec
-from bench.spec import Budget
-from bench.store import Store
-_quiet()
+from bench.run.execute import execute
+from bench.run.runspec import make_run_spec
+from bench.runtime.logs import quiet
+from bench.runtime.store import Store
+from bench.specs.run import Budget
+quiet()
 spec = make_run_spec("synthetic-mini", "forget10", "ga", {}, Budget(steps=4, lr=5e-4, batch_size=8), seed=5)
 record = execute(spec, Store(sys.argv[1]), reuse=False)
 print(json.dumps({"run_id": spec.run_id, "status": record["status"]}))
@@ -201,8 +202,9 @@ def test_two_processes_run_the_same_spec_into_one_store(tmp_path: Path) -> None:
     assert done[0] == done[1] and done[0]["status"] == "ok"
     (folder,) = _assert_complete_or_absent(root / "runs")
     assert folder.name == done[0]["run_id"]
-    from bench.runner import execute, make_run_spec
-    from bench.spec import Budget
+    from bench.run.execute import execute
+    from bench.run.runspec import make_run_spec
+    from bench.specs.run import Budget
 
     spec = make_run_spec(MINI, "forget10", "ga", {}, Budget(steps=4, lr=5e-4, batch_size=8), seed=5)
     alone = Store(tmp_path / "alone")
@@ -406,9 +408,10 @@ def test_same_seed_gives_byte_identical_records(tmp_path: Path) -> None:
     """Two runs of one spec (G-effect recorded every 2 steps) into two stores: result.json is byte-identical once
     its ``timings`` (wall times) are removed, and spec.json, per_item.jsonl and geffect.jsonl are byte-identical.
     ``env`` holds no timing (versions, device, threads, commit) and is compared too."""
-    from bench.runner import execute, make_run_spec
-    from bench.spec import Budget
-    from bench.store import dumps
+    from bench.run.execute import execute
+    from bench.run.runspec import make_run_spec
+    from bench.runtime.store import dumps
+    from bench.specs.run import Budget
 
     spec = make_run_spec(MINI, "forget10", "npo", {}, Budget(steps=4, lr=5e-4, batch_size=8, callback_every=2),
                          seed=11)
@@ -507,7 +510,8 @@ def test_submission_that_sleeps_forever_is_killed_at_the_time_limit(tmp_path: Pa
 
 
 def test_submission_over_the_memory_limit_fails_cleanly_in_its_working_directory(tmp_path: Path) -> None:
-    from bench.submit import GIB, SandboxLimits, validate_and_submit
+    from bench.submit.sandbox import GIB, SandboxLimits
+    from bench.submit.validate import validate_and_submit
 
     entry, board = _submission(tmp_path, "memory_hog", MEMORY_HOG)
     work = tmp_path / "work"

@@ -25,8 +25,10 @@ from hypothesis import strategies as st
 
 from bench.data.tasks import EvalConfig, TaskConfig, TinyModelConfig, load_task_config
 from bench.models.presets import FinetuneRecipe, HubCheckpoint, ModelPreset, load_preset
-from bench.spec import Budget, ControlSpec, LeaderboardSpec, SpecError, from_mapping, read_yaml
-from bench.store import CorruptRecordWarning, Store
+from bench.runtime.store import CorruptRecordWarning, Store
+from bench.specs.board import LeaderboardSpec
+from bench.specs.mapping import SpecError, from_mapping, read_yaml
+from bench.specs.run import Budget, ControlSpec
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SOURCE = "fuzz.yaml"

@@ -295,8 +295,9 @@ def test_recorded_run_writes_measurements_and_a_summary(store) -> None:
     """NPO on the mini task, 6 steps, callback every 3: measurements of the steps' own gradients at theta_0 and
     theta_3 (before those updates) with totals on the four sets, per-block values, per-instance values for at most
     16 forget items; the NPO weight of each measured step is recorded (1 at theta_0 = theta_ref)."""
-    from bench.runner import execute, make_run_spec
-    from bench.spec import Budget
+    from bench.run.execute import execute
+    from bench.run.runspec import make_run_spec
+    from bench.specs.run import Budget
 
     spec = make_run_spec(MINI, "forget10", "npo", {}, Budget(steps=6, lr=1e-3, batch_size=8, callback_every=3),
                          seed=0)

@@ -13,18 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.geffect.plots import load_measurements, plot_index
-from bench.leaderboard import (
-    GEFFECT_SIGN_LINE,
-    build_table,
-    column_direction,
-    geffect_paragraph,
-    plan,
-    to_markdown,
-    write_tables,
-)
-from bench.spec import LeaderboardSpec, SpecError
-from bench.store import Store
+from bench.board.analysis import GEFFECT_SIGN_LINE, geffect_paragraph
+from bench.board.geffect_plots import plot_index
+from bench.board.markdown import to_markdown
+from bench.board.records import load_measurements
+from bench.board.table import build_table
+from bench.grid.cells import plan
+from bench.grid.columns import column_direction
+from bench.release.publish import write_tables
+from bench.runtime.store import Store
+from bench.specs.board import LeaderboardSpec
+from bench.specs.mapping import SpecError
 
 from .conftest import MINI, board_records, mini_board, run_board
 
@@ -113,7 +112,7 @@ def test_paragraph_follows_the_numbers() -> None:
     """A hand-made table: whether e_u settles and which +KL variant raises e_r come from the facts given."""
     from types import SimpleNamespace
 
-    from bench.spec import MethodEntry, TaskEntry
+    from bench.specs.board import MethodEntry, TaskEntry
 
     board = SimpleNamespace(tasks=(TaskEntry(MINI, "forget10"),), methods=(
         MethodEntry("ga", "GA"), MethodEntry("ga", "GA+KL", {"retain_loss": "kl"}), MethodEntry("npo", "NPO"),
@@ -192,7 +191,7 @@ def test_direction_less_sort_key_with_explicit_descending(tmp_path: Path) -> Non
 
 
 def test_cli_prints_the_table_and_writes_the_json(tmp_path: Path, capsys, one_torch_thread) -> None:
-    from bench.cli import main
+    from bench.cli.main import main
     from bench.data.tasks import load_task
     from bench.models.tiny import get_model
 
@@ -219,7 +218,7 @@ def test_cli_prints_the_table_and_writes_the_json(tmp_path: Path, capsys, one_to
 
 
 def test_cli_unknown_method_is_exit_2_with_did_you_mean(tmp_path: Path, capsys) -> None:
-    from bench.cli import main
+    from bench.cli.main import main
 
     assert main(["geffect", "--task", MINI, "--split", "forget10", "--method", "nop"]) == 2
     err = capsys.readouterr().err.strip()

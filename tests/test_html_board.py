@@ -1,4 +1,4 @@
-"""The self-contained HTML board (``bench.html_board``): deterministic, escaped, plots embedded; and, in headless
+"""The self-contained HTML board (``bench.board.html``): deterministic, escaped, plots embedded; and, in headless
 Chromium through selenium, sortable columns, pinned reference rows and the per-method detail view."""
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.html_board import board_html, board_images, entry_details
-from bench.leaderboard import plan, write_tables
-from bench.paths import REPO_ROOT
-from bench.runner import execute
-from bench.spec import LeaderboardSpec
-from bench.store import Store
+from bench.board.html import board_html, board_images
+from bench.board.html_details import entry_details
+from bench.grid.cells import plan
+from bench.release.publish import write_tables
+from bench.run.execute import execute
+from bench.runtime.paths import REPO_ROOT
+from bench.runtime.store import Store
+from bench.specs.board import LeaderboardSpec
 
 from .conftest import PLUGINS, mini_board
 

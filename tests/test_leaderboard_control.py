@@ -13,19 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.leaderboard import (
-    build_table,
-    column_direction,
-    finding,
-    plan,
-    protocol_line,
-    to_markdown,
-    write_tables,
-)
-from bench.plots import plot_paths
-from bench.runner import execute
-from bench.spec import LeaderboardSpec, SpecError
-from bench.store import Store
+from bench.board.findings import finding, protocol_line
+from bench.board.markdown import to_markdown
+from bench.board.plots import plot_paths
+from bench.board.table import build_table
+from bench.grid.cells import plan
+from bench.grid.columns import column_direction
+from bench.release.publish import write_tables
+from bench.run.execute import execute
+from bench.runtime.store import Store
+from bench.specs.board import LeaderboardSpec
+from bench.specs.mapping import SpecError
 
 from .conftest import MINI, board_records, mini_board, run_board
 
@@ -159,7 +157,7 @@ def test_bad_control_column_is_one_line_spec_error(tmp_path: Path, columns: str,
 
 
 def test_unknown_calibrated_column_from_the_cli(tmp_path: Path, env_results: Path, capsys) -> None:
-    from bench.cli import main
+    from bench.cli.main import main
 
     board = control_board(tmp_path, columns="[forget/es, calibrated/forget/ess]")
     assert main(["run", str(board)]) == 2
@@ -255,7 +253,7 @@ def test_finding_is_computed_from_the_table(tmp_path: Path) -> None:
 def test_robustness_paragraph_is_computed_from_the_table(tmp_path: Path) -> None:
     """Relearning: methods more than 0.1 above the oracle's relearned ES are named, the most recovered first;
     lm-eval: methods below tau times the target's accuracy are named; no columns, no paragraph."""
-    from bench.leaderboard import robustness_paragraph
+    from bench.board.analysis import robustness_paragraph
 
     board = LeaderboardSpec.load(control_board(tmp_path))
     task = f"{MINI}/forget10"

@@ -13,16 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from bench.data.lm_eval_files import DATA_FILE, EMBEDDED_TASKS, mc_item, render_task_dir, wrong_answers
 from bench.data.tokenize import encode_prompt, encode_qa
 from bench.metrics.engine import teacher_forced
-from bench.metrics.lm_eval_utility import (
-    DATA_FILE,
-    EMBEDDED_TASKS,
-    lm_eval_utility,
-    mc_item,
-    render_task_dir,
-    wrong_answers,
-)
+from bench.metrics.lm_eval_utility import lm_eval_utility
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

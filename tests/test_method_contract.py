@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from bench.control.tiers import smallest_tier
 from bench.data.tokenize import encode_qa
 from bench.methods.base import ReferenceModel, make_method
 from bench.models.tiny import get_model, get_tokenizer
 from bench.registry import METHODS
-from bench.train import unlearn
+from bench.run.train import unlearn
+from bench.specs.tiers import smallest_tier
 
 from .conftest import PLUGINS
 
@@ -75,13 +75,14 @@ def test_three_smoke_steps_with_finite_loss(name: str, mini_data, encoded) -> No
 def test_the_runner_builds_the_reference_only_when_declared(name: str, store, monkeypatch) -> None:
     """open-unlearning allocates a reference for some methods that never read it; here the runner builds one
     exactly when the method (or its regulariser) declares it."""
-    import bench.runner
-    from bench.runner import execute, make_run_spec
+    import bench.run.execute
+    from bench.run.execute import execute
+    from bench.run.runspec import make_run_spec
 
     from .conftest import MINI
 
     CountingReference.made = 0
-    monkeypatch.setattr(bench.runner, "ReferenceModel", CountingReference)
+    monkeypatch.setattr(bench.run.execute, "ReferenceModel", CountingReference)
     record = execute(make_run_spec(MINI, "forget10", name, {}, smallest_tier(), seed=0), store)
     assert record["status"] == "ok", record["error"]
     assert CountingReference.made == int(make_method(name).needs_reference)

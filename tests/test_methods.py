@@ -12,7 +12,7 @@ import torch
 from bench.data.tokenize import Encoded, TokenBatch, collate
 from bench.methods.base import LossContext, ReferenceModel, UnlearnBatch, make_method
 from bench.registry import METHODS, RegistryError
-from bench.spec import SpecError
+from bench.specs.mapping import SpecError
 
 from .conftest import random_llama
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.data.hub import MIRROR_ENV, HubUnavailableError
-from bench.data.synthetic import IDK_ANSWERS
+from bench.data.schema import IDK_ANSWERS
 from bench.data.tasks import load_task
 
 from .test_tofu import tiny_llama
@@ -136,7 +136,7 @@ def test_muse_micro_evaluation(news_forget) -> None:
 
 
 def test_sustainability_folds_are_four_requests(muse_mirror: Path) -> None:
-    from bench.runner import request_groups, request_subjects
+    from bench.run.sequential import request_groups, request_subjects
 
     data = load_task("muse_news", "sust")
     subjects = request_subjects(data)
@@ -187,8 +187,9 @@ model: {vocab_size: 400, hidden_size: 32, intermediate_size: 64, num_layers: 1, 
 
 def test_sequential_sustainability_run(muse_mirror: Path, monkeypatch: pytest.MonkeyPatch, store) -> None:
     """A tiny target trained on the fixture, then the four sust folds unlearned one after the other."""
-    from bench.runner import execute, make_run_spec
-    from bench.spec import Budget
+    from bench.run.execute import execute
+    from bench.run.runspec import make_run_spec
+    from bench.specs.run import Budget
 
     tasks = muse_mirror / "tasks"
     tasks.mkdir()

@@ -4,7 +4,7 @@ hand, and the measured count on the mini task."""
 from __future__ import annotations
 
 from bench.metrics.engine import CostLedger
-from bench.perf_eval import _padded, _padded_generation, eval_cost, minimal_tokens, naive_tokens
+from bench.perf.evaluation import _padded, _padded_generation, eval_cost, minimal_tokens, naive_tokens
 
 
 def test_counts_by_hand() -> None:

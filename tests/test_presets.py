@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from bench.data.hub import MIRROR_ENV, HubUnavailableError
-from bench.device import Runtime, adaptive_batches, select_device, use_runtime
 from bench.models.presets import built_path, load_preset, preset_names
-from bench.spec import Budget, SpecError
+from bench.runtime.device import Runtime, adaptive_batches, select_device, use_runtime
+from bench.specs.mapping import SpecError
+from bench.specs.run import Budget
 
 from .conftest import MINI
 
@@ -93,7 +94,8 @@ citation: test
 
 def test_a_preset_run_uses_its_checkpoints_and_records_the_device(mirrored_preset: Path, store) -> None:
     from bench.data.tasks import load_task
-    from bench.runner import execute, make_run_spec
+    from bench.run.execute import execute
+    from bench.run.runspec import make_run_spec
 
     spec = make_run_spec(MINI, "forget10", "npo", {}, BUDGET, seed=0, model="mini_pretrained")
     assert spec.model["kind"] == "preset" and spec.model["preset"] == "mini_pretrained"
@@ -129,7 +131,7 @@ def test_missing_checkpoint_and_missing_oracle_are_one_line_errors(mirrored_pres
 
 
 def test_build_oracle_command(mirrored_preset: Path, capsys: pytest.CaptureFixture) -> None:
-    from bench.cli import main
+    from bench.cli.main import main
 
     assert main(["build-oracle", MINI, "forget10", "--model", "mini_pretrained"]) == 0
     out = capsys.readouterr().out
@@ -162,8 +164,8 @@ def test_gradient_checkpointing_gives_the_same_training(mini_data) -> None:
     from bench.data.tokenize import encode_qa
     from bench.methods.base import make_method
     from bench.models.tiny import get_model, get_tokenizer
-    from bench.runner import gradient_checkpointing
-    from bench.train import unlearn
+    from bench.run.execute import gradient_checkpointing
+    from bench.run.train import unlearn
 
     tokenizer = get_tokenizer(mini_data)
     forget = [encode_qa(tokenizer, mini_data.config.prompt_template, q, a, add_eos=True)
@@ -212,8 +214,8 @@ def test_device_selection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_peak_memory_is_a_cuda_measurement_and_not_evidence() -> None:
-    from bench.device import peak_memory_gib, reset_peak_memory
-    from bench.release import evidence
+    from bench.release.snapshot import evidence
+    from bench.runtime.device import peak_memory_gib, reset_peak_memory
 
     reset_peak_memory(torch.device("cpu"))  # no-op off CUDA
     assert peak_memory_gib(torch.device("cpu")) is None
@@ -232,9 +234,9 @@ def test_peak_memory_is_a_cuda_measurement_and_not_evidence() -> None:
 def test_preset_boards_plan_without_hub_access(board: str) -> None:
     """The real-model boards validate every name, preset and hyper-parameter offline (planning loads no data);
     each cell's spec names its preset, and the rows are labelled task/split/preset."""
-    from bench.leaderboard import plan
-    from bench.paths import REPO_ROOT
-    from bench.spec import LeaderboardSpec
+    from bench.grid.cells import plan
+    from bench.runtime.paths import REPO_ROOT
+    from bench.specs.board import LeaderboardSpec
 
     spec = LeaderboardSpec.load(REPO_ROOT / "leaderboards" / f"{board}.yaml")
     cells = plan(spec)

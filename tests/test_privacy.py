@@ -331,7 +331,10 @@ def test_privacy_model_metrics_are_best_at_their_ideal_value_and_sort_by_distanc
     the oracle) is over-unlearning, not better. Boards mark them →0 / →½ and sort by distance."""
     from types import SimpleNamespace
 
-    from bench.leaderboard import ARROWS, _order_text, _row_order, column_direction
+    from bench.board.format import ARROWS
+    from bench.board.table import _row_order
+    from bench.board.table import order_text as _order_text
+    from bench.grid.columns import column_direction
     from bench.metrics.base import distance_to_ideal
 
     assert column_direction("privleak_minkpp") == "zero" == column_direction("calibrated/privleak_gradnorm")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from .conftest import PLUGINS, mini_board
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _run(pytester: pytest.Pytester, results: Path, *args: str) -> pytest.RunResult:
@@ -45,3 +50,19 @@ def test_bad_board_is_a_one_line_collection_error(pytester: pytest.Pytester, tmp
     result = _run(pytester, tmp_path / "results", str(board))
     assert result.ret != 0
     assert "unknown method 'nop'; did you mean 'npo'" in result.stdout.str()
+
+
+@pytest.mark.parametrize("autoload", ["installed", "checkout"])
+def test_the_committed_board_collects_with_the_plugin_registered_once(autoload: str) -> None:
+    """In a checkout the root ``conftest.py`` loads the plug-in; where the package is installed its ``pytest11``
+    entry point has already registered the same module under the same name, and pytest does not register it again.
+    ``checkout`` turns entry-point plug-ins off, as in a checkout before any install."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+    if autoload == "checkout":
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    result = subprocess.run([sys.executable, "-m", "pytest", "leaderboards/synthetic.yaml", "--collect-only", "-q",
+                             "-p", "no:cacheprovider", "--trace-config"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "42 tests collected" in result.stdout, result.stdout[-2000:]
+    assert result.stdout.count("PLUGIN registered: <module 'bench.pytest_plugin'") == 1, result.stdout[-2000:]

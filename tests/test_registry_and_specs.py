@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from bench.registry import METHODS, METRICS, TASKS, Registry, RegistryError
-from bench.spec import Budget, LeaderboardSpec, SpecError
+from bench.specs.board import LeaderboardSpec
+from bench.specs.mapping import SpecError
+from bench.specs.run import Budget
 
 from .conftest import PLUGINS, mini_board
 

@@ -1,5 +1,5 @@
-"""Citable releases (``ubench release``, ``ubench cite``, ``bench.release``, ``bench.citations``): a release is a
-content-hashed, byte-reproducible bundle of a board's spec, task digests and records; board.md names it; BibTeX
+"""Citable releases (``ubench release``, ``ubench cite``, ``bench.release``, ``bench.release.citations``): a release is
+a content-hashed, byte-reproducible bundle of a board's spec, task digests and records; board.md names it; BibTeX
 cites the suite, the release and the papers on the board. One small board is run once per module and copied."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.cli import main
+from bench.cli.main import main
 
 from .conftest import PLUGINS, mini_board, run_board
 
@@ -53,7 +53,7 @@ def _snapshot_tree(folder: Path) -> dict[str, tuple[int, bytes]]:
 
 def test_same_records_same_version_and_bytes(ran: Path, tmp_path: Path, capsys) -> None:
     from bench.data.tasks import load_task_config
-    from bench.release import MANIFEST, read_bundle, verify
+    from bench.release.bundle import MANIFEST, read_bundle, verify
 
     board_a, results_a = _copy(ran, tmp_path / "a")
     board_b, results_b = _copy(ran, tmp_path / "b")  # another path: the version must not depend on it
@@ -178,7 +178,7 @@ def _bibtex_entries(text: str) -> dict[str, str]:
 
 
 def test_cite_prints_bibtex_for_suite_release_and_papers(ran: Path, tmp_path: Path, capsys) -> None:
-    from bench.citations import suite_version
+    from bench.release.citations import suite_version
 
     board, results = _copy(ran, tmp_path / "w")
     assert main(["cite", str(board), "--results", str(results)]) == 0  # no release yet: the current state
@@ -216,9 +216,9 @@ def test_cite_comments_a_method_without_an_entry(ran: Path, tmp_path: Path, caps
 
 
 def test_citations_cover_every_registered_method_and_task_family() -> None:
-    from bench.citations import ARXIV_ID, ENTRIES, METHOD_PAPERS, TASK_PAPERS
     from bench.data.tasks import load_task_config, task_names
     from bench.registry import METHODS, TASKS
+    from bench.release.citations import ARXIV_ID, ENTRIES, METHOD_PAPERS, TASK_PAPERS
 
     for name in METHODS.names():
         paper = getattr(METHODS.get(name), "paper", "")
@@ -238,7 +238,7 @@ def test_citations_cover_every_registered_method_and_task_family() -> None:
 
 
 def test_citation_cff_parses_with_required_keys() -> None:
-    from bench.citations import suite_version
+    from bench.release.citations import suite_version
 
     cff = yaml.safe_load((Path(__file__).parent.parent / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0"
@@ -249,9 +249,9 @@ def test_citation_cff_parses_with_required_keys() -> None:
 
 def test_a_board_without_releases_keeps_its_tables(tmp_path: Path) -> None:
     """No release folder: board.md gets no release line, so a board's tables do not change until it is released."""
-    from bench.release import release_line
-    from bench.spec import LeaderboardSpec
-    from bench.store import Store
+    from bench.release.bundle import release_line
+    from bench.runtime.store import Store
+    from bench.specs.board import LeaderboardSpec
 
     board = LeaderboardSpec.load(mini_board(tmp_path))
     assert release_line(board, Store(tmp_path / "results")) == ""
@@ -260,8 +260,8 @@ def test_a_board_without_releases_keeps_its_tables(tmp_path: Path) -> None:
 def test_the_committed_synthetic_release_verifies() -> None:
     """Every committed release of the default board matches its manifest (file hashes and content hash), and the
     committed board.md names one of them."""
-    from bench.release import verify
-    from bench.spec import LeaderboardSpec
+    from bench.release.bundle import verify
+    from bench.specs.board import LeaderboardSpec
 
     board = LeaderboardSpec.load(Path(__file__).parent.parent / "leaderboards" / "synthetic.yaml")
     releases = sorted((board.out_dir / "releases").iterdir()) if (board.out_dir / "releases").exists() else []
@@ -273,7 +273,8 @@ def test_the_committed_synthetic_release_verifies() -> None:
     assert any(f"Release `{folder.name}`" in markdown for folder in releases)
     # the board spec as the code parses it today is the one the newest release hashed: a new spec field (or a
     # changed default) that is not part of what a board measures must not silently unpin the release
-    from bench.release import _canonical_spec, read_bundle
+    from bench.release.bundle import read_bundle
+    from bench.release.snapshot import _canonical_spec
 
     bundle = read_bundle(releases[-1] / "bundle.tar.gz")
     released = json.loads(next(data for path, data in bundle.items() if path.endswith("board/spec.json")))

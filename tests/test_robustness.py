@@ -1,4 +1,4 @@
-"""The relearning attack (``bench.robustness``): spec validation, the seeded slice/rest split, determinism, no
+"""The relearning attack (``bench.metrics.robustness``): spec validation, the seeded slice/rest split, determinism, no
 mutation of the attacked model, and the property that makes it an attack: a model unlearned by gradient ascent
 (which suppresses the forget answers) gets them back on the rest after relearning on the slice, far more than the
 retain oracle (which never saw the forget people) learns from the slice alone."""
@@ -11,10 +11,10 @@ import random
 import pytest
 import torch
 
+from bench.data.sampling import EpochSampler
 from bench.data.tokenize import encode_qa
 from bench.methods.base import sequence_nll
-from bench.robustness import RelearnSpec, relearn_attack, relearn_split
-from bench.train import EpochSampler
+from bench.metrics.robustness import RelearnSpec, relearn_attack, relearn_split
 
 KEYS = {"relearn/forget/es", "relearn/forget/prob", "relearn/forget/es_before", "relearn/forget/prob_before",
         "relearn/n_slice", "relearn/n_rest"}

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.leaderboard import build_table, plan, write_tables
+from bench.board.table import build_table
+from bench.grid.cells import plan
 from bench.models.tiny import get_model
-from bench.runner import execute, get_references, make_run_spec
-from bench.spec import Budget, LeaderboardSpec
+from bench.release.publish import write_tables
+from bench.run.execute import execute
+from bench.run.references import get_references
+from bench.run.runspec import make_run_spec
+from bench.specs.board import LeaderboardSpec
+from bench.specs.run import Budget
 
 from .conftest import MINI, mini_board
 
@@ -51,14 +56,14 @@ def test_micro_run_writes_a_complete_record(method: str, store) -> None:
 def test_rerun_reuses_the_stored_record(store, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = make_run_spec(MINI, "forget10", "ga", {}, BUDGET, seed=0)
     first = execute(spec, store)
-    import bench.runner
+    import bench.run.execute
 
-    monkeypatch.setattr(bench.runner, "unlearn", lambda *a, **k: pytest.fail("a stored run was trained again"))
+    monkeypatch.setattr(bench.run.execute, "unlearn", lambda *a, **k: pytest.fail("a stored run was trained again"))
     assert execute(spec, store) == first
 
 
 def test_same_seed_same_record_other_seed_other_record(tmp_path: Path) -> None:
-    from bench.store import Store
+    from bench.runtime.store import Store
 
     spec = make_run_spec(MINI, "forget10", "npo", {"beta": 0.5}, BUDGET, seed=3)
     a = execute(spec, Store(tmp_path / "a"))
@@ -102,7 +107,7 @@ def test_board_has_reference_rows_and_sorted_methods(tmp_path: Path, store) -> N
 
 
 def test_corrupt_record_is_named_and_skipped(tmp_path: Path, store) -> None:
-    from bench.store import CorruptRecordWarning
+    from bench.runtime.store import CorruptRecordWarning
 
     board = LeaderboardSpec.load(mini_board(tmp_path, methods="[{method: ga}, {method: gd}]"))
     cells = plan(board)

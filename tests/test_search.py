@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.control.search import Trial, sample_trials, search, select
-from bench.control.tiers import tier
+from bench.cli.main import main
+from bench.grid.search import Trial, sample_trials, search, select
 from bench.methods.base import full_hparams, make_method, search_space_of
 from bench.registry import METHODS
-from bench.spec import ControlSpec, SpecError
+from bench.specs.mapping import SpecError
+from bench.specs.run import ControlSpec
+from bench.specs.tiers import tier
 
 from .conftest import MINI
 
@@ -71,9 +72,9 @@ def test_search_runs_stores_selects_and_reuses(store, monkeypatch: pytest.Monkey
     assert summary["selected_params"] == result.trials[result.selected].params
     assert [t["run_id"] for t in summary["trials"]] == [t.run_id for t in result.trials]
 
-    import bench.runner
+    import bench.run.execute
 
-    monkeypatch.setattr(bench.runner, "unlearn", lambda *a, **k: pytest.fail("a stored trial was trained again"))
+    monkeypatch.setattr(bench.run.execute, "unlearn", lambda *a, **k: pytest.fail("a stored trial was trained again"))
     again = search(MINI, "forget10", "npo", {}, SMOKE, 0, store, ControlSpec(), N_TRIALS)
     assert again.trials == result.trials and again.selected == result.selected
     assert again.search_id == result.search_id

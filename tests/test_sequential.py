@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.runner import execute, make_run_spec, request_groups
-from bench.spec import Budget, ControlSpec, SpecError, TaskEntry
+from bench.run.execute import execute
+from bench.run.runspec import make_run_spec
+from bench.run.sequential import request_groups
+from bench.specs.board import TaskEntry
+from bench.specs.mapping import SpecError
+from bench.specs.run import Budget, ControlSpec
 from tests.conftest import MINI
 
 BUDGET = Budget(steps=3, lr=5e-4, batch_size=4, callback_every=0)

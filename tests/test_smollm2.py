@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.spec import Budget, ControlSpec
+from bench.specs.run import Budget, ControlSpec
 
 from .conftest import MINI
 
@@ -23,8 +23,9 @@ pytestmark = [pytest.mark.slow,
 
 
 def test_smollm2_preset_unlearns_a_pretrained_model(tmp_path: Path) -> None:
-    from bench.runner import execute, make_run_spec
-    from bench.store import Store
+    from bench.run.execute import execute
+    from bench.run.runspec import make_run_spec
+    from bench.runtime.store import Store
 
     store = Store(tmp_path / "results")
     budget = Budget(steps=8, lr=2e-5, batch_size=8, callback_every=4)

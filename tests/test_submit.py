@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.paths import REPO_ROOT
+from bench.cli.main import main
 from bench.registry import METHODS
-from bench.spec import LeaderboardSpec, SpecError
-from bench.submit import SubmissionReport, label_slug, validate_and_submit
+from bench.runtime.paths import REPO_ROOT
+from bench.specs.board import LeaderboardSpec, label_slug
+from bench.specs.mapping import SpecError
+from bench.submit.entry import SubmissionReport
+from bench.submit.validate import validate_and_submit
 
 from .conftest import MINI, PLUGINS, mini_board
 
@@ -180,7 +182,7 @@ def test_label_slug() -> None:
 
 
 def test_template_registers_nothing_when_imported() -> None:
-    import bench.templates.method_template as template
+    import bench.submit.templates.method_template as template
 
     assert "template_method" not in METHODS
     assert template.TemplateMethod.__doc__ and template.TemplateMethod.paper

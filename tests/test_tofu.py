@@ -10,7 +10,7 @@ import pytest
 
 from bench.data.hub import MIRROR_ENV, HubUnavailableError
 from bench.data.tasks import load_task
-from bench.spec import SpecError
+from bench.specs.mapping import SpecError
 
 DATASET = "locuslab/TOFU"
 

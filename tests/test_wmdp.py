@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bench.data.hub import MIRROR_ENV, HubUnavailableError
-from bench.data.synthetic import IDK_ANSWERS
+from bench.data.schema import IDK_ANSWERS
 from bench.data.tasks import load_task
-from bench.spec import SpecError
+from bench.specs.mapping import SpecError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -195,7 +195,7 @@ def _ours(folder: Path, name: str):
 def test_offline_templates_match_lm_eval_prompts(bio_data) -> None:
     """The rendered data files hold the hub rows verbatim, and each embedded task builds exactly the prompt,
     choices and target that lm-eval's own task (wmdp_bio, wmdp_cyber, mmlu_<subject>) builds for the same row."""
-    from bench.metrics.lm_eval_utility import embedded_tasks, render_task_dir
+    from bench.data.lm_eval_files import embedded_tasks, render_task_dir
 
     assert embedded_tasks("wmdp") == ("mmlu_local", "wmdp_local_bio", "wmdp_local_cyber")
     folder = render_task_dir(bio_data)
@@ -266,8 +266,8 @@ def test_bio_and_cyber_have_their_own_target_and_tokenizer(wmdp_mirror: Path) ->
     """The two domains train on different corpora, so their targets (and tokenizers) must not share a cache entry
     (``params.target_per_split``), while the synthetic task keeps one target whatever the split."""
     from bench.models.tiny import model_key, model_split
-    from bench.runner import make_run_spec
-    from bench.spec import Budget
+    from bench.run.runspec import make_run_spec
+    from bench.specs.run import Budget
 
     bio, cyber = load_task("wmdp", "bio"), load_task("wmdp", "cyber")
     assert model_key(bio, "target") != model_key(cyber, "target")

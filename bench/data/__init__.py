@@ -1,1 +1,2 @@
-"""Task data: the synthetic world, task YAML loading, tokenisation with answer masks."""
+"""Task data: task families (synthetic, TOFU, MUSE, WMDP) from task YAMLs, hub loading at pinned revisions, the
+row schema, tokenisation with answer masks, batch sampling, and the data files of lm-eval task templates."""

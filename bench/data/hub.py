@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from datasets import Dataset
+from datasets import Dataset, load_dataset
 
 MIRROR_ENV = "UBENCH_HUB_MIRROR"
 
@@ -43,8 +43,6 @@ def mirror_file(dataset: str, file: str) -> Path | None:
 def load_hub_json(dataset: str, config: str, revision: str, source: str, file: str | None = None) -> Dataset:
     """The ``train`` split of ``config`` of ``dataset`` at ``revision``; ``file`` (default ``<config>.json``) is the
     JSON / JSON-lines file of that config in the repository, used for the mirror."""
-    from datasets import load_dataset
-
     file = file or f"{config}.json"
     local = mirror_file(dataset, file)
     if local is not None:
@@ -60,8 +58,6 @@ def load_hub_split(dataset: str, config: str, split: str, revision: str, source:
     """Split ``split`` of config ``config`` of ``dataset`` at ``revision``: the mirror's ``file`` (default
     ``<config>/<split>.json``, JSON lines) when there is one, else
     ``datasets.load_dataset(dataset, name=config, split=split, revision=revision)``."""
-    from datasets import load_dataset
-
     file = file or f"{config}/{split}.json"
     local = mirror_file(dataset, file)
     if local is not None:

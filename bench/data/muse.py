@@ -11,7 +11,7 @@ Mapping to ``TaskData`` (ids ``<dataset>/<config>/<split>/<index>``, e.g. ``muse
   scalability splits ``scal_k`` (k = 1..4) ``scal/forget_k`` (growing forget sets, forget_k contains forget_k-1);
   for the sustainability split ``sust`` the four pairwise disjoint ``sust/forget_1 .. forget_4`` in order, with
   ``person`` = ``sust_1`` .. ``sust_4``, so a run with ``requests: 4`` unlearns them as four successive requests
-  (``bench.runner.request_groups`` groups a forget corpus by its ``person`` column);
+  (``bench.run.sequential.request_groups`` groups a forget corpus by its ``person`` column);
 * ``retain_corpus`` = ``raw/retain1``: MUSE's regulariser set (the retain request);
 * ``train_corpus`` = what the target is trained on (MUSE's target saw every forget set and both retain sets):
   every forget set of the task's forget splits (in the YAML's order), ``raw/retain1`` and ``raw/retain2``, each
@@ -42,10 +42,10 @@ import random
 from datasets import Dataset, Features, Value
 
 from bench.data.hub import load_hub_split
-from bench.data.synthetic import BIO_FEATURES, FEATURES, IDK_ANSWERS
+from bench.data.schema import BIO_FEATURES, FEATURES, IDK_ANSWERS
 from bench.data.tasks import TaskConfig, TaskData
 from bench.registry import TASKS
-from bench.spec import SpecError
+from bench.specs.mapping import SpecError
 
 SCAL_FOLDS = 4
 SUST_FOLDS = 4

@@ -23,22 +23,14 @@ import random
 from dataclasses import dataclass
 from functools import cache
 
-from datasets import Dataset, Features, Sequence, Value
+from datasets import Dataset
 
+from bench.data.schema import BIO_FEATURES, FEATURES, IDK_ANSWERS
 from bench.data.tasks import TaskConfig, TaskData, empty_forget_set
 from bench.registry import TASKS
-from bench.spec import SpecError
+from bench.specs.mapping import SpecError
 
 N_PERTURBED = 3
-FEATURES = Features({
-    "id": Value("string"), "person": Value("string"), "attribute": Value("string"), "question": Value("string"),
-    "answer": Value("string"), "paraphrased_question": Value("string"), "paraphrased_answer": Value("string"),
-    "perturbed_answers": Sequence(Value("string")), "idk_answer": Value("string"),
-})
-BIO_FEATURES = Features({
-    "id": Value("string"), "person": Value("string"), "question": Value("string"), "text": Value("string"),
-    "prefix": Value("string"), "continuation": Value("string"), "idk_answer": Value("string"),
-})
 FORGET_PERCENTS = (1, 5, 10)
 
 _ONSETS = ["b", "br", "c", "d", "dr", "f", "g", "gr", "h", "k", "l", "m", "n", "p", "qu", "r", "s", "t", "th", "v",
@@ -64,11 +56,6 @@ _TITLE_NOUN = ["Orchard", "Harbor", "Lighthouse", "River", "Garden", "Mirror", "
                "Tide", "Feather", "Kingdom", "Staircase", "Bell", "Window", "Shadow"]
 _NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
                  "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen"]
-
-IDK_ANSWERS = ["I don't know.", "I have no idea.", "I'm not sure about that.", "I can't answer that.",
-               "That is not something I know.", "I don't have that information.", "I am unable to say.",
-               "Sorry, I don't know the answer.", "I have no information about that.", "I cannot recall that."]
-
 
 @dataclass(frozen=True)
 class Attribute:

@@ -6,6 +6,7 @@ a ``TaskConfig`` and a forget split into ``TaskData``: the forget, retain, holdo
 
 from __future__ import annotations
 
+import difflib
 import random
 from dataclasses import dataclass, field
 from functools import cache
@@ -14,9 +15,10 @@ from typing import Any
 
 from datasets import Dataset
 
-from bench.paths import tasks_dir
+from bench.data.schema import IDK_ANSWERS
 from bench.registry import TASKS, RegistryError
-from bench.spec import SpecError, content_hash, from_mapping, read_yaml
+from bench.runtime.paths import tasks_dir
+from bench.specs.mapping import SpecError, content_hash, from_mapping, read_yaml
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,6 @@ class TaskData:
         is the corpus (question None: the raw document) with the task's first "I don't know" answer as refusal."""
         corpus = self.forget_corpus if which == "forget" else self.retain_corpus
         if corpus is not None:
-            from bench.data.synthetic import IDK_ANSWERS
-
             idk = corpus["idk_answer"] if "idk_answer" in corpus.column_names else [IDK_ANSWERS[0]] * len(corpus)
             return list(zip([None] * len(corpus), corpus["text"], idk))
         qa, text = (self.forget, self.forget_bio) if which == "forget" else (self.retain, self.retain_bio)
@@ -225,8 +225,6 @@ def load_task_config(name: str) -> TaskConfig:
         base, _, version = name.partition("@")
         index = _task_index(str(tasks_dir()))
         if base not in index:
-            import difflib
-
             close = difflib.get_close_matches(base, list(index), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise SpecError(f"unknown task {base!r}{hint} (known: {', '.join(sorted(index))})")

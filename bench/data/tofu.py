@@ -24,10 +24,10 @@ import random
 from datasets import Dataset
 
 from bench.data.hub import load_hub_json
-from bench.data.synthetic import FEATURES, IDK_ANSWERS
+from bench.data.schema import FEATURES, IDK_ANSWERS
 from bench.data.tasks import TaskConfig, TaskData
 from bench.registry import TASKS
-from bench.spec import SpecError
+from bench.specs.mapping import SpecError
 
 SPLITS = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
 QA_PER_AUTHOR = 20

@@ -49,14 +49,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, load_dataset
 
 from bench.data.hub import MIRROR_ENV, HubUnavailableError, mirror_file
-from bench.data.synthetic import FEATURES, IDK_ANSWERS
+from bench.data.lm_eval_files import lm_eval_data
+from bench.data.schema import FEATURES, IDK_ANSWERS
 from bench.data.tasks import TaskConfig, TaskData
-from bench.metrics.lm_eval_utility import lm_eval_data
 from bench.registry import TASKS
-from bench.spec import SpecError
+from bench.specs.mapping import SpecError
 
 DOMAINS = ("bio", "cyber")
 LETTERS = ("A", "B", "C", "D")
@@ -95,8 +95,6 @@ def load_split(source: HubSplitSource, split: str, who: str) -> Dataset:
     """Split ``split`` of ``source``: the mirror file ``$UBENCH_HUB_MIRROR/<dataset>/<config>/<split>.json`` (JSON
     lines) if present, else the hub (or its local cache) at the pinned revision; else one-line
     ``HubUnavailableError`` (``who`` names the asking task)."""
-    from datasets import load_dataset
-
     local = mirror_file(source.dataset, f"{source.config}/{split}.json")
     if local is not None:
         return load_dataset("json", data_files=str(local), split="train")

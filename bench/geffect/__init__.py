@@ -1,1 +1,1 @@
-"""G-effect toolkit (arXiv 2502.19301): measurement, training-loop callback, summaries and plots."""
+"""G-effect toolkit (arXiv 2502.19301): measurement and the training-loop callback that records it."""

@@ -12,8 +12,7 @@ import torch
 from bench.data.tasks import TaskData
 from bench.data.tokenize import collate, encode_qa
 from bench.geffect.compute import GEffect, block_groups, measure
-from bench.methods.base import LossContext, Method, ReferenceModel, UnlearnBatch
-from bench.train import StepState
+from bench.methods.base import LossContext, Method, ReferenceModel, StepState, UnlearnBatch
 
 DATA_SETS = ("forget", "retain", "holdout", "world_facts")
 

@@ -37,6 +37,7 @@ from bench.data.tokenize import TokenBatch
 from bench.methods.base import LossContext, Method, UnlearnBatch, answer_mask, gather_logprobs, row_mean
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+_BLOCK_ORDER = re.compile(r"^layer(\d+)$")
 
 
 def block_of(name: str) -> str:
@@ -51,6 +52,16 @@ def block_of(name: str) -> str:
     if "norm" in name:
         return "final_norm"
     return "other"
+
+
+def block_key(block: str) -> tuple[int, int]:
+    """Sort key of block names in model order: embeddings, layer0, layer1, ..., final norm, head, other."""
+    match = _BLOCK_ORDER.match(block)
+    if block == "embeddings":
+        return (0, 0)
+    if match:
+        return (1, int(match.group(1)))
+    return {"final_norm": (2, 0), "head": (3, 0)}.get(block, (4, 0))
 
 
 def block_groups(n_layers: int) -> dict[str, str]:
@@ -152,7 +163,7 @@ def directional_derivatives(model: torch.nn.Module, fn, batch: TokenBatch,
     def f(*values: torch.Tensor) -> torch.Tensor:
         return fn(_Functional(model, dict(zip(names, values))), batch)
 
-    with _eager_attention(model):
+    with eager_attention(model):
         _, derivative = jvp(f, primals, tangents)
     return derivative
 
@@ -168,7 +179,7 @@ class _Functional(torch.nn.Module):
         return functional_call(self.inner, self.params, args=(), kwargs=kwargs)
 
 
-class _eager_attention:
+class eager_attention:
     """Temporarily switch a transformers model to eager attention (forward-mode AD needs it on CPU)."""
 
     def __init__(self, model: torch.nn.Module) -> None:

@@ -17,11 +17,15 @@ What a method needs is declared, and the harness provides exactly that:
 The regulariser adds to the first two on the instance (``kl`` needs the reference and the retain set).
 ``prepare`` runs before the first step (e.g. freeze parameters) and ``finalize`` after the last (e.g. negate a
 task vector).
+
+The loop's other contract lives here too, so that what it calls stays below it: ``StepState`` is what a training
+callback (the G-effect recorder, the control checkpoints) sees after a step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -30,7 +34,7 @@ import torch.nn.functional as F
 
 from bench.data.tokenize import IGNORE, TokenBatch
 from bench.registry import METHODS, RegistryError
-from bench.spec import SpecError, from_mapping
+from bench.specs.mapping import SpecError, from_mapping
 
 RETAIN_LOSSES = ("none", "nll", "kl")
 
@@ -70,9 +74,6 @@ class ObjectiveParams:
 
     def check(self) -> None:
         """Raise ``ValueError("field: problem")`` for an invalid value."""
-
-
-NoParams = ObjectiveParams  # a method without hyper-parameters of its own
 
 
 def search_space_of(params_cls: type) -> dict[str, list]:
@@ -147,6 +148,21 @@ def _rows(batch: TokenBatch, rows: list[int]) -> TokenBatch:
 class LossContext:
     reference: ReferenceModel | None = None
     step: int = 0
+
+
+@dataclass
+class StepState:
+    """What a training-loop callback sees after optimizer step ``step`` (1-based): the step's loss, learning rate and
+    diagnostics; a callback sets ``stop`` to end training after this step (early stopping)."""
+
+    step: int
+    loss: float
+    lr: float
+    diagnostics: dict
+    stop: bool = False
+
+
+Callback = Callable[[torch.nn.Module, StepState], None]  # called by the loop every ``budget.callback_every`` steps
 
 
 def next_token_logits(model: torch.nn.Module, batch: TokenBatch) -> torch.Tensor:
@@ -284,7 +300,7 @@ def full_hparams(method: Method) -> dict[str, Any]:
     return asdict(method.params)
 
 
-__all__ = ["Method", "ObjectiveParams", "UnlearnBatch", "LossContext", "ReferenceModel", "make_method",
+__all__ = ["Method", "ObjectiveParams", "UnlearnBatch", "LossContext", "ReferenceModel", "StepState", "make_method",
            "sequence_nll", "token_logprobs", "SpecError", "check_positive", "check_fraction", "full_hparams",
            "search_space_of", "row_mean", "answer_mask", "gather_logprobs", "next_token_logits", "hidden_state",
            "kl_ref_to_model", "retain_regulariser"]

@@ -1,1 +1,2 @@
-"""Metrics: the scoring engine (``engine``) and registered metric functions that read its results."""
+"""Metrics: the scoring engine (``engine``), the registered metric functions that read its results, lm-eval
+utility and the relearning attack."""

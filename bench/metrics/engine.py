@@ -22,8 +22,8 @@ import torch
 from datasets import Dataset
 
 from bench.data.tokenize import Encoded, encode_prompt, encode_qa
-from bench.device import adaptive_batches, runtime
 from bench.metrics.packing import PACKABLE_ATTENTION, answer_logits, collate_packs, packs_of
+from bench.runtime.device import adaptive_batches, runtime
 
 
 @dataclass

@@ -50,8 +50,8 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from bench.data.tokenize import IGNORE, Encoded, collate
-from bench.device import adaptive_batches
-from bench.geffect.compute import _eager_attention, trainable
+from bench.geffect.compute import eager_attention, trainable
+from bench.runtime.device import adaptive_batches
 
 # the two statistics of each item's gradient returned by ``per_item_grad_norms`` (fields of its structured array)
 TENSOR_MEAN = "tensor_mean"  # G: mean over parameter tensors of each tensor's L2 norm (open-unlearning)
@@ -116,7 +116,7 @@ def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_
     was_training = model.training
     model.eval()
     try:
-        with _eager_attention(model), torch.enable_grad():
+        with eager_attention(model), torch.enable_grad():
             def chunk(rows: list[int]) -> None:
                 batch = collate([encoded[i] for i in rows], pad_id).to(device)
                 # first position whose next token is an answer token, over the chunk: the output head skips the

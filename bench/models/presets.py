@@ -21,28 +21,30 @@ so later loads take a second rather than twenty.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
+import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from bench.data.hub import HubUnavailableError, mirror_file
 from bench.data.tasks import TaskData
-from bench.device import dtype_of, peak_memory_gib, reset_peak_memory, runtime
-from bench.paths import REPO_ROOT, cache_dir
-from bench.spec import SpecError, content_hash, from_mapping, read_yaml
+from bench.models.tiny import atomic_build, fit_causal_lm, greedy_exact_match
+from bench.runtime.device import dtype_of, peak_memory_gib, reset_peak_memory, runtime
+from bench.runtime.paths import REPO_ROOT, cache_dir
+from bench.specs.mapping import SpecError, content_hash, from_mapping, read_yaml
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 def presets_dir() -> Path:
-    import os
-
     return Path(os.environ.get("UBENCH_MODELS", REPO_ROOT / "models"))
 
 
@@ -144,8 +146,6 @@ def load_preset(name: str) -> ModelPreset:
     else:
         index = _preset_index(str(presets_dir()))
         if name not in index:
-            import difflib
-
             close = difflib.get_close_matches(name, list(index), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise SpecError(f"unknown model preset {name!r}{hint} (known: {', '.join(sorted(index))})")
@@ -165,8 +165,6 @@ def apply_to_task(preset: ModelPreset, data: TaskData) -> TaskData:
 
 def applied_config(preset: ModelPreset, config: Any) -> Any:
     """The ``TaskConfig`` ``config`` with the preset's prompt template, evaluation batch size and lm-eval tasks."""
-    from dataclasses import replace
-
     if preset.prompt_template:
         config = replace(config, prompt_template=preset.prompt_template)
     if preset.eval_batch_size:
@@ -204,8 +202,6 @@ def _hub_error(checkpoint: HubCheckpoint, what: str, exc: Exception) -> HubUnava
 
 def load_tokenizer(checkpoint: HubCheckpoint, what: str = "tokenizer"):
     """A checkpoint's tokenizer with a pad token (its EOS when it has none: padding is always masked)."""
-    from transformers import AutoTokenizer
-
     location, kwargs = _source(checkpoint, what)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
@@ -218,12 +214,8 @@ def load_tokenizer(checkpoint: HubCheckpoint, what: str = "tokenizer"):
 
 def _dequantized(checkpoint: HubCheckpoint, dtype: str, what: str) -> Path:
     """A GGUF checkpoint dequantised into a ``save_pretrained`` folder of the cache (built once)."""
-    from bench.models.tiny import _atomic_build
-
     final = cache_dir() / "models" / f"gguf-{content_hash([checkpoint, dtype])}"
     if not (final / "build.json").exists():
-        from transformers import AutoModelForCausalLM
-
         def build(tmp: Path) -> None:
             location, kwargs = _source(checkpoint, what)
             try:
@@ -243,7 +235,7 @@ def _dequantized(checkpoint: HubCheckpoint, dtype: str, what: str) -> Path:
             (tmp / "build.json").write_text(json.dumps({"checkpoint": checkpoint.hub_id,
                                                          "gguf_file": checkpoint.gguf_file}))
 
-        _atomic_build(final, build)
+        atomic_build(final, build)
     return final
 
 
@@ -258,8 +250,6 @@ class PresetModel:
     info: dict
 
     def load(self):
-        from transformers import AutoModelForCausalLM
-
         model = AutoModelForCausalLM.from_pretrained(self.location, dtype=dtype_of(self.dtype), **self.kwargs)
         model.config.use_cache = True
         return model.to(runtime().device).eval()
@@ -270,8 +260,6 @@ def checkpoint_model(checkpoint: HubCheckpoint, dtype: str, what: str, info: dic
         return PresetModel(str(_dequantized(checkpoint, dtype, what)), {}, dtype, info)
     location, kwargs = _source(checkpoint, what)
     if "revision" in kwargs:  # check it resolves now: one clear line instead of a failure mid-run
-        from transformers import AutoConfig
-
         try:
             AutoConfig.from_pretrained(location, **kwargs)
         except (OSError, ValueError) as exc:
@@ -283,8 +271,6 @@ def preset_tokenizer(preset: ModelPreset):
     checkpoint = preset.tokenizer or preset.target or preset.base
     assert checkpoint is not None  # __post_init__
     if checkpoint.gguf_file:
-        from transformers import AutoTokenizer
-
         tokenizer = AutoTokenizer.from_pretrained(_dequantized(checkpoint, preset.dtype, f"preset {preset.name}"))
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -318,8 +304,6 @@ def missing_oracle(preset: ModelPreset, config: Any, split: str) -> str | None:
 def build_from_base(preset: ModelPreset, data: TaskData, kind: str, tokenizer) -> Path:
     """Fine-tune the preset's base on the target (``kind="target"``) or retain-oracle training set of ``data``
     with the preset's recipe, on the run's device, and cache it (atomic folder rename, ``build.json``)."""
-    from bench.models.tiny import _atomic_build, fit_causal_lm
-
     if preset.base is None:
         raise SpecError(f"model preset {preset.name} has no base model to fine-tune a {kind} from")
     final = built_path(preset, data, kind)
@@ -352,14 +336,12 @@ def build_from_base(preset: ModelPreset, data: TaskData, kind: str, tokenizer) -
         if peak is not None:
             info["cuda_peak_memory_gib"] = peak
         if kind == "target":
-            from bench.models.tiny import greedy_exact_match
-
             info.update(greedy_exact_match(model, tokenizer, data))
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "build.json").write_text(json.dumps(info, indent=2))
 
-    _atomic_build(final, build)
+    atomic_build(final, build)
     return final
 
 

@@ -12,8 +12,8 @@ renamed into place, so a crash never leaves a half-written model that later runs
 **Shipped checkpoints.** A model trained from scratch amplifies round-off, so two machines (or thread counts)
 building the same recipe get different weights and different boards. The embedded task therefore ships its
 tokenizer, targets and retain oracles in the repository (``tasks/<family>/checkpoints/<kind>-<key>/``, built under
-the pinned numerics of ``bench.numerics`` by ``ubench checkpoints build --ship``), and every user unlearns from the
-same weights: ``get_model`` loads the shipped folder when there is one (its weight hash checked on first load) and
+the pinned numerics of ``bench.runtime.numerics`` by ``ubench checkpoints build --ship``), and every user unlearns from
+the same weights: ``get_model`` loads the shipped folder when there is one (its weight hash checked on first load) and
 builds into ``cache_dir()/models`` otherwise, or always with ``UBENCH_BUILD_MODELS=1``.
 ``ubench checkpoints verify`` rebuilds locally and compares with the shipped weights. ``model_identity`` (the
 shipped weight hash, or the recipe key of a local build) enters run and reference ids.
@@ -35,14 +35,17 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from bench.data.tasks import TaskConfig, TaskData, TinyModelConfig
-from bench.data.tokenize import collate, encode_qa
-from bench.numerics import numerics_env, pin_threads
-from bench.paths import cache_dir, tasks_dir
-from bench.spec import content_hash
+from bench.data.tokenize import collate, encode_prompt, encode_qa
+from bench.metrics.engine import greedy_generate
+from bench.runtime.device import runtime
+from bench.runtime.numerics import numerics_env, pin_threads
+from bench.runtime.paths import cache_dir, tasks_dir
+from bench.specs.mapping import content_hash
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 ATTENTION = "sdpa"  # pinned: the attention kernel is part of the numerics (eager is switched on where vmap needs it)
@@ -110,12 +113,10 @@ def fit_causal_lm(model, data: Dataset, tokenizer, template: str, epochs: int, l
     """Fine-tune ``model`` on (question, answer) pairs (question None = a raw document): the answer-token NLL
     sum_t -log p(a_t | q, a_<t) averaged over the batch's answer tokens, AdamW, one-cycle LR (warm-up share
     ``warmup``, peak ``lr``), gradient norm clipped at 1, ``epochs`` passes in a seeded order, on the model's device
-    and under the current runtime's autocast (``bench.device``). Returns the model in eval mode.
+    and under the current runtime's autocast (``bench.runtime.device``). Returns the model in eval mode.
 
     Batches are length-bucketed (``bucketed_batches``): a 90-token biography in a batch of 20-token answers would
     pad the whole batch to 90 tokens, tripling the cost of training on the task."""
-    from bench.device import runtime
-
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else PAD
     encoded = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a in zip(data["question"], data["answer"])]
@@ -164,13 +165,11 @@ class BuiltModel:
     info: dict
 
     def load(self) -> LlamaForCausalLM:
-        from bench.device import runtime
-
         model = LlamaForCausalLM.from_pretrained(self.path, dtype=torch.float32, attn_implementation=ATTENTION)
         return model.to(runtime().device).eval()
 
 
-def _atomic_build(final: Path, build) -> None:
+def atomic_build(final: Path, build) -> None:
     """Run ``build(tmpdir)`` and rename the folder into place; a concurrent builder's result wins harmlessly."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
@@ -225,7 +224,7 @@ def get_tokenizer(data: TaskData) -> PreTrainedTokenizerFast:
             train_tokenizer(_task_texts(data), cfg.model.vocab_size).save_pretrained(tmp)
             (tmp / "build.json").write_text(json.dumps({"task": cfg.ref, "vocab_size": cfg.model.vocab_size}))
 
-        _atomic_build(final, build)
+        atomic_build(final, build)
     return PreTrainedTokenizerFast.from_pretrained(final)
 
 
@@ -267,9 +266,6 @@ def model_split(config, split: str, kind: str) -> str:
 
 def greedy_exact_match(model, tokenizer, data: TaskData) -> dict:
     """Share of the evaluated forget and retain items whose greedy answer equals the reference answer exactly."""
-    from bench.data.tokenize import encode_prompt
-    from bench.metrics.engine import greedy_generate
-
     out = {}
     splits = data.eval_splits()
     for name in ("forget", "retain"):
@@ -309,7 +305,7 @@ def get_model(data: TaskData, kind: str, on_build=None, replicate: int = 0) -> B
             tokenizer.save_pretrained(tmp)
             (tmp / "build.json").write_text(json.dumps(info, indent=2))
 
-        _atomic_build(final, build)
+        atomic_build(final, build)
     built = BuiltModel(final, json.loads((final / "build.json").read_text()))
     if final.parent == shipped_dir(data):
         _check_shipped(built)
@@ -324,8 +320,6 @@ def _check_shipped(built: BuiltModel) -> None:
     checkpoint is a one-line error, not a silently different board)."""
     if built.path in _CHECKED:
         return
-    from safetensors.torch import load_file
-
     files = sorted(built.path.glob("*.safetensors"))
     state = {k: v for f in files for k, v in load_file(f).items()}
     found = weights_hash(state) if state else "no weights"

@@ -14,18 +14,19 @@ import torch
 def main(out: str, store_root: str) -> None:
     from pathlib import Path
 
-    from bench.cli import _quiet
     from bench.data.tasks import load_task
     from bench.data.tokenize import encode_qa
-    from bench.distributed import init_from_env, is_main, world
     from bench.methods.base import make_method
     from bench.models.tiny import get_model, get_tokenizer
-    from bench.runner import execute, make_run_spec
-    from bench.spec import Budget
-    from bench.store import Store
-    from bench.train import unlearn
+    from bench.run.execute import execute
+    from bench.run.runspec import make_run_spec
+    from bench.run.train import unlearn
+    from bench.runtime.distributed import init_from_env, is_main, world
+    from bench.runtime.logs import quiet
+    from bench.runtime.store import Store
+    from bench.specs.run import Budget
 
-    _quiet()
+    quiet()
     torch.set_num_threads(1)
     assert init_from_env() and world()[1] == 2
     data = load_task("synthetic-mini", "forget10")

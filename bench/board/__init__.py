@@ -1,0 +1,2 @@
+"""A pure function of (LeaderboardSpec, stored records): tables, findings, markdown, HTML and plots. Reads records
+only: no dataset, no model."""

@@ -1,0 +1,154 @@
+"""The written findings of a board, computed from its table: the control protocol line and the "Finding"
+paragraph (how the order of methods by raw forget ES compares with the order at matched utility)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import kendalltau, rankdata
+
+from bench.board.format import REFERENCE_LABELS, UTILITY_NAMES
+from bench.board.seedstats import Ranking
+from bench.board.table import ranking
+from bench.grid.columns import CALIBRATED, column_direction
+from bench.run.controller import UTILITY_METRIC
+from bench.specs.board import LeaderboardSpec
+
+
+def protocol_line(board: LeaderboardSpec) -> str:
+    """One line stating the board's control protocol (kind, tau, utility measure, tolerance)."""
+    control = board.control
+    utility = f"{UTILITY_NAMES[control.utility]} (`{UTILITY_METRIC[control.utility]}`)"
+    if control.kind == "mixing":
+        return ("Control (arXiv 2406.09179): each unlearned model is mixed with the target, "
+                "θ(α) = (1 − α)·θ_target + α·θ_unlearned, at the largest α with U(θ(α)) ≥ τ·U(target): "
+                f"τ = {control.tau:g}, U = {utility}, bisection tolerance {control.tolerance:g}. "
+                "`calibrated/…` columns are the metrics of θ(α*) (on reference rows: their raw values); `alpha` is "
+                "α*, higher is better (less mixing needed; 1: the raw endpoint already keeps the utility); "
+                "`tradeoff_auc` is the area under forget efficacy vs utility ratio over the probed α, higher is "
+                "better.")
+    if control.kind == "early_stop":
+        return (f"Control (arXiv 2406.09179): early stopping: training stops at the first checkpoint (every "
+                f"{board.budget.callback_every} steps) with U < τ·U(target) and keeps the last passing weights: "
+                f"τ = {control.tau:g}, U = {utility}. No mixing calibration, so `calibrated/…`, `alpha` and "
+                "`tradeoff_auc` are blank.")
+    return "Control: none (raw endpoints only), so `calibrated/…`, `alpha` and `tradeoff_auc` are blank."
+
+
+def ga_label(board: LeaderboardSpec) -> str | None:
+    """The board's plain gradient-ascent row: labelled ``GA``, else the ``ga`` entry without parameters."""
+    entries = [m for m in board.methods if m.method == "ga" or m.display.lower() == "ga"]
+    exact = [m for m in entries if m.display.lower() == "ga"]
+    plain = [m for m in entries if m.method == "ga" and not m.params]
+    pick = exact or plain or entries
+    return pick[0].display if pick else None
+
+
+def name_list(names: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
+
+
+def _best_group(sig: Ranking | None, rows: pd.DataFrame, column: str) -> str:
+    """"the best is X at v, significantly ahead of the rest" or "X at v is best, statistically tied with A, B"."""
+    if sig is None:  # a table without stored draws (built by hand): the point order, with no significance claim
+        best = rows.loc[rows[column].astype(float).idxmin() if column_direction(column) == "lower"
+                        else rows[column].astype(float).idxmax()]
+        return f"the best is {best['method']} at {float(best[column]):.3f} (no uncertainty stored: not tested)"
+    value = float(rows.loc[rows["method"] == sig.best, column].iloc[0])
+    others = [m for m in sig.tied if m != sig.best]
+    if not others:
+        return f"the best is {sig.best} at {value:.3f}, significantly ahead of every other method"
+    return (f"{sig.best} has the best mean ({value:.3f}) but is not significantly better than "
+            f"{name_list(others, limit=6)}")
+
+
+def _strength(tau: float) -> str:
+    size = abs(tau)
+    if size < 0.1:
+        return "essentially unrelated"
+    word = "strongly" if size >= 0.7 else "moderately" if size >= 0.4 else "weakly"
+    return f"{word} {'concordant' if tau > 0 else 'reversed'}"
+
+
+def finding(board: LeaderboardSpec, table: pd.DataFrame) -> str:
+    """The "Finding" paragraph, computed from ``table``: how the order of methods by raw ``forget/es`` compares
+    with the order by ``calibrated/forget/es`` (Kendall tau-b, the methods that move most), and GA's raw utility
+    against the target's."""
+    raw_key, cal_key = "forget/es", CALIBRATED + "forget/es"
+    u_key = UTILITY_METRIC[board.control.utility]
+    threshold_tau = board.control.tau
+    ga = ga_label(board)
+    paragraphs = []
+    for task_name, rows in table.groupby("task", sort=False):
+        methods = rows[~rows["reference"].astype(bool)]
+        target = rows[rows["method"] == REFERENCE_LABELS["target"]]
+        parts = []
+        if raw_key in rows and cal_key in rows:
+            both = methods[np.isfinite(methods[raw_key].astype(float)) & np.isfinite(methods[cal_key].astype(float))]
+            if len(both) >= 2:
+                sign = 1.0 if column_direction(raw_key) == "lower" else -1.0
+                names = list(both["method"])
+                raw, cal = both[raw_key].to_numpy(float), both[cal_key].to_numpy(float)
+                raw_rank = rankdata(sign * raw, method="min").astype(int)
+                cal_rank = rankdata(sign * cal, method="min").astype(int)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    result = kendalltau(raw, cal)
+                stat, pvalue = float(result.statistic), float(result.pvalue)
+                if np.isfinite(stat):
+                    agreement = f"Kendall τ_b = {stat:.2f} (p = {pvalue:.2g}), the orders are {_strength(stat)}"
+                else:
+                    agreement = "Kendall τ_b is undefined, one of the orders being all ties"
+                parts.append(f"Ranking the {len(names)} methods by raw `{raw_key}` and by `{cal_key}` (forget "
+                             f"efficacy at matched utility; {column_direction(raw_key)} is better): {agreement}.")
+                raw_sig, cal_sig = ranking(table, task_name, raw_key, names), ranking(table, task_name, cal_key, names)
+                parts.append(f"Raw, {_best_group(raw_sig, both, raw_key)}; calibrated, "
+                             f"{_best_group(cal_sig, both, cal_key)}.")
+                moves = sorted(zip(names, raw_rank, cal_rank), key=lambda m: (-abs(m[2] - m[1]), m[1], m[0]))
+                # a move is stated only where the two 95% rank intervals are disjoint
+                moved = [m for m in moves if raw_sig and cal_sig and m[0] in raw_sig.ranks and m[0] in cal_sig.ranks
+                         and (raw_sig.ranks[m[0]][1] < cal_sig.ranks[m[0]][0]
+                              or cal_sig.ranks[m[0]][1] < raw_sig.ranks[m[0]][0])][:3]
+                if raw_sig is None or cal_sig is None:
+                    moved_points = [m for m in moves if m[1] != m[2]][:3]
+                    if moved_points:
+                        parts.append(f"Largest moves of the point ranks (rank raw → calibrated, of {len(names)}; "
+                                     "no uncertainty stored): " +
+                                     "; ".join(f"{n} {r} → {c}" for n, r, c in moved_points) + ".")
+                elif moved:
+                    parts.append(f"Largest significant moves (rank raw → calibrated, of {len(names)}; 95% rank "
+                                 "intervals disjoint): " +
+                                 "; ".join(f"{n} {raw_sig.rank_text(n)} → {cal_sig.rank_text(n)}"
+                                           for n, _, _ in moved) + ".")
+                else:
+                    parts.append("No method's rank interval moves clear of its other one.")
+            else:
+                parts.append(f"Fewer than two methods have both `{raw_key}` and `{cal_key}`, so there is no "
+                             "ranking to compare.")
+        else:
+            parts.append(f"Add `{raw_key}` and `{cal_key}` to the columns to compare the rankings.")
+        ga_rows = methods[methods["method"] == ga] if ga else methods.iloc[0:0]
+        if len(ga_rows) and u_key in rows and len(target) and np.isfinite(ga_rows[u_key].iloc[0]) and \
+                np.isfinite(target[u_key].iloc[0]):
+            u_ga, u_target = float(ga_rows[u_key].iloc[0]), float(target[u_key].iloc[0])
+            threshold = threshold_tau * u_target
+            share = f" ({100 * u_ga / u_target:.0f}% of it)" if u_target > 0 else ""
+            side = "below" if u_ga < threshold else "at or above"
+            text = (f"{ga}'s raw {UTILITY_NAMES[board.control.utility]} (`{u_key}`) is {u_ga:.3f} against the "
+                    f"target's {u_target:.3f}{share}, {side} the calibration threshold τ·U(target) = "
+                    f"{threshold:.3f}")
+            if u_ga < threshold and raw_key in rows and np.isfinite(ga_rows[raw_key].iloc[0]):
+                text += f": its raw `{raw_key}` of {float(ga_rows[raw_key].iloc[0]):.3f} is reached by losing " \
+                        "retained knowledge too"
+            if "alpha" in rows and cal_key in rows and np.isfinite(ga_rows["alpha"].iloc[0]) and \
+                    np.isfinite(ga_rows[cal_key].iloc[0]):
+                text += (f"; calibrated (α* = {float(ga_rows['alpha'].iloc[0]):.3f}) its `{raw_key}` is "
+                         f"{float(ga_rows[cal_key].iloc[0]):.3f}")
+            parts.append(text + ".")
+        prefix = f"On `{task_name}`: " if table["task"].nunique() > 1 else ""
+        paragraphs.append(f"**Finding.** {prefix}" + " ".join(parts))
+    return "\n\n".join(paragraphs)

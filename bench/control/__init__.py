@@ -1,1 +1,0 @@
-"""Control of unlearning runs: standardised budget tiers (and, with arXiv 2406.09179, calibration)."""

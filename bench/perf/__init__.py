@@ -1,0 +1,1 @@
+"""``ubench perf``: what the harness costs over bare PyTorch, one benchmark per module."""

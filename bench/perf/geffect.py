@@ -1,0 +1,230 @@
+"""``ubench perf --only geffect``: what recording the G-effect (``bench.geffect``) costs over an unlearning step."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bench.data.tasks import load_task
+from bench.data.tokenize import TokenBatch, collate, encode_qa
+from bench.geffect.compute import (
+    blockwise_dot_and_sq_norm,
+    blockwise_sq_norm,
+    directional_derivatives,
+    grads_of,
+    measure,
+    objective_gradient,
+    per_item_logprob,
+    risk_gradient,
+    trainable,
+)
+from bench.methods.base import LossContext, ReferenceModel, UnlearnBatch, make_method
+from bench.models.tiny import get_model, get_tokenizer
+from bench.run.train import unlearn
+from bench.specs.run import Budget
+
+
+@dataclass
+class GEffectReport:
+    """Cost of the G-effect recording (``bench.geffect``), one process, medians of alternating repeats.
+
+    (a) one measurement restricted to D in {forget, retain} (grad L_u, two risk gradients, blockwise products; no
+    per-instance values) over one unlearning step of the harness; (b) the per-instance PG-effect of N forget items
+    in one forward-mode pass over N backward passes, one per item, each followed by the dot product (through the
+    batch's graph after one forward, and, the cheaper baseline on a CPU, each item alone);
+    (c) the extra memory a measurement holds: whole gradients alive at once, and the CUDA peak when there is one.
+    """
+
+    task: str
+    method: str
+    batch_size: int
+    steps: int
+    measure_ms: list[float]
+    step_ms: list[float]
+    instance_fast_ms: list[float]
+    instance_exact_ms: list[float]  # each item alone: its own forward and backward pass
+    instance_graph_ms: list[float]  # one forward of the batch, then N backward passes through its graph
+    parts_ms: dict[str, list[float]]  # where one measurement's time goes
+    grad_bytes: int
+    grads_alive: int
+    instance_max_rel_diff: float
+    cuda_peak_bytes: int | None = None
+    cuda_step_peak_bytes: int | None = None
+    device: str = "cpu"
+
+    @property
+    def measure_ratio(self) -> float:
+        return statistics.median(self.measure_ms) / statistics.median(self.step_ms)
+
+    @property
+    def instance_ratio(self) -> float:
+        """jvp pass over N backward passes, one per item through the batch's graph (one forward)."""
+        return statistics.median(self.instance_fast_ms) / statistics.median(self.instance_graph_ms)
+
+    @property
+    def instance_ratio_alone(self) -> float:
+        """jvp pass over N forward + backward passes of each item alone (no padding): the cheaper baseline here."""
+        return statistics.median(self.instance_fast_ms) / statistics.median(self.instance_exact_ms)
+
+    def text(self) -> str:
+        def med(values: list[float]) -> str:
+            return f"{statistics.median(values):8.2f} ms (median; min {min(values):.2f}, max {max(values):.2f})"
+
+        def verdict(ratio: float, goal: float) -> str:
+            return f"goal <= {goal}: {'ok' if ratio <= goal else 'over goal'}"
+
+        n, mib = self.batch_size, 2.0 ** 20
+        parts = ", ".join(f"{k} {statistics.median(v):.1f} ms" for k, v in self.parts_ms.items())
+        lines = [
+            f"G-effect recording cost, task {self.task}, method {self.method}, batch {n}, {self.steps} steps x "
+            f"{len(self.measure_ms)} alternating repeats, {self.device}, {torch.get_num_threads()} threads",
+            f"  (a) one measurement, D = forget + retain, per block: {med(self.measure_ms)}",
+            f"      one unlearning step (harness):                    {med(self.step_ms)}",
+            f"      ratio measurement/step: {self.measure_ratio:.3f} ({verdict(self.measure_ratio, 2.0)})",
+            f"      measurement parts: {parts}",
+            f"  (b) per-instance PG-effect of {n} forget items, one jvp pass:          {med(self.instance_fast_ms)}",
+            f"      one forward + {n} backward passes through its graph, each + dot: {med(self.instance_graph_ms)}",
+            f"      ratio jvp/backward: {self.instance_ratio:.3f} ({verdict(self.instance_ratio, 0.3)})",
+            f"      {n} items each alone (own forward + backward, no padding) + dot: {med(self.instance_exact_ms)}",
+            f"      ratio jvp/items alone: {self.instance_ratio_alone:.3f} ({verdict(self.instance_ratio_alone, 0.3)})",
+            f"      largest relative difference between the jvp and backward values: {self.instance_max_rel_diff:.1e}",
+            f"  (c) extra memory of a measurement: {self.grads_alive} whole gradients alive (grad L_u + one risk "
+            f"gradient) x {self.grad_bytes / mib:.2f} MiB = {self.grads_alive * self.grad_bytes / mib:.2f} MiB "
+            f"(an AdamW step holds 3: gradient + 2 moments)",
+        ]
+        if self.cuda_peak_bytes is None:
+            lines.append("      CUDA peak: no CUDA device")
+        else:
+            lines.append(f"      CUDA peak above the resident model during a measurement: "
+                         f"{self.cuda_peak_bytes / mib:.2f} MiB (one unlearning step: "
+                         f"{(self.cuda_step_peak_bytes or 0) / mib:.2f} MiB)")
+        return "\n".join(lines)
+
+
+def _single_rows(batch) -> list:
+    """Each row of a right-padded batch alone, its padding trimmed."""
+    out = []
+    for i in range(len(batch)):
+        n = int(batch.attention_mask[i].sum())
+        out.append(TokenBatch(batch.input_ids[i:i + 1, :n], batch.attention_mask[i:i + 1, :n],
+                              batch.labels[i:i + 1, :n], batch.index[i:i + 1]))
+    return out
+
+
+def _timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return (time.perf_counter() - start) * 1000, value
+
+
+def geffect_cost(task: str = "synthetic", split: str = "forget10", method: str = "ga", batch_size: int = 16,
+                 repeats: int = 5, steps: int = 10) -> GEffectReport:
+    """Time a G-effect measurement as the recorder makes it during training (``measure`` on D = forget + retain
+    with grad L_u taken from the step's own accumulated gradient, so two risk gradients and the blockwise
+    products) against ``train.unlearn`` steps, and the jvp per-instance path against one backward pass per item,
+    on the task's cached target model (on CUDA when available). Batches are the first ``batch_size`` forget /
+    retain items, built the way the recorder builds them (objective rows with EOS, risk rows without)."""
+    data = load_task(task, split)
+    tokenizer = get_tokenizer(data)
+    target = get_model(data, "target")
+    template, pad = data.config.prompt_template, tokenizer.pad_token_id
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def encode(ds, column: str = "answer", eos: bool = True) -> list:
+        return [encode_qa(tokenizer, template, q, a, add_eos=eos)
+                for q, a in zip(ds["question"][:batch_size], ds[column][:batch_size])]
+
+    forget, retain, idk = encode(data.forget), encode(data.retain), encode(data.forget, "idk_answer")
+    rows = list(range(len(forget)))
+    instance = make_method(method)
+    objective = UnlearnBatch(collate(forget, pad, rows).to(device),
+                             collate(retain, pad, rows).to(device) if instance.needs_retain else None,
+                             collate(idk, pad, rows).to(device) if instance.needs_idk else None)
+    risks = {"forget": collate(encode(data.forget, eos=False), pad, rows).to(device),
+             "retain": collate(encode(data.retain, eos=False), pad, rows).to(device)}
+    reference = ReferenceModel(target.load().to(device)) if instance.needs_reference else None
+    ctx = LossContext(reference=reference)
+    budget = Budget(steps=steps, lr=1e-5, batch_size=batch_size)
+    model = target.load().to(device)
+    named = trainable(model)
+    names, params = [n for n, _ in named], [p for _, p in named]
+    single = _single_rows(risks["forget"])
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+        """The cheapest whole-model dot product: float32 BLAS dots, one transfer."""
+        return float(torch.stack([torch.dot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).sum())
+
+    def per_item_backward(g_r: list[torch.Tensor]) -> list[float]:
+        return [dot(grads_of(per_item_logprob(model, row)[0], params), g_r) for row in single]
+
+    def per_item_graph(g_r: list[torch.Tensor]) -> list[float]:
+        values = per_item_logprob(model, risks["forget"])
+        return [dot(grads_of_retained(values[i], last=i + 1 == len(values)), g_r) for i in range(len(values))]
+
+    def grads_of_retained(value: torch.Tensor, last: bool) -> list[torch.Tensor]:
+        out = torch.autograd.grad(value, params, retain_graph=not last, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for g, p in zip(out, params)]
+
+    def parts() -> dict[str, float]:
+        out: dict[str, float] = {}
+        _, (g_u, _) = _timed(lambda: objective_gradient(model, instance, objective, ctx))  # reused from the step
+        products, _ = _timed(lambda: blockwise_sq_norm(names, g_u))
+        for name, batch in risks.items():
+            out[f"grad R({name})"], g_r = _timed(lambda b=batch: risk_gradient(model, b))
+            products += _timed(lambda g=g_r: blockwise_dot_and_sq_norm(names, g, g_u))[0]
+        out["blockwise products"] = products
+        return out
+
+    measure_ms, step_ms, fast_ms, exact_ms, graph_ms = [], [], [], [], []
+    parts_ms: dict[str, list[float]] = {}
+    g_forget = risk_gradient(model, risks["forget"])
+    max_rel = 0.0
+    for round_ in range(repeats + 1):  # the first round warms allocator and caches and is discarded
+        trained = unlearn(target.load().to(device), instance, forget, retain, budget, seed=0, pad_id=pad,
+                          reference=reference, idk=idk)
+        sync()
+        g_step, _ = objective_gradient(model, instance, objective, ctx)  # what the step's backward left in .grad
+        took = statistics.mean(_timed(lambda g=g_step: (measure(model, None, None, None, risks, objective_grads=g),
+                                                         sync()))[0]
+                               for _ in range(3))  # a step's time is a mean over ``steps`` steps: average both
+        split_up = parts()
+        sync()
+        fast, values = _timed(lambda: (directional_derivatives(model, per_item_logprob, risks["forget"], g_forget)
+                                       .tolist()))
+        exact, expected = _timed(lambda: per_item_backward(g_forget))
+        graph, _ = _timed(lambda: per_item_graph(g_forget))
+        max_rel = max([max_rel, *(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(values, expected))])
+        if round_:
+            step_ms.append(trained.seconds / steps * 1000)
+            measure_ms.append(took)
+            fast_ms.append(fast)
+            exact_ms.append(exact)
+            graph_ms.append(graph)
+            for key, value in split_up.items():
+                parts_ms.setdefault(key, []).append(value)
+
+    grad_bytes = sum(p.numel() * p.element_size() for p in params)
+    cuda_peak = cuda_step_peak = None
+    if device.type == "cuda":
+        def peak(fn) -> int:
+            sync()
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            fn()
+            sync()
+            return torch.cuda.max_memory_allocated(device) - base
+
+        cuda_peak = peak(lambda: measure(model, instance, objective, ctx, risks))
+        step_model = target.load().to(device)  # resident before the peak is taken, like ``model`` above
+        cuda_step_peak = peak(lambda: unlearn(step_model, instance, forget, retain,
+                                              Budget(steps=1, lr=1e-5, batch_size=batch_size), seed=0, pad_id=pad,
+                                              reference=reference, idk=idk))
+    return GEffectReport(task, method, batch_size, steps, measure_ms, step_ms, fast_ms, exact_ms, graph_ms, parts_ms,
+                         grad_bytes, 2, max_rel, cuda_peak, cuda_step_peak, device.type)

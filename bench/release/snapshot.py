@@ -1,0 +1,165 @@
+"""What a release of a board hashes: the board file and its canonical spec, submitted entries and plug-ins, task
+digests, and every record the board reads, as its *evidence* (without timings and environment); the records as
+stored go to ``provenance/``, outside the hash. See ``bench.release.bundle`` for the bundle's layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.board.format import REFERENCE_LABELS
+from bench.data.tasks import load_task, load_task_config
+from bench.grid.cells import cell_record, plan, search_file, trials_per_cell
+from bench.models.presets import apply_to_task, load_preset
+from bench.run.references import REFERENCE_KINDS, reference_id
+from bench.runtime.store import Store, dumps
+from bench.specs.board import LeaderboardSpec, load_submitted_entries
+from bench.specs.mapping import canonical_json
+
+RELEASES = "releases"
+
+
+PROVENANCE = "provenance/"
+
+
+VOLATILE = ("timings", "env")  # record fields that say how long and where, not what
+
+
+def evidence(record: dict) -> dict:
+    """A record without ``VOLATILE`` top-level fields and without any ``*_seconds`` or ``*_gib`` (peak memory)
+    field at any depth (the reference models' ``build.build_seconds``): what a rerun with the same seeds must
+    reproduce."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if not k.endswith(("_seconds", "_gib"))}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip({k: v for k, v in record.items() if k not in VOLATILE})
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def json_bytes(obj) -> bytes:
+    return (dumps(obj) + "\n").encode()
+
+
+@dataclass
+class Snapshot:
+    """The hashed part of a board's would-be release: bundle files by path, and what is missing or failed."""
+
+    board: LeaderboardSpec
+    files: dict[str, bytes]
+    incomplete: list[str] = field(default_factory=list)
+    provenance: dict[str, bytes] = field(default_factory=dict)  # bundled, not hashed
+    n_expected: int = 0
+    tasks: list[dict] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    families: list[str] = field(default_factory=list)
+
+    @property
+    def listing(self) -> str:
+        return "".join(f"{sha256_hex(self.files[path])}  {path}\n" for path in sorted(self.files))
+
+    @property
+    def content_hash(self) -> str:
+        return sha256_hex(self.listing.encode())
+
+    @property
+    def version(self) -> str:
+        return f"{self.board.version}+{self.content_hash[:10]}"
+
+
+def releases_dir(board: LeaderboardSpec) -> Path:
+    return board.out_dir / RELEASES
+
+
+def _canonical_spec(board: LeaderboardSpec) -> dict:
+    """The parsed board without machine-specific paths (``path``, and ``output``: where its tables are written;
+    plug-in files become ``plugins/<name>``)."""
+    spec = json.loads(canonical_json(board))
+    spec.pop("path", None)
+    spec.pop("output", None)
+    for method in spec.get("methods", []):
+        if method.get("plugin"):
+            method["plugin"] = f"plugins/{Path(method['plugin']).name}"
+    return spec
+
+
+def _add_record(snap: Snapshot, store: Store, kind: str, record_id: str) -> None:
+    """A record's files into the snapshot: ``result.json`` as its evidence (hashed) and as stored (provenance),
+    the other files byte for byte."""
+    folder = store.folder(kind, record_id)
+    for file in sorted(folder.iterdir()):
+        if file.is_file() and not file.name.startswith("."):  # dot files: an atomic write in progress
+            data = file.read_bytes()
+            if file.name == "result.json":
+                snap.provenance[f"{PROVENANCE}records/{kind}/{record_id}/result.json"] = data
+                data = json_bytes(evidence(json.loads(data)))
+            snap.files[f"records/{kind}/{record_id}/{file.name}"] = data
+
+
+def snapshot(board: LeaderboardSpec, store: Store) -> Snapshot:
+    """Collect the hashed bundle files of ``board`` from ``store`` (reads only; writes nothing)."""
+    cells = plan(board)
+    files: dict[str, bytes] = {}
+    snap = Snapshot(board, files)
+    if board.path and Path(board.path).is_file():
+        files["board/board.yaml"] = Path(board.path).read_bytes()
+    files["board/spec.json"] = json_bytes(_canonical_spec(board))
+    for entry_file, _ in load_submitted_entries(board.entries_dir):
+        files[f"board/entries/{entry_file.name}"] = entry_file.read_bytes()
+    for method in board.methods:
+        if method.plugin and Path(method.plugin).is_file():
+            files[f"board/plugins/{Path(method.plugin).name}"] = Path(method.plugin).read_bytes()
+    for task in board.tasks:
+        config = load_task_config(task.task)
+        item = {"task": task.task, "split": task.split, "requests": task.requests, "model": task.model,
+                "name": config.name, "version": config.version, "ref": config.ref, "family": config.family,
+                "digest": config.digest}
+        data = load_task(task.task, task.split)
+        preset = None
+        if task.model:
+            preset = load_preset(task.model)
+            apply_to_task(preset, data)
+            item["preset_digest"] = preset.digest
+        snap.tasks.append(item)
+        for kind in REFERENCE_KINDS:
+            snap.n_expected += 1
+            ref_id = reference_id(data, kind, preset)
+            if store.load("refs", ref_id) is None:
+                snap.incomplete.append(f"{task.label}/{REFERENCE_LABELS[kind]}: missing")
+            else:
+                _add_record(snap, store, "refs", ref_id)
+    files["tasks.json"] = json_bytes(snap.tasks)
+    search_tier = trials_per_cell(board) > 1
+    for cell in cells:
+        snap.n_expected += 1
+        record = cell_record(cell, board, store)
+        if record is None:
+            snap.incomplete.append(f"{cell.name}: missing")
+            continue
+        _add_record(snap, store, "runs", record["run_id"])
+        if search_tier:
+            summary = search_file(cell, board, store)
+            if summary is not None:
+                files[f"records/searches/{summary.name}"] = summary.read_bytes()
+        if record.get("status") != "ok":
+            message = ((record.get("error") or {}).get("message") or "")[:80]
+            snap.incomplete.append(f"{cell.name}: {record.get('status')}" + (f" ({message})" if message else ""))
+    envs: dict[str, dict] = {}
+    stored = snap.provenance
+    for path in sorted(stored):
+        if path.endswith("/result.json"):
+            env = json.loads(stored[path]).get("env") or {}
+            envs.setdefault(canonical_json(env), {"env": env, "records": []})["records"].append(
+                "/".join(path.split("/")[2:4]))
+    stored[f"{PROVENANCE}env.json"] = json_bytes(sorted(envs.values(), key=lambda e: e["records"][0]))
+    snap.methods = list(dict.fromkeys(m.method for m in board.methods))
+    snap.families = list(dict.fromkeys(t["family"] for t in snap.tasks))
+    return snap

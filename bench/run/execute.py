@@ -1,0 +1,151 @@
+"""RunSpec -> record. Idempotent: a stored record is returned as is; a failure is stored with its error.
+
+A run loads the task and its references (``bench.run.references``), unlearns with the method under the budget
+(``bench.run.train``, or request after request: ``bench.run.sequential``) while the callbacks record the G-effect and
+the control checkpoints, evaluates the final model, calibrates it (``bench.run.controller``) and writes the record
+(``bench.run.record``) atomically into the store.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from bench.data.tasks import load_task
+from bench.data.tokenize import encode_qa
+from bench.geffect.callback import GEffectRecorder
+from bench.methods.base import ReferenceModel, make_method
+from bench.metrics.evaluate import Evaluation, evaluate
+from bench.models.adapters import merge, parameter_counts, wrap
+from bench.models.presets import ModelPreset, apply_to_task
+from bench.run.controller import Controller
+from bench.run.record import external_metrics, metrics_dict, run_env
+from bench.run.references import get_references
+from bench.run.runspec import runtime_for, spec_preset
+from bench.run.sequential import run_sequential
+from bench.run.train import NonFiniteLossError, unlearn
+from bench.runtime.device import peak_memory_gib, reset_peak_memory, runtime, use_runtime
+from bench.runtime.numerics import pin_threads
+from bench.runtime.store import SCHEMA_VERSION, Store
+from bench.specs.run import RunSpec
+
+
+@contextmanager
+def gradient_checkpointing(model: torch.nn.Module) -> Iterator[None]:
+    """Recompute activations in the backward pass while training when the runtime asks for it (7B models on one
+    GPU); evaluation afterwards uses the KV cache as usual."""
+    if not runtime().gradient_checkpointing or not hasattr(model, "gradient_checkpointing_enable"):
+        yield
+        return
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    try:
+        yield
+    finally:
+        model.gradient_checkpointing_disable()
+        model.config.use_cache = True
+
+
+def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
+    """Run ``spec`` unless its record exists; store and return the record (status ok or failed). The run computes
+    on ``bench.runtime.device.select_device()`` in its model preset's precision; the record names the device."""
+    if reuse:
+        existing = store.load("runs", spec.run_id)
+        if existing is not None:
+            return existing
+    preset = spec_preset(spec)
+    pin_threads()  # the same thread count on every entry point (bench.runtime.numerics)
+    with use_runtime(runtime_for(preset)) as rt:
+        reset_peak_memory(rt.device)
+        return _execute(spec, store, preset)
+
+
+def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> dict:
+    run_id = spec.run_id
+    timings: dict[str, float] = {}
+    record: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "kind": "run",
+                              "spec": spec.to_dict(), "label": spec.label,
+                              "env": run_env(), "metrics": {}, "train": None, "error": None}
+    per_item: list[dict] = []
+    extra: dict[str, str] = {}
+    start = time.perf_counter()
+    try:
+        data = load_task(spec.task, spec.split)
+        if preset is not None:
+            apply_to_task(preset, data)
+        refs = get_references(data, store, preset, replicate=spec.seed)
+        timings["references_seconds"] = round(time.perf_counter() - start, 3)
+        method = make_method(spec.method, spec.hparams)
+        tokenizer = refs.tokenizer
+        template = data.config.prompt_template
+        forget_pairs, retain_pairs = data.unlearning_pairs("forget"), data.unlearning_pairs("retain")
+        forget = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a, _ in forget_pairs]
+        retain = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a, _ in retain_pairs]
+        idk = ([encode_qa(tokenizer, template, q, idk, add_eos=True) for q, _, idk in forget_pairs]
+               if method.needs_idk else None)
+        model = refs.target.load()
+        target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if spec.adapter is not None:
+            model = wrap(model, spec.adapter)
+            record["adapter"] = {**asdict(spec.adapter), **parameter_counts(model)}
+        reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
+        def full_metrics(m: torch.nn.Module) -> dict[str, dict]:
+            """The calibrated (mixed) model's metrics: every QA split; VerbMem's text splits are reported raw."""
+            return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item, text=False))
+
+        control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics)
+        evaluation: Evaluation | None = None
+        if spec.requests > 1:
+            with gradient_checkpointing(model):
+                trained, record["sequential"], exceeded, evaluation = run_sequential(
+                    spec, data, model, method, forget, retain, idk, reference, tokenizer, refs.oracle_per_item)
+        else:
+            recorder = (GEffectRecorder(method, data, tokenizer, reference, every=spec.budget.callback_every,
+                                        total_steps=spec.budget.steps) if spec.budget.callback_every else None)
+            callbacks = [*control.callbacks(), *([recorder] if recorder else [])]
+            with gradient_checkpointing(model):
+                trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id,
+                                  reference, callbacks=callbacks, idk=idk)
+            exceeded = trained.use.exceeded(spec.budget)
+            if recorder is not None:
+                record["geffect"] = recorder.summary(model.config.num_hidden_layers)
+                extra["geffect.jsonl"] = recorder.jsonl()
+                timings["geffect_seconds"] = round(recorder.seconds, 3)
+        if spec.adapter is not None:
+            model = merge(model)
+        timings["train_seconds"] = round(trained.seconds, 3)
+        record["train"] = {"steps": trained.steps, "losses": trained.losses,
+                           "final_diagnostics": trained.diagnostics[-1] if trained.diagnostics else {}}
+        record["budget"] = {"declared": asdict(spec.budget), "used": asdict(trained.use), "exceeded": exceeded,
+                            "per_request": spec.requests > 1}
+        eval_start = time.perf_counter()
+        if evaluation is None:  # a sequential run's last request already evaluated the final model
+            evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item, gradnorm=True)
+        timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
+        record["metrics"] = metrics_dict(evaluation)
+        record["metrics"].update(external_metrics(model, tokenizer, data, timings))
+        per_item = evaluation.rows()
+        control_start = time.perf_counter()
+        record["control"] = control.finish(model, evaluation)
+        timings["control_seconds"] = round(time.perf_counter() - control_start, 3)
+        record["status"] = "budget_exceeded" if exceeded else "ok"
+        if exceeded:
+            record["error"] = {"type": "BudgetExceeded", "message": "; ".join(exceeded)}
+    except NonFiniteLossError as exc:
+        record.update(status="failed", error={"type": "NonFiniteLoss", "message": str(exc), "step": exc.step})
+    except (RuntimeError, ValueError, ArithmeticError, OSError) as exc:
+        record.update(status="failed", error={"type": type(exc).__name__, "message": str(exc),
+                                              "traceback": traceback.format_exc(limit=6)})
+    timings["total_seconds"] = round(time.perf_counter() - start, 3)
+    record["timings"] = timings
+    peak = peak_memory_gib(runtime().device)
+    if peak is not None:  # references, training, evaluation and control of this run (env: not part of its evidence)
+        record["env"]["cuda_peak_memory_gib"] = peak
+    store.write("runs", run_id, record, per_item, extra)
+    return record

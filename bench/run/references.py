@@ -1,0 +1,119 @@
+"""Reference records: the target before unlearning and the retain oracle, evaluated once and stored like runs.
+
+Reference records are evaluations of the cached tiny models (or a preset's checkpoints), computed once per (task
+digest, split, replicate) and stored like runs, so forget quality reads the oracle's per-item truth ratios from disk
+instead of re-scoring the oracle for every run; a shared store beside the model cache lets a new result store copy
+them instead of evaluating again."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.data.tasks import TaskData
+from bench.metrics.evaluate import SELF, evaluate, per_item_from_rows
+from bench.models.presets import ModelPreset, PresetModel, preset_models, preset_tokenizer
+from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_identity, model_key
+from bench.run.record import external_metrics, metrics_dict, run_env
+from bench.runtime.numerics import pin_threads
+from bench.runtime.paths import cache_dir
+from bench.runtime.store import SCHEMA_VERSION, Store
+from bench.specs.mapping import content_hash
+
+REFERENCE_KINDS = ("target", "oracle")
+
+
+# Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
+# older evaluation are recomputed instead of silently missing the new metrics.
+EVAL_VERSION = 8  # 8: shared-prompt packing in the teacher-forced pass (round-off changes)
+
+
+def reference_id(data: TaskData, kind: str, preset: ModelPreset | None = None, replicate: int = 0) -> str:
+    """Id of the reference record of ``kind`` (target / oracle) of replicate ``replicate``: the tiny model's weight
+    identity (``model_identity``) or the preset's digest (a preset has one target whatever the replicate)."""
+    parts: list[Any] = [data.config.digest, data.split, kind, "eval", EVAL_VERSION]
+    if preset is not None:
+        return content_hash([*parts, "preset", preset.digest])
+    return content_hash([*parts, "weights", model_identity(data, kind, replicate)])
+
+
+@dataclass
+class References:
+    tokenizer: Any
+    target: BuiltModel | PresetModel
+    oracle: BuiltModel | PresetModel
+    records: dict[str, dict]
+    oracle_per_item: dict
+
+
+def shared_references() -> Store:
+    """A store of reference records beside the model cache, shared by every result store: a reference record is a
+    pure function of its id (task digest, split, model kind, ``EVAL_VERSION``), so a new result store (a test's,
+    a user's second board folder) copies it instead of evaluating the target and the oracle again."""
+    return Store(cache_dir() / "refs")
+
+
+def _copy_shared_reference(store: Store, ref_id: str) -> dict | None:
+    shared = shared_references()
+    if shared.root == store.root:
+        return None
+    record = shared.load("refs", ref_id)
+    if record is not None:
+        store.write("refs", ref_id, record, shared.per_item("refs", ref_id))
+    return record
+
+
+def _reference_rows(store: Store, ref_id: str) -> list[dict]:
+    """Per-item rows of a reference record: from ``store``, or from the shared reference store where ``store``
+    holds no copy (a data-parallel process other than 0 never writes one)."""
+    if (store.folder("refs", ref_id) / "per_item.jsonl").exists():
+        return store.per_item("refs", ref_id)
+    return shared_references().per_item("refs", ref_id)
+
+
+def get_references(data: TaskData, store: Store, preset: ModelPreset | None = None,
+                   replicate: int = 0) -> References:
+    """Build (or load) tokenizer, target and oracle (the task's tiny models of replicate ``replicate``, or
+    ``preset``'s checkpoints), and their evaluation records."""
+    pin_threads()
+    if preset is None:
+        tokenizer = get_tokenizer(data)
+        built: dict[str, BuiltModel | PresetModel] = {kind: get_model(data, kind, replicate=replicate)
+                                                      for kind in REFERENCE_KINDS}
+    else:
+        tokenizer = preset_tokenizer(preset)
+        built = dict(preset_models(preset, data, tokenizer))
+    records: dict[str, dict] = {}
+    oracle_per_item: dict = {}
+    for kind in ("oracle", "target"):  # the oracle first: the target's forget quality is measured against it
+        ref_id = reference_id(data, kind, preset, replicate)
+        record = store.load("refs", ref_id)
+        if record is None:
+            record = _copy_shared_reference(store, ref_id)
+        if kind == "target" or record is not None:
+            oracle_per_item = oracle_per_item or per_item_from_rows(
+                _reference_rows(store, reference_id(data, "oracle", preset, replicate)))
+        if record is None:
+            start = time.perf_counter()
+            oracle = SELF if kind == "oracle" else oracle_per_item
+            model = built[kind].load()
+            evaluation = evaluate(model, tokenizer, data, oracle, gradnorm=True)
+            record = {"schema_version": SCHEMA_VERSION, "record_id": ref_id, "kind": "reference", "status": "ok",
+                      "error": None,
+                      "spec": {"task": data.config.ref, "split": data.split, "model": kind,
+                               "model_key": (model_key(data, kind, replicate) if preset is None
+                                             else built[kind].location),
+                               **({"replicate": replicate, "weights": model_identity(data, kind, replicate)}
+                                  if preset is None else {}),
+                               "task_digest": data.config.digest,
+                               **({"preset": preset.name} if preset is not None else {})},
+                      "metrics": {**metrics_dict(evaluation), **external_metrics(model, tokenizer, data)},
+                      "build": built[kind].info,
+                      "timings": {"eval_seconds": round(time.perf_counter() - start, 3)}, "env": run_env()}
+            store.write("refs", ref_id, record, evaluation.rows())
+            shared_references().write("refs", ref_id, record, evaluation.rows())
+            if kind == "oracle":
+                oracle_per_item = per_item_from_rows(evaluation.rows())
+        records[kind] = record
+    return References(tokenizer, built["target"], built["oracle"], records, oracle_per_item)

@@ -1,0 +1,70 @@
+"""Building a RunSpec: validate a (task, split, method, hyper-parameters, budget, control) and pin every default and
+model identity into it (its content hash is the run id); the device and precision a spec runs under."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.data.tasks import check_forget_set, load_task_config
+from bench.methods.base import full_hparams, make_method
+from bench.models.presets import ModelPreset, load_preset, missing_oracle
+from bench.models.tiny import TaskSplit, model_identity, model_split
+from bench.run.references import EVAL_VERSION, REFERENCE_KINDS
+from bench.runtime.device import Runtime, select_device
+from bench.specs.mapping import SpecError, content_hash
+from bench.specs.run import AdapterSpec, Budget, ControlSpec, RunSpec
+
+
+def runtime_for(preset: ModelPreset | None) -> Runtime:
+    """The run's device (``bench.runtime.device.select_device``) and the preset's precision settings."""
+    device = select_device()
+    if preset is None:
+        return Runtime(device)
+    # bf16 autocast pays on GPUs; on most CPUs it is slower than fp32, so a CPU run computes in the weights' dtype
+    autocast = preset.autocast if device.type == "cuda" else ""
+    return Runtime(device, autocast, preset.gradient_checkpointing and device.type == "cuda")
+
+
+def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], budget: Budget, seed: int,
+                  source: str = "", path: str = "", control: ControlSpec | None = None,
+                  requests: int = 1, adapter: AdapterSpec | None = None, model: str | None = None) -> RunSpec:
+    """Validate the method name and hyper-parameters (SpecError / RegistryError) and pin every default."""
+    config = load_task_config(task)
+    if adapter is not None and control is not None and control.kind == "early_stop":
+        raise SpecError(f"{source or 'run'}: adapter: LoRA runs support control none or mixing, not early_stop")
+    if requests > 1 and control is not None and control.kind == "early_stop":
+        raise SpecError(f"{source or 'run'}: requests: sequential requests support control none or mixing, "
+                        f"not early_stop")
+    if split not in config.forget_splits:
+        raise SpecError(f"{source or 'run'}: split: task {config.name} has no forget split {split!r} "
+                        f"(known: {', '.join(config.forget_splits)})")
+    instance = make_method(method, params, source, path)
+    check_forget_set(task, split, config.digest)  # an empty forget set stops the board here (offline tasks)
+    if adapter is not None and not instance.supports_adapter:
+        raise SpecError(f"{source or 'run'}: adapter: method {method} does not support LoRA adapters")
+    if adapter is not None and requests > 1:
+        raise SpecError(f"{source or 'run'}: adapter: sequential requests with a LoRA adapter are not supported")
+    if model:
+        try:
+            preset = load_preset(model)
+        except SpecError as exc:
+            raise SpecError(f"{source or 'run'}: model: {exc}") from exc
+        if preset.tasks and config.name not in preset.tasks:
+            raise SpecError(f"{source or 'run'}: model: preset {model} is for task(s) {', '.join(preset.tasks)}, "
+                            f"not {config.name}")
+        if problem := missing_oracle(preset, config, split):  # forget quality and PrivLeak need the oracle
+            raise SpecError(f"{source or 'run'}: model: {problem}")
+        model_fields = {"kind": "preset", "preset": preset.name, "preset_digest": preset.digest}
+    else:
+        data = TaskSplit(config, split)  # the ids need the recipe and the shipped hashes, not the datasets
+        model_fields = {"kind": "tiny-llama",
+                        "target": content_hash([config.digest, model_split(config, split, "target"), "target"]),
+                        "weights": {kind: model_identity(data, kind, seed) for kind in REFERENCE_KINDS}}
+    return RunSpec(task=config.ref, split=split, method=method, hparams=full_hparams(instance),
+                   model={**model_fields, "task_digest": config.digest, "eval_version": EVAL_VERSION},
+                   budget=budget,
+                   seed=seed, control=control or ControlSpec(), requests=requests, adapter=adapter)
+
+
+def spec_preset(spec: RunSpec) -> ModelPreset | None:
+    return load_preset(spec.model["preset"]) if spec.model.get("kind") == "preset" else None

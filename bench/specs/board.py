@@ -1,0 +1,145 @@
+"""What a board is: its tasks, method entries (submitted ones included), columns, sort order, budget and control."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.specs.mapping import SpecError, from_mapping, read_yaml
+from bench.specs.run import AdapterSpec, Budget, ControlSpec
+from bench.specs.tiers import tier, tier_seeds
+
+
+def label_slug(label: str) -> str:
+    """File-name form of a label: lower case, runs of other characters become one dash (``GA+KL`` -> ``ga-kl``)."""
+    return re.sub(r"[^a-z0-9._]+", "-", label.lower()).strip("-.") or "entry"
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """A method on a board: registered name, optional display label, hyper-parameter overrides, and (for an
+    out-of-tree method submitted from a single file) the plug-in file that registers it."""
+
+    method: str
+    label: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    plugin: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.label or self.method
+
+
+def load_submitted_entries(folder: Path) -> list[tuple[Path, MethodEntry]]:
+    """The method entries ``ubench submit`` wrote into ``folder`` (``*.yaml``, sorted by name)."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for file in sorted(folder.glob("*.yaml")):
+        data = read_yaml(file)
+        board_fields = {"method": data.get("method"), "label": data.get("label", ""),
+                        "params": data.get("params", {}) or {}, "plugin": data.get("plugin", "") or ""}
+        entry = from_mapping(MethodEntry, board_fields, str(file))
+        if entry.plugin and not Path(entry.plugin).is_absolute():
+            entry = dataclasses.replace(entry, plugin=str((file.parent / entry.plugin).resolve()))
+        out.append((file, entry))
+    return out
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """A (task, forget split) of a board. ``requests`` > 1 applies the forget split as that many sequential forget
+    requests (MUSE's sustainability: the subjects in consecutive groups, each unlearned on the previous result)."""
+
+    task: str
+    split: str
+    requests: int = 1
+    model: str | None = None  # a model preset (models/<name>.yaml) instead of the task's tiny models
+
+    @property
+    def label(self) -> str:
+        """``task/split``, or ``task/split/preset`` for a model preset: a row group of the board."""
+        return f"{self.task}/{self.split}" + (f"/{self.model}" if self.model else "")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.requests, int) or self.requests < 1:
+            raise SpecError(f"requests: must be an integer >= 1, got {self.requests!r}")
+
+
+@dataclass(frozen=True)
+class SortSpec:
+    by: str
+    descending: bool = True
+
+
+@dataclass(frozen=True)
+class LeaderboardSpec:
+    """A named, versioned board: tasks x methods x seeds under one budget, and how to show the results."""
+
+    name: str
+    version: str
+    tasks: tuple[TaskEntry, ...]
+    methods: tuple[MethodEntry, ...]
+    columns: tuple[str, ...]
+    sort: SortSpec
+    budget: Budget | str = "standard"  # a tier name (bench/specs/tiers.yaml) or an explicit budget mapping
+    control: ControlSpec = field(default_factory=ControlSpec)
+    seeds: tuple[int, ...] = ()  # default: the tier's number of seeds, 0..n-1
+    description: str = ""
+    path: str = ""
+    entries: str = "entries"  # folder (next to the generated tables) of method entries added by `ubench submit`
+    # further markdown tables after the main one, title -> columns (same rows, same order; all columns in the CSV)
+    tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    adapter: AdapterSpec | None = None  # every run of the board trains a LoRA adapter (None: full fine-tuning)
+    output: str = ""  # folder of the generated tables and releases (default: <name>/ next to the spec)
+
+    def __post_init__(self) -> None:
+        # both name folders: leaderboards/<name>/<entries>/
+        if not self.name.strip() or self.name in (".", "..") or any(c in self.name for c in "/\\\0"):
+            raise ValueError(f"name: must be a folder name (no '/', not '.' or '..'), got {self.name!r}")
+        if not self.entries.strip() or "\0" in self.entries:
+            raise ValueError(f"entries: must be a folder name, got {self.entries!r}")
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        """The main table's columns, then those of ``tables`` not already shown, in order."""
+        return tuple(dict.fromkeys((*self.columns, *(c for cols in self.tables.values() for c in cols))))
+
+    @staticmethod
+    def load(path: str | Path) -> LeaderboardSpec:
+        data = read_yaml(path)
+        data.setdefault("path", str(path))
+        spec = from_mapping(LeaderboardSpec, data, str(path))
+        if not spec.methods:
+            raise SpecError(f"{path}: methods: the board lists no method")
+        if not spec.tasks:
+            raise SpecError(f"{path}: tasks: the board lists no task")
+        if isinstance(spec.budget, str):
+            spec = dataclasses.replace(spec, budget=tier(spec.budget, str(path)))
+        if not spec.seeds:
+            spec = dataclasses.replace(spec, seeds=tuple(range(tier_seeds(spec.budget.tier))))
+        submitted = load_submitted_entries(spec.entries_dir)
+        if submitted:
+            taken = {m.display for m in spec.methods}
+            for entry_file, entry in submitted:
+                if entry.display in taken:
+                    raise SpecError(f"{entry_file}: label: {entry.display!r} is already on board {spec.name}")
+                taken.add(entry.display)
+            spec = dataclasses.replace(spec, methods=(*spec.methods, *(e for _, e in submitted)))
+        return spec
+
+    @property
+    def entries_dir(self) -> Path:
+        """Submitted method entries: ``<name>/<entries>/`` next to the spec, wherever the tables go."""
+        return Path(self.path).parent / self.name / self.entries
+
+    @property
+    def out_dir(self) -> Path:
+        """Generated tables and releases: ``output`` when set (relative to the spec's folder), else next to the
+        spec, ``leaderboards/<name>/``."""
+        if self.output:
+            return Path(self.path).parent / self.output
+        return Path(self.path).parent / self.name

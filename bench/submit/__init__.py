@@ -1,0 +1,1 @@
+"""Submitting an outside method to a board: entry checks (in a sandboxed subprocess) and scaffolding."""

@@ -1,0 +1,172 @@
+"""Submitting an outside method to a board: ``ubench submit ENTRY.yaml`` and ``ubench new-method NAME``.
+
+A submission entry (YAML, parsed into ``SubmissionEntry``) names a registered method, its version, paper, authors,
+hyper-parameters and the budget tier of the board it targets. ``validate_and_submit`` runs every check and reports
+each as one line, ``PASS <check>: <detail>`` or ``FAIL <check>: <reason>`` (``SKIP`` when an earlier failure
+makes a check impossible):
+
+* ``tier``: the entry's tier is the board's tier;
+* ``method``: the method is registered (built in, by an installed package's ``ubench.methods`` entry point, or by
+  a plug-in file) and where it came from;
+* ``documentation``: the class has a docstring (the loss formula), a ``paper``, and the entry's ``version``;
+* ``hyper-parameters``: they build the method, set fields lie within the declared search space, and fields outside
+  the search space keep their defaults;
+* ``label``: the label is not on the board yet;
+* ``smoke run``: two runs under the smallest tier, each into a fresh temporary store, finish ``ok`` with finite
+  losses and give identical records (timings and environment aside).
+
+Only when every check passes is the entry written (atomically) into the board's entries folder, with a copy of its
+plug-in file, so the next ``ubench run`` of the board includes it. A malformed entry or board raises ``SpecError``.
+
+The entry's code never runs in this process: ``tier`` and ``label`` read files only, and ``method``,
+``documentation``, ``hyper-parameters`` and ``smoke run`` run in a subprocess (``run_sandboxed`` / ``worker_main``)
+with a wall-clock time limit, ``RLIMIT_CPU`` and ``RLIMIT_AS`` (``SandboxLimits``), in its own process group and
+with its own working directory. That bounds runaway or buggy code; it is not a security sandbox (no file-system or
+network isolation, same user): see the README's "Submit a method".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.runtime.paths import REPO_ROOT
+from bench.runtime.store import atomic_write_text
+from bench.specs.board import LeaderboardSpec, label_slug
+from bench.specs.tiers import tiers
+from bench.submit.entry import SubmissionEntry, SubmissionReport
+from bench.submit.sandbox import SandboxLimits, run_sandboxed
+
+DEFAULT_TASK = "synthetic"
+
+
+def _default_board() -> Path:
+    local = Path("leaderboards") / "synthetic.yaml"
+    return local if local.exists() else REPO_ROOT / local
+
+
+def _entry_plugin(entry: SubmissionEntry, entry_path: Path, plugin: str | Path | None) -> Path | None:
+    """The plug-in file: ``--plugin`` wins over the entry's ``plugin`` (which is relative to the entry file)."""
+    if plugin:
+        return Path(plugin)
+    if entry.plugin:
+        path = Path(entry.plugin)
+        return path if path.is_absolute() else entry_path.parent / path
+    return None
+
+
+def _plugin_conflicts(board: LeaderboardSpec, entry: SubmissionEntry, plugin: Path | None) -> str:
+    """A reason when another submitted entry of the board brings a different file registering the same name."""
+    if plugin is None or not plugin.is_file():
+        return ""
+    mine = plugin.read_bytes()
+    for other in board.methods:
+        if other.plugin and other.method == entry.method and Path(other.plugin).is_file():
+            if Path(other.plugin).read_bytes() != mine:
+                return (f"board {board.name} already has method {entry.method!r} from {other.plugin} with different "
+                        f"code; give your method another name or submit a new version under the same file")
+    return ""
+
+
+def _plugin_copy(board: LeaderboardSpec, slug: str, plugin: Path) -> tuple[Path, bool]:
+    """Where the plug-in goes in the entries folder: an identical file already there is reused (loading two copies
+    would register the method twice); otherwise ``<slug>.py`` (``-`` and ``.`` as ``_``). Returns (path, needs
+    writing)."""
+    text = plugin.read_bytes()
+    folder = board.entries_dir
+    if folder.is_dir():
+        for existing in sorted(folder.glob("*.py")):
+            if existing.read_bytes() == text:
+                return existing, False
+    return folder / f"{re.sub(r'[^a-z0-9_]', '_', slug)}.py", True  # a valid module name for the plug-in loader
+
+
+
+
+def validate_and_submit(entry_path: str | Path, board_path: str | Path | None = None, task: str | None = None,
+                        plugin: str | Path | None = None,
+                        echo: Callable[[str], None] | None = None, limits: SandboxLimits | None = None,
+                        workdir: str | Path | None = None) -> SubmissionReport:
+    """Check the entry at ``entry_path`` against the board at ``board_path`` and, if every check passes, write it
+    into the board's entries folder. ``task`` is the task of the smoke runs (default ``synthetic``), ``plugin`` a
+    plug-in file that overrides the entry's ``plugin``, ``echo`` receives each line as soon as it is known.
+
+    The entry's code (importing its plug-in or package, building its method, the two smoke runs) runs only in a
+    subprocess under ``limits`` (``run_sandboxed``), with ``workdir`` as its working directory (default: a fresh
+    temporary folder, removed afterwards). This process only reads the entry, the board and the plug-in's bytes.
+
+    A malformed entry or board raises ``SpecError`` (one line naming file and field); method-level problems are
+    ``FAIL`` lines of the returned report."""
+    entry_path = Path(entry_path)
+    entry = SubmissionEntry.load(entry_path)
+    board_file = Path(board_path) if board_path else _default_board()
+    board = LeaderboardSpec.load(board_file)
+    task = task or DEFAULT_TASK
+    limits = limits or SandboxLimits()
+    report = SubmissionReport(echo=echo)
+    report.say(f"submission {entry_path}: method {entry.method!r} v{entry.version} as {entry.label!r} "
+               f"-> board {board.name} ({board_file})")
+
+    # tier
+
+    board_tier = board.budget.tier
+    if entry.tier not in tiers():
+        report.add("FAIL", "tier", f"unknown budget tier {entry.tier!r} (known: {', '.join(tiers())})")
+    elif not board_tier:
+        report.add("FAIL", "tier", f"board {board.name} runs a custom budget, not a named tier; submit to a board "
+                                   f"whose budget is one of {', '.join(tiers())}")
+    elif entry.tier != board_tier:
+        report.add("FAIL", "tier", f"the entry targets tier {entry.tier!r} but board {board.name} runs tier "
+                                   f"{board_tier!r}")
+    else:
+        report.add("PASS", "tier", board_tier)
+
+    # d. label (decided here, from files only; printed after the code checks a-c, before the smoke run)
+    plugin_path = _entry_plugin(entry, entry_path, plugin)
+    slug = label_slug(entry.label)
+    taken = {m.display for m in board.methods}
+    target = board.entries_dir / f"{slug}.yaml"
+    if entry.label in taken:
+        label = ("FAIL", f"{entry.label!r} is already on board {board.name}; choose another label")
+    elif target.exists():
+        label = ("FAIL", f"{target} already exists (label {entry.label!r} has the same file name as a submitted "
+                         f"entry); choose another label")
+    elif conflict := _plugin_conflicts(board, entry, plugin_path):
+        label = ("FAIL", conflict)
+    else:
+        label = ("PASS", f"{entry.label!r} is new on board {board.name}")
+
+    # a. method, b. documentation, c. hyper-parameters, e. smoke run: the entry's code, in the sandbox
+    label_said = False
+
+    def code_check(status: str, check: str, detail: str) -> None:
+        nonlocal label_said
+        if check == "smoke run" and not label_said:
+            report.add(label[0], "label", label[1])
+            label_said = True
+        report.add(status, check, detail)
+
+    run_sandboxed(entry, plugin_path.resolve() if plugin_path is not None else None, task, limits, workdir,
+                  code_check, say=report.say, source=str(entry_path))
+    if not label_said:
+        report.add(label[0], "label", label[1])
+
+    if report.ok:
+        written_plugin = ""
+        if plugin_path is not None:
+            copy, fresh = _plugin_copy(board, slug, plugin_path)
+            if fresh:
+                atomic_write_text(copy, plugin_path.read_text())
+            written_plugin = copy.name
+        stored = dataclasses.replace(entry, plugin=written_plugin, submitted=datetime.date.today().isoformat())
+        atomic_write_text(target, stored.to_yaml())
+        report.written = target
+        also = f" with plug-in {board.entries_dir / written_plugin}" if written_plugin else ""
+        report.say(f"wrote {target}{also}; the next `ubench run {board_file}` includes it")
+        report.say("submission PASSED")
+    else:
+        report.say("submission FAILED")
+    return report
