@@ -84,7 +84,7 @@ def to_markdown(board: LeaderboardSpec, table: pd.DataFrame, plots: Sequence[str
             "better, except forget quality and truth ratio, which are best when they match the retain oracle. "
             "A seed is a replicate of the whole experiment: its own target, retain oracle and unlearning order. "
             "A cell is `mean [low, high]`: the mean over seeds and a 95% interval from a hierarchical bootstrap "
-            "(seeds drawn with replacement, then one shared draw of the evaluated items; `bench/seedstats.py`), so "
+            "(seeds drawn with replacement, then one shared draw of the evaluated items; `bench/board/seedstats.py`), so "
             "it covers training noise and item sampling (also in `board.csv` as `<column> ci_low`, `<column> "
             "ci_high`, with `<column> std` over seeds); a column without per-item values (lm-eval, relearning) "
             "has seed variance only, or with one seed `± std` is absent. `rank`: the 95% interval of the row's "
