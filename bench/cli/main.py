@@ -65,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--repeats", type=int, default=5)
     perf.add_argument("--model", help="model preset for the step benchmark (e.g. smollm2_135m; default: the "
                                       "task's tiny model); the device is $UBENCH_DEVICE (default: a GPU if any)")
-    perf.add_argument("--only", choices=["step", "calibration", "geffect", "eval", "grid"],
-                      help="run one benchmark (default: all)")
+    perf.add_argument("--only", choices=["step", "calibration", "geffect", "eval", "grid", "cells"],
+                      help="run one benchmark (default: all but cells); cells: the per-phase seconds of a board's "
+                           "stored records (no run)")
+    perf.add_argument("--board", default="leaderboards/synthetic.yaml",
+                      help="cells: the board whose records to summarise (default: leaderboards/synthetic.yaml)")
     perf.add_argument("--cells", type=int, default=8,
                       help="grid benchmark: cells, the default board's first entries on synthetic-mini (default: 8)")
     submit = sub.add_parser("submit", help="check a method entry (smoke runs included) and add it to a board")
