@@ -18,7 +18,7 @@ from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 
 PHASES = ("train", "geffect", "eval", "lm_eval", "relearn", "control", "references", "total")
-NESTED = {"geffect": "train", "lm_eval": "eval", "relearn": "eval"}  # phases timed inside another phase
+NESTED = {"geffect": "train"}  # phases timed inside another phase
 
 
 @dataclass
