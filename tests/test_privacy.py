@@ -352,3 +352,28 @@ def test_privacy_model_metrics_are_best_at_their_ideal_value_and_sort_by_distanc
     assert _order_text(board) == "closest to 0 first"
     board.sort.by = "forget/es"
     assert _order_text(board) == "descending"
+
+
+def test_batched_bootstrap_of_aucs_and_privleak_equals_the_per_draw_loop():
+    """The AUC and PrivLeak metrics compute all bootstrap draws in one rank call (``compute_draws``); every
+    replicate must equal the per-draw computation bit for bit (ties included), and one row scikit-learn's AUC."""
+    from bench.metrics.base import bootstrap_draws, bootstrap_model_replicates
+    from bench.metrics.privacy import mia_auc_rows
+
+    rng = np.random.default_rng(3)
+    def split_values(n: int) -> dict[str, np.ndarray]:
+        return {"mia_loss": np.round(rng.normal(size=n), 1), "mia_zlib": rng.normal(size=n)}  # rounding: ties
+
+    model = {"forget": split_values(12), "holdout": split_values(9)}
+    oracle = {"forget": split_values(12), "holdout": split_values(9)}
+    metrics = [METRICS.get(f"{kind}_{score}") for kind in ("mia_auc", "privleak") for score in ("loss", "zlib")]
+    draws = bootstrap_draws({"forget": 12, "holdout": 9}, resamples=50)
+    computes = {m.name: m.compute for m in metrics}
+    for ref in (oracle, model):  # another model's oracle, and a model that is its own reference
+        loop = bootstrap_model_replicates(computes, model, ref, draws)
+        batched = bootstrap_model_replicates(computes, model, ref, draws, {m.name: m.compute_draws for m in metrics})
+        for name in computes:
+            assert np.array_equal(loop[name], batched[name], equal_nan=True), name
+    row = mia_auc_rows(model["forget"]["mia_loss"][None], model["holdout"]["mia_loss"][None])[0]
+    assert row == pytest.approx(roc_auc_score([1] * 12 + [0] * 9, np.concatenate(
+        [model["forget"]["mia_loss"], model["holdout"]["mia_loss"]])), abs=1e-12)

@@ -42,6 +42,10 @@ def build_in_worker(task: str, split: str, kind: str) -> str:
     return str(get_model(load_task(task, split), kind).path)
 
 
+def references_in_worker(task: str, split: str, replicate: int, kinds: tuple[str, ...], root: str) -> None:
+    get_references(load_task(task, split), Store(Path(root)), replicate=replicate, kinds=kinds)
+
+
 def run_in_worker(cell: Cell, board: LeaderboardSpec, root: str, reuse: bool) -> dict:
     return run_cell(cell, board, Store(Path(root)), reuse=reuse)
 
@@ -101,6 +105,19 @@ class LocalPoolExecutor(Executor):
         with self._new_pool(min(self.jobs, len(pending))) as pool:
             self._submit_all(pool, cells, pending, board, store, reuse, done)
 
+    @staticmethod
+    def _references(pool, tasks: list[tuple[str, str]], replicates: list[int], store: Store) -> None:
+        """Every replicate's reference evaluations in the workers: the oracles side by side first, each target as
+        soon as its oracle's record exists (6 evaluations on 2 workers: 3 rounds, where the parent alone took 2
+        rounds for replicate 0 while the workers idled). A record already stored is only loaded."""
+        root = str(store.root.resolve())
+        oracles = {pool.submit(references_in_worker, task, split, seed, ("oracle",), root): (task, split, seed)
+                   for task, split in tasks for seed in replicates}
+        targets = [pool.submit(references_in_worker, *oracles[future], ("target",), root)
+                   for future in as_completed(oracles) if future.result() is None]
+        for future in targets:
+            future.result()
+
     def _submit_all(self, pool, cells, pending, board, store, reuse, done) -> None:
         tasks = tiny_tasks(cells, pending)
         # the models first, target and oracle side by side (the tokenizer before them, which both need), then the
@@ -111,8 +128,7 @@ class LocalPoolExecutor(Executor):
                   for kind in ("target", "oracle")]
         for build in builds:
             build.result()
-        for task, split in tasks:
-            get_references(load_task(task, split), store)
+        self._references(pool, tasks, sorted({cells[i].seed for i in pending}), store)
         futures = {pool.submit(run_in_worker, cells[i], board, str(store.root.resolve()), reuse): i
                    for i in pending}
         for future in as_completed(futures):

@@ -132,20 +132,37 @@ def bootstrap_draws(sizes: Mapping[str, int], resamples: int = MODEL_BOOTSTRAP_R
 def bootstrap_model_replicates(computes: Mapping[str, Callable[[Mapping, Mapping | None], float]],
                                per_item: Mapping[str, Mapping[str, np.ndarray]],
                                oracle: Mapping[str, Mapping[str, np.ndarray]] | None,
-                               draws: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+                               draws: list[dict[str, np.ndarray]],
+                               batched: Mapping[str, Callable[..., np.ndarray]] | None = None,
+                               ) -> dict[str, np.ndarray]:
     """Each model metric recomputed on every draw of ``bootstrap_draws`` (the model's and the oracle's per-item
     values resampled together: they describe the same items in the same order). ``oracle`` may be ``per_item``
-    itself (a model that is its own reference). A resample where a metric is undefined gives NaN."""
-    stats: dict[str, list[float]] = {name: [] for name in computes}
+    itself (a model that is its own reference). A resample where a metric is undefined gives NaN. A metric in
+    ``batched`` (``ModelMetric.compute_draws``) computes all draws in one call instead; a ValueError there
+    (undefined on every draw: the sizes are the same in all) gives NaN on every draw."""
+    batched = {name: fn for name, fn in (batched or {}).items() if name in computes}
+    out: dict[str, np.ndarray] = {}
+    for name, compute_draws in batched.items():
+        try:
+            out[name] = np.asarray(compute_draws(per_item, oracle, draws), dtype=np.float64)
+        except (ValueError, ZeroDivisionError):
+            out[name] = np.full(len(draws), np.nan)
+    stats: dict[str, list[float]] = {name: [] for name in computes if name not in batched}
     for draw in draws:
         model_view = _Resampled(per_item, draw)
         oracle_view = model_view if oracle is per_item else (None if oracle is None else _Resampled(oracle, draw))
-        for name, compute in computes.items():
+        for name in stats:
             try:
-                stats[name].append(float(compute(model_view, oracle_view)))
+                stats[name].append(float(computes[name](model_view, oracle_view)))
             except (ValueError, ZeroDivisionError):
                 stats[name].append(float("nan"))
-    return {name: np.array(values, dtype=np.float64) for name, values in stats.items()}
+    out.update({name: np.array(values, dtype=np.float64) for name, values in stats.items()})
+    return {name: out[name] for name in computes}
+
+
+def draw_matrix(values: np.ndarray, draws: list[dict[str, np.ndarray]], split: str) -> np.ndarray:
+    """``values`` (one per item of ``split``) resampled by every draw: row b is ``values[draws[b][split]]``."""
+    return values[np.stack([draw[split] for draw in draws])]
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float] | tuple[None, None]:
@@ -208,6 +225,9 @@ class ModelMetric:
     needs_oracle: bool
     compute: Callable[[Mapping[str, Mapping[str, np.ndarray]], Mapping[str, Mapping[str, np.ndarray]] | None], float]
     source: str = ""
+    # Optional: the metric on every bootstrap draw at once (per_item, oracle, draws) -> array of len(draws), equal
+    # to ``compute`` on each draw's resample (the AUCs: one rank computation over all draws instead of one each).
+    compute_draws: Callable[..., np.ndarray] | None = None
 
 
 class MissingReferenceError(RuntimeError):

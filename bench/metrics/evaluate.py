@@ -180,7 +180,8 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
     model_metrics = [m for m in model_metrics if m.name in values]
     sizes = {split: len(ids[split]) for split in per_item if per_item[split]}
     draws = bootstrap_draws(sizes) if sizes and min(sizes.values()) >= 2 else []
-    replicates = bootstrap_model_replicates({m.name: m.compute for m in model_metrics}, per_item, oracle, draws)
+    replicates = bootstrap_model_replicates({m.name: m.compute for m in model_metrics}, per_item, oracle, draws,
+                                            {m.name: m.compute_draws for m in model_metrics if m.compute_draws})
     for name, value in values.items():
         reps = replicates[name] if draws else None
         interval = percentile_interval(reps) if reps is not None else (None, None)

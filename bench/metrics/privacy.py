@@ -57,7 +57,14 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 from scipy.stats import rankdata
 
-from bench.metrics.base import QA_ROLES, ItemMetric, MissingInputError, MissingReferenceError, ModelMetric
+from bench.metrics.base import (
+    QA_ROLES,
+    ItemMetric,
+    MissingInputError,
+    MissingReferenceError,
+    ModelMetric,
+    draw_matrix,
+)
 from bench.metrics.engine import SplitScores, TokenScores
 from bench.metrics.gradnorm import GLOBAL_L2, TENSOR_MEAN, gradnorm_score
 from bench.registry import METRICS
@@ -150,6 +157,16 @@ def mia_auc(member: np.ndarray, non_member: np.ndarray) -> float:
     return float((ranks[:m].sum() - m * (m + 1) / 2) / (m * n))
 
 
+def mia_auc_rows(member: np.ndarray, non_member: np.ndarray) -> np.ndarray:
+    """``mia_auc`` of every row: member (B, m) and non-member (B, n) scores, the same average-rank statistic
+    computed for all B rows in one ``rankdata`` call (the bootstrap's draws)."""
+    m, n = member.shape[1], non_member.shape[1]
+    if not m or not n:
+        raise ValueError(f"MIA AUC needs both members ({m}) and non-members ({n})")
+    ranks = rankdata(np.concatenate([member, non_member], axis=1).astype(float), axis=1)
+    return (ranks[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * n)
+
+
 def privleak(auc_model: float, auc_oracle: float) -> float:
     """MUSE PrivLeak (Shi et al. 2024, arXiv 2407.06460) from AUCs in this module's orientation (forget = members,
     higher score = member): MUSE's AUC' = 1 - AUC (forget as the non-member class) and PrivLeak = (AUC'_model -
@@ -177,6 +194,33 @@ def _split_auc(per_item: Mapping[str, Mapping[str, np.ndarray]], score: str,
     if score not in member or score not in non_member:
         raise MissingInputError(f"{score} was not computed in this evaluation")
     return mia_auc(member[score], non_member[score])
+
+
+def _split_auc_draws(per_item: Mapping[str, Mapping[str, np.ndarray]], score: str, pair: tuple[str, str],
+                     draws: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """``_split_auc`` on every draw's resample of the membership splits ``pair``."""
+    members, non_members = pair
+    return mia_auc_rows(draw_matrix(np.asarray(per_item[members][score], dtype=float), draws, members),
+                        draw_matrix(np.asarray(per_item[non_members][score], dtype=float), draws, non_members))
+
+
+def _auc_draws(score: str) -> Callable[..., np.ndarray]:
+    def compute_draws(per_item: Mapping[str, Mapping[str, np.ndarray]], _oracle, draws) -> np.ndarray:
+        return _split_auc_draws(per_item, score, _membership_pair(per_item), draws)
+
+    return compute_draws
+
+
+def _privleak_draws(score: str) -> Callable[..., np.ndarray]:
+    def compute_draws(per_item: Mapping[str, Mapping[str, np.ndarray]], oracle, draws) -> np.ndarray:
+        pair = _membership_pair(per_item)
+        auc_model = _split_auc_draws(per_item, score, pair, draws)
+        auc_oracle = auc_model if oracle is per_item else _split_auc_draws(oracle, score, pair, draws)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            leak = (auc_oracle - auc_model) / (1.0 - auc_oracle) * 100.0
+        return np.where(auc_oracle == 1.0, np.nan, leak)  # privleak: undefined where AUC_oracle = 1
+
+    return compute_draws
 
 
 def _auc_metric(score: str) -> Callable[[Mapping[str, Mapping[str, np.ndarray]], object], float]:
@@ -223,9 +267,9 @@ for _short, (_description, _per_item) in {**ITEM_SCORES, **GRADNORM_SCORES}.item
     METRICS.add(f"mia_auc_{_short}", ModelMetric(
         f"mia_auc_{_short}", f"ROC AUC of {_item}: forget (members) vs holdout (never trained), or the task's MIA "
         "texts (mia_forget vs mia_holdout: MUSE privleak); 0.5 = no signal",
-        direction="half", needs_oracle=False, compute=_auc_metric(_item)))
+        direction="half", needs_oracle=False, compute=_auc_metric(_item), compute_draws=_auc_draws(_item)))
     METRICS.add(f"privleak_{_short}", ModelMetric(
         f"privleak_{_short}", f"MUSE PrivLeak of {_item}: (AUC_oracle - AUC) / (1 - AUC_oracle) * 100 = MUSE's "
         "(AUC' - AUC'_oracle) / AUC'_oracle * 100 with AUC' = 1 - AUC (forget as non-members); ideal 0, "
         "negative = under-unlearning (-100 = full leak, AUC = 1), positive = over-unlearning",
-        direction="zero", needs_oracle=True, compute=_privleak_metric(_item)))
+        direction="zero", needs_oracle=True, compute=_privleak_metric(_item), compute_draws=_privleak_draws(_item)))

@@ -73,9 +73,11 @@ def _reference_rows(store: Store, ref_id: str) -> list[dict]:
 
 
 def get_references(data: TaskData, store: Store, preset: ModelPreset | None = None,
-                   replicate: int = 0) -> References:
+                   replicate: int = 0, kinds: tuple[str, ...] = ("oracle", "target")) -> References:
     """Build (or load) tokenizer, target and oracle (the task's tiny models of replicate ``replicate``, or
-    ``preset``'s checkpoints), and their evaluation records."""
+    ``preset``'s checkpoints), and their evaluation records. ``kinds = ("oracle",)`` evaluates the oracle only
+    (the target's record then stays absent): a pool evaluates every replicate's oracle side by side before the
+    targets, which need their oracle's per-item values."""
     pin_threads()
     if preset is None:
         tokenizer = get_tokenizer(data)
@@ -86,7 +88,7 @@ def get_references(data: TaskData, store: Store, preset: ModelPreset | None = No
         built = dict(preset_models(preset, data, tokenizer))
     records: dict[str, dict] = {}
     oracle_per_item: dict = {}
-    for kind in ("oracle", "target"):  # the oracle first: the target's forget quality is measured against it
+    for kind in kinds:  # the oracle first: the target's forget quality is measured against it
         ref_id = reference_id(data, kind, preset, replicate)
         record = store.load("refs", ref_id)
         if record is None:
