@@ -17,6 +17,7 @@ from bench.metrics.base import (
     ModelMetric,
     bootstrap_draws,
     bootstrap_model_replicates,
+    draw_matrix,
     percentile_interval,
 )
 from bench.metrics.engine import QA_PRODUCTS, active_ledger, score_split, score_text_split
@@ -189,6 +190,6 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
     for key, metric in list(metrics.items()):  # the item metrics' means on the same draws
         if metric.replicates is None and draws and metric.split in sizes:
             values_ = per_item[metric.split][key.split("/", 1)[1]]
-            reps = np.array([float(np.mean(values_[d[metric.split]])) for d in draws])
+            reps = draw_matrix(np.asarray(values_), draws, metric.split).mean(axis=1).astype(np.float64)
             metrics[key] = dataclasses.replace(metric, replicates=reps)
     return Evaluation(metrics, per_item, ids, generations)
