@@ -11,14 +11,15 @@ import random
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from datasets import Dataset
+from typing import TYPE_CHECKING, Any
 
 from bench.data.schema import IDK_ANSWERS
 from bench.registry import TASKS, RegistryError
 from bench.runtime.paths import tasks_dir
 from bench.specs.mapping import SpecError, content_hash, from_mapping, read_yaml
+
+if TYPE_CHECKING:  # the datasets library loads where a task's data is built, not where its config is read
+    from datasets import Dataset
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import datasets
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -71,6 +70,7 @@ def _quiet_and_isolated() -> Iterator[None]:
     subprocesses (lm-eval records them in its result metadata, which is discarded here; ``collect_env`` alone runs
     pip, nvidia-smi and friends), and the global RNG states that lm-eval reseeds are restored afterwards. Everything
     is put back as it was."""
+    import datasets  # lm-eval's own dependency, quieted here: loaded with lm-eval, where an evaluation runs
     import lm_eval.api.task  # lm-eval loads only where an evaluation runs: a heavy import (its task registry)
     import lm_eval.evaluator  # lm-eval loads only where an evaluation runs: a heavy import (its task registry)
 
