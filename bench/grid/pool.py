@@ -20,6 +20,7 @@ from bench.registry import METHODS
 from bench.run.references import get_references
 from bench.runtime.logs import quiet
 from bench.runtime.numerics import compute_threads
+from bench.runtime.records import RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 
@@ -42,7 +43,7 @@ def build_in_worker(task: str, split: str, kind: str) -> str:
     return str(get_model(load_task(task, split), kind).path)
 
 
-def run_in_worker(cell: Cell, board: LeaderboardSpec, root: str, reuse: bool) -> dict:
+def run_in_worker(cell: Cell, board: LeaderboardSpec, root: str, reuse: bool) -> RunRecord:
     return run_cell(cell, board, Store(Path(root)), reuse=reuse)
 
 

@@ -185,6 +185,7 @@ class ItemMetric:
     # the engine products it reads ("answer", "paraphrase", "perturbed", "rephrased", "generation"): what a naive
     # evaluation that gives every metric its own pass would have to compute for it (``ubench perf --only eval``)
     reads: tuple[str, ...] = ("answer",)
+    number_format: str = ".3f"  # how a board prints it
 
     def applies(self, scores: SplitScores) -> bool:
         """Whether the metric is defined on this split's scores: its role, its required field and every engine
@@ -208,6 +209,7 @@ class ModelMetric:
     needs_oracle: bool
     compute: Callable[[Mapping[str, Mapping[str, np.ndarray]], Mapping[str, Mapping[str, np.ndarray]] | None], float]
     source: str = ""
+    number_format: str = ".3f"  # how a board prints it
 
 
 class MissingReferenceError(RuntimeError):

@@ -13,26 +13,40 @@ comparison compares: the record's JSON form without the top-level ``VOLATILE`` f
 ``env``: where, with which versions) and without any ``*_seconds`` or ``*_gib`` field at any depth (a reference
 model's ``build.build_seconds``, a peak memory). Three readings of it existed (release: the full definition;
 submit's determinism check and ``ubench perf --only grid``: the top-level fields only); the release's is kept
-because it is the only one that also ignores the nested durations, which differ between two identical runs.
+because it is the only one that also ignores the nested durations, which differ between two identical runs. A
+release applies it to each ``result.json`` as stored (in the schema it was written in: a store's release hash does
+not move when the code's schema does); submit's determinism check, the grid benchmark and ``ubench reproduce``
+compare ``RunRecord.evidence()`` (both sides in the current schema).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from bench.runtime.sections import (
+    BudgetUse,
+    Control,
+    GEffectSummary,
+    MetricEntry,
+    RecordError,
+    RecordFormatError,
+    SearchSelection,
+    Training,
+    known_fields,
+    metrics_from_dict,
+    metrics_to_dict,
+    number,
+    require,
+)
 from bench.specs.run import Budget, ControlSpec
 
 SCHEMA_VERSION = 2
 VOLATILE = ("timings", "env")  # record fields that say how long and where, not what
 VOLATILE_SUFFIXES = ("_seconds", "_gib")  # nested fields of the same kind (build time, peak memory)
 OK = "ok"
-
-
-class RecordFormatError(ValueError):
-    """A stored record whose JSON does not have a record's shape (one line: what is wrong)."""
 
 
 def evidence(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,233 +92,6 @@ def migrate(data: Mapping[str, Any], default_version: int = 1) -> dict[str, Any]
     return out
 
 
-def _known(cls: type, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The entries of ``data`` that are fields of ``cls`` and the others (kept in ``extra``, written back as read)."""
-    names = {f.name for f in fields(cls)} - {"extra"}
-    return ({k: v for k, v in data.items() if k in names}, {k: v for k, v in data.items() if k not in names})
-
-
-def _require(data: Mapping[str, Any], key: str, types: tuple[type, ...], what: str) -> Any:
-    value = data.get(key)
-    if not isinstance(value, types):
-        names = " or ".join("null" if t is type(None) else {"str": "string", "dict": "object", "list": "array",
-                                                             "int": "integer"}.get(t.__name__, t.__name__)
-                            for t in types)
-        raise RecordFormatError(f"{what}field {key!r} must be {names}, got {type(value).__name__}")
-    return value
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-@dataclass(frozen=True)
-class MetricEntry:
-    """One stored metric: its value, standard error, item count, split, 95% interval and, for the engine's metrics,
-    ``boot``: its value on each of the evaluation's shared item draws (``bench.board.seedstats``)."""
-
-    value: float | None
-    stderr: float | None = None
-    n: int | None = None
-    split: str | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    boot: tuple[float | None, ...] | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "") -> MetricEntry:
-        if not isinstance(data, Mapping):
-            raise RecordFormatError(f"{where}: expected an object, got {type(data).__name__}")
-        known, _ = _known(cls, data)
-        boot = known.pop("boot", None)
-        if boot is not None and not isinstance(boot, list):
-            raise RecordFormatError(f"{where}.boot: expected an array, got {type(boot).__name__}")
-        return cls(**{"value": None, **known}, boot=None if boot is None else tuple(boot))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"value": self.value, "stderr": self.stderr, "n": self.n, "split": self.split,
-               "ci_low": self.ci_low, "ci_high": self.ci_high}
-        return out if self.boot is None else {**out, "boot": list(self.boot)}
-
-    @property
-    def number(self) -> float | None:
-        """The value as a float, or None where it is missing or not a number."""
-        return _number(self.value)
-
-
-def metrics_from_dict(data: Any, where: str = "metrics") -> dict[str, MetricEntry]:
-    """The metrics section (key -> entry) of a record's JSON form."""
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise RecordFormatError(f"{where}: expected an object, got {type(data).__name__}")
-    return {key: MetricEntry.from_dict(entry, f"{where}.{key}") for key, entry in data.items()}
-
-
-def metrics_to_dict(metrics: Mapping[str, MetricEntry]) -> dict[str, dict[str, Any]]:
-    return {key: entry.to_dict() for key, entry in metrics.items()}
-
-
-@dataclass(frozen=True)
-class RecordError:
-    """Why a run did not finish ``ok``: the exception type and message, the step of a non-finite loss, a traceback."""
-
-    type: str
-    message: str = ""
-    step: int | None = None
-    traceback: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Any) -> RecordError | None:
-        if data is None:
-            return None
-        if not isinstance(data, Mapping):
-            raise RecordFormatError(f"error: expected an object, got {type(data).__name__}")
-        known, _ = _known(cls, data)
-        return cls(**{"type": "error", **known})
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "message": self.message}
-        if self.step is not None:
-            out["step"] = self.step
-        if self.traceback is not None:
-            out["traceback"] = self.traceback
-        return out
-
-    @property
-    def text(self) -> str:
-        """``type: message`` and the step where there is one."""
-        return f"{self.type}: {self.message}" + (f" (step {self.step})" if self.step is not None else "")
-
-
-class _Section:
-    """A record section with known fields and ``extra``: the keys this version does not know, written back as read.
-    ``from_dict`` checks that the known sections are JSON objects; ``OMIT_NONE`` fields are left out when None."""
-
-    OMIT_NONE: ClassVar[frozenset[str]] = frozenset()
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = ""):
-        if not isinstance(data, Mapping):
-            raise RecordFormatError(f"{where.rstrip('.')}: expected an object, got {type(data).__name__}")
-        known, extra = _known(cls, data)
-        return cls(**known, extra=extra)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}  # type: ignore[arg-type]
-        return {**{k: v for k, v in out.items() if not (v is None and k in self.OMIT_NONE)}, **self.extra}
-
-
-@dataclass(frozen=True)
-class Calibration(_Section):
-    """The control section's calibration by mixing (arXiv 2406.09179): alpha*, the threshold and the utilities."""
-
-    alpha: float | None = None
-    tau: float | None = None
-    u_target: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Tradeoff(_Section):
-    """The forget efficacy vs utility points of the probed alphas and the area under their frontier."""
-
-    points: list[dict[str, Any]] = field(default_factory=list)
-    auc: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Control(_Section):
-    """A run's control section: its spec, the target's utility and forget ES, the checkpoints and, under ``mixing``
-    control, the calibration, the calibrated model's metrics and the trade-off."""
-
-    spec: dict[str, Any] = field(default_factory=dict)
-    u_target: float | None = None
-    es_target: float | None = None
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    calibration: Calibration | None = None
-    calibrated_metrics: dict[str, MetricEntry] | None = None
-    tradeoff: Tradeoff | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"calibration", "calibrated_metrics", "tradeoff"})
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "control.") -> Control:
-        section = super().from_dict(data, where)
-        calibration, tradeoff = section.calibration, section.tradeoff
-        return replace(section,
-                       calibration=None if calibration is None else Calibration.from_dict(calibration,
-                                                                                          f"{where}calibration"),
-                       calibrated_metrics=None if section.calibrated_metrics is None else metrics_from_dict(
-                           section.calibrated_metrics, f"{where}calibrated_metrics"),
-                       tradeoff=None if tradeoff is None else Tradeoff.from_dict(tradeoff, f"{where}tradeoff"))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        for name in ("calibration", "tradeoff"):
-            if out.get(name) is not None:
-                out[name] = out[name].to_dict()
-        if self.calibrated_metrics is not None:
-            out["calibrated_metrics"] = metrics_to_dict(self.calibrated_metrics)
-        return out
-
-    @property
-    def utility_target(self) -> float | None:
-        """The target's utility: the calibration's, else the section's own."""
-        if self.calibration is not None and self.calibration.u_target is not None:
-            return self.calibration.u_target
-        return self.u_target
-
-
-@dataclass(frozen=True)
-class GEffectSummary(_Section):
-    """A run's G-effect summary (arXiv 2502.19301): the cumulative G-effect per data set, the most-affected block group
-    and its share, and (NPO family) the mean weight at the first and last recorded step."""
-
-    cumulative: dict[str, float] = field(default_factory=dict)
-    cumulative_groups: dict[str, Any] = field(default_factory=dict)
-    top_group: str | None = None
-    top_group_share: float | None = None
-    npo_weight: dict[str, float] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"npo_weight"})
-
-
-@dataclass(frozen=True)
-class BudgetUse(_Section):
-    """The budget section: the declared budget, what the run used, and which limits it exceeded."""
-
-    declared: dict[str, Any] = field(default_factory=dict)
-    used: dict[str, Any] = field(default_factory=dict)
-    exceeded: list[str] = field(default_factory=list)
-    per_request: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Training(_Section):
-    """The train section: steps taken, the loss per step and the last step's diagnostics."""
-
-    steps: int = 0
-    losses: list[float] = field(default_factory=list)
-    final_diagnostics: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SearchSelection:
-    """Which trial of which calibrated search a search-tier cell's record is (not stored in the run record)."""
-
-    search_id: str
-    selected: int | None
-    n_trials: int
-
-    @property
-    def text(self) -> str:
-        return f"selected trial {self.selected} of {self.n_trials} (search {self.search_id})"
-
-
 def _typed(data: Mapping[str, Any], what: str) -> dict[str, Any]:
     """Check the top-level field types of a record's JSON form (``RecordFormatError`` naming the first bad one)."""
     expected = {"id": (str,), "status": (str,), "error": (dict, type(None)), "metrics": (dict,), "spec": (dict,),
@@ -312,7 +99,7 @@ def _typed(data: Mapping[str, Any], what: str) -> dict[str, Any]:
                 "geffect": (dict, type(None)), "budget": (dict, type(None)), "build": (dict, type(None))}
     for key, types in expected.items():
         if key in data:
-            _require(data, key, types, what)
+            require(data, key, types, what)
     return dict(data)
 
 
@@ -349,7 +136,7 @@ class RunRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
         """The record of a JSON form of the current schema (``migrate`` first)."""
         data = _typed(data, "")
-        known, extra = _known(cls, {k: v for k, v in data.items() if k not in ("schema_version", "kind")})
+        known, extra = known_fields(cls, {k: v for k, v in data.items() if k not in ("schema_version", "kind")})
         control, geffect, train, budget = (known.pop(k, None) for k in ("control", "geffect", "train", "budget"))
         metrics, error = metrics_from_dict(known.pop("metrics", None)), RecordError.from_dict(known.pop("error", None))
         return cls(**known, metrics=metrics, error=error,
@@ -412,7 +199,7 @@ class ReferenceRecord:
     def from_dict(cls, data: Mapping[str, Any]) -> ReferenceRecord:
         """The record of a JSON form of the current schema (``migrate`` first)."""
         data = _typed(data, "")
-        known, extra = _known(cls, {k: v for k, v in data.items() if k not in ("schema_version", "kind")})
+        known, extra = known_fields(cls, {k: v for k, v in data.items() if k not in ("schema_version", "kind")})
         metrics, error = metrics_from_dict(known.pop("metrics", None)), RecordError.from_dict(known.pop("error", None))
         return cls(**known, metrics=metrics, error=error, extra=extra)
 
@@ -479,8 +266,8 @@ class Trial:
         control = record.control
         return cls(index=index, params=params, run_id=record.id, status=record.status,
                    forget_es=None if calibrated is None else calibrated.number,
-                   alpha=_number(control.calibration.alpha) if control and control.calibration else None,
-                   auc=_number(control.tradeoff.auc) if control and control.tradeoff else None,
+                   alpha=number(control.calibration.alpha) if control and control.calibration else None,
+                   auc=number(control.tradeoff.auc) if control and control.tradeoff else None,
                    error=None if record.error is None else record.error.message)
 
 
@@ -527,7 +314,7 @@ class SearchRecord:
         if not isinstance(data, dict):
             raise RecordFormatError(f"expected a JSON object, got {type(data).__name__}")
         data = migrate(data)
-        trials = _require(data, "trials", (list,), "")
+        trials = require(data, "trials", (list,), "")
         try:
             return cls(id=data["id"], task=data["task"], split=data["split"], method=data["method"],
                        base_params=dict(data.get("base_params") or {}), budget=Budget(**data["budget"]),

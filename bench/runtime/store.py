@@ -197,13 +197,14 @@ class Store:
             atomic_write_text(folder / RESULT, result)
         return folder
 
-    def _search_path(self, search_id: str) -> Path:
+    def search_path(self, search_id: str) -> Path:
+        """Where the summary of search ``search_id`` is (to name in a message)."""
         return self.root / SEARCHES / f"{search_id}.json"
 
     def load_search(self, search_id: str) -> SearchRecord | None:
         """The stored summary of calibrated search ``search_id``, or None (absent; a corrupt one is named in a
         ``CorruptRecordWarning`` and treated as absent)."""
-        path = self._search_path(search_id)
+        path = self.search_path(search_id)
         data = _read_json(path, "search summary")
         if data is _ABSENT:
             return None
@@ -216,12 +217,12 @@ class Store:
 
     def search_bytes(self, search_id: str) -> bytes | None:
         """The stored summary file of search ``search_id`` as it is (a release bundles it byte for byte), or None."""
-        path = self._search_path(search_id)
+        path = self.search_path(search_id)
         return path.read_bytes() if path.is_file() else None
 
     def write_search(self, record: SearchRecord) -> None:
         """Store a search summary atomically (``searches/<id>.json``)."""
-        atomic_write_text(self._search_path(record.id), dumps(record.to_dict()))
+        atomic_write_text(self.search_path(record.id), dumps(record.to_dict()))
 
 
 _ABSENT = object()
