@@ -175,7 +175,7 @@ EVALUATIONS.add(GEFFECT, EvaluationSpec(
                 "the recorded steps (negative on forget: the forget risk rose); `top_group` is the block group "
                 "(shallow / middle / deep thirds) with the largest share of |cumulative e(forget)| and "
                 "`top_group_share` that share. Blank on reference rows.",
-    source="Wang et al. 2025, G-effect (arXiv 2502.19301)",
+    source="Wang et al. 2025, Rethinking LLM Unlearning Objectives: A Gradient Perspective (arXiv 2502.19301)",
     direction=_direction, describe=_describe, problem=_key_problem, read=_read, read_text=_read_text,
     name_first=True, number_format=lambda key: ".3g" if key.name == "cumulative" else ".3f",
     text_names=frozenset({"top_group"}), known=COLUMNS, run_only=True))

@@ -215,9 +215,11 @@ class GEffectSummary(_Section):
     npo_weight: dict[str, float] | None = None
     sign_pattern: dict[str, float] | None = None  # share of measurements with e_u < 0 and with e_r >= 0
     steps: list[int] | None = None  # the recorded steps
-    extra: dict[str, Any] = field(default_factory=dict)
+    finite: bool | None = None  # every measurement finite
+    extra: dict[str, Any] = field(default_factory=dict)  # per-block sums, the first and last measurement
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"cumulative", "cumulative_groups", "top_group",
-                                                     "top_group_share", "npo_weight", "sign_pattern", "steps"})
+                                                     "top_group_share", "npo_weight", "sign_pattern", "steps",
+                                                     "finite"})
 
     @property
     def measured(self) -> bool:
