@@ -27,8 +27,8 @@ class NoRecordsError(SpecError):
 
 def store_tables_dir(store_root: str | Path, board: LeaderboardSpec) -> Path:
     """Where tables built from a store go when they must not replace a board's own tables:
-    ``<store>/boards/<name>/``."""
-    return Path(store_root) / "boards" / board.name
+    ``<store>/boards/<name>/`` (``Store.tables_folder``)."""
+    return Store(store_root).tables_folder(board.name)
 
 
 def with_output(board: LeaderboardSpec, folder: str | Path) -> LeaderboardSpec:

@@ -85,12 +85,9 @@ class Report:
 def released_store(board: LeaderboardSpec, version: str, root: Path) -> Store:
     """A store at ``root`` holding the release's records (from its bundle)."""
     files = read_bundle(releases_dir(board) / version / BUNDLE)
-    for path, data in files.items():
-        if path.startswith("records/"):
-            dest = root / path.removeprefix("records/")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-    return Store(root)
+    store = Store(root)
+    store.restore({path.removeprefix("records/"): data for path, data in files.items() if path.startswith("records/")})
+    return store
 
 
 def latest_version(board: LeaderboardSpec) -> str:

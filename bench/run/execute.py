@@ -34,7 +34,7 @@ from bench.runtime.device import peak_memory_gib, reset_peak_memory, runtime, us
 from bench.runtime.numerics import pin_threads
 from bench.runtime.records import RunRecord
 from bench.runtime.sections import BudgetUse, GEffectSummary, MetricEntry, RecordError, Training
-from bench.runtime.store import Store
+from bench.runtime.store import GEFFECT_FILE, Store
 from bench.specs.run import RunSpec
 
 
@@ -74,7 +74,7 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> RunReco
     parts: dict[str, Any] = {"extra": {}}  # the record's sections, as far as the run got
     status, error = "failed", None
     per_item: list[dict] = []
-    extra: dict[str, str] = {}
+    files: dict[str, str] = {}  # written beside the record
     start = time.perf_counter()
     try:
         data = load_task(spec.task, spec.split)
@@ -116,7 +116,7 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> RunReco
             exceeded = trained.use.exceeded(spec.budget)
             if recorder is not None:
                 parts["geffect"] = GEffectSummary.from_dict(recorder.summary(model.config.num_hidden_layers))
-                extra["geffect.jsonl"] = recorder.jsonl()
+                files[GEFFECT_FILE] = recorder.jsonl()
                 timings["geffect_seconds"] = round(recorder.seconds, 3)
         if spec.adapter is not None:
             model = merge(model)
@@ -147,5 +147,5 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> RunReco
         env["cuda_peak_memory_gib"] = peak
     record = RunRecord(id=spec.run_id, spec=spec.to_dict(), status=status, label=spec.label, error=error,
                        timings=timings, env=env, **parts)
-    store.write(record, per_item, extra)
+    store.write(record, per_item, files)
     return record

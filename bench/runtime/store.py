@@ -34,7 +34,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -172,6 +172,14 @@ class Store:
         return {file.name: file.read_bytes() for file in sorted(folder.iterdir())
                 if file.is_file() and not file.name.startswith(".")}
 
+    def restore(self, files: Mapping[str, bytes]) -> None:
+        """Write a store's files as they are, by their path under its root (``runs/<id>/result.json``: the
+        ``records/`` of a release bundle)."""
+        for name, data in files.items():
+            path = self.root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
     def write(self, record: Record, per_item: Iterable[dict] = (), extra: dict[str, str] | None = None) -> Path:
         """Write spec, per-item rows and ``extra`` files (name -> text, e.g. ``geffect.jsonl``) first and
         ``result.json`` (``record.to_dict()``: the current schema) last; each atomically, all under the record's
@@ -196,6 +204,11 @@ class Store:
                 atomic_write_text(folder / name, text)
             atomic_write_text(folder / RESULT, result)
         return folder
+
+    def tables_folder(self, board_name: str) -> Path:
+        """Where tables built from this store go when they must not replace a board's own tables:
+        ``<root>/boards/<name>/``."""
+        return self.root / "boards" / board_name
 
     def search_path(self, search_id: str) -> Path:
         """Where the summary of search ``search_id`` is (to name in a message)."""
