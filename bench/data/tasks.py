@@ -140,7 +140,8 @@ class TaskData:
             # a corpus document has no prompt (question None: BOS, then the text)
             rows["question"] += ds["question"] if "question" in ds.column_names else [None] * len(ds)
             rows["answer"] += ds["answer"] if "answer" in ds.column_names else ds["text"]
-        return Dataset.from_dict(rows).sort("id")
+        dataset = type(next(ds for ds in parts if ds is not None))  # the parts' class: this module imports no datasets
+        return dataset.from_dict(rows).sort("id")
 
     def _side(self, which: str) -> tuple[Dataset | None, ...]:
         """What was trained about the forget / retain side: its corpus if the benchmark has one, else QA + texts."""
