@@ -98,11 +98,11 @@ class LeaderboardEntry(pytest.Item):
             if not (reuse and cell_record(self.cell, self.board, store)):
                 prepare_references(self.cell.task.task, self.cell.task.split, store)
         record = run_cell(self.cell, self.board, store, reuse=reuse)
-        self.user_properties.append(("run_id", record["run_id"]))
-        if record["status"] != "ok":
-            error = record.get("error") or {}
-            raise EntryFailed(f"{self.cell.name}: {record['status']}: {error.get('message', '')} "
-                              f"(record {store.folder('runs', record['run_id'])})")
+        self.user_properties.append(("run_id", record.id))
+        if not record.ok:
+            message = record.error.message if record.error else ""
+            raise EntryFailed(f"{self.cell.name}: {record.status}: {message} "
+                              f"(record {store.folder(record.FOLDER, record.id)})")
 
     def repr_failure(self, excinfo, style=None):
         if excinfo.errisinstance(EntryFailed):

@@ -5,9 +5,11 @@ Things register where they are defined, with a decorator::
     @METHODS.register("npo")
     class NPO(Method): ...
 
-A registry discovers its entries by importing every module of its home package (so there is no hand-kept import
-list) and then the entry points of its group (``ubench.methods``, ``ubench.metrics``, ``ubench.tasks``) of every
-installed distribution, so an out-of-tree package adds entries without touching this repository.
+A registry discovers its entries by importing every module of its home packages (so there is no hand-kept import
+list) and then the entry points of its group (``ubench.methods``, ``ubench.metrics``, ``ubench.evaluations``,
+``ubench.tasks``) of every installed distribution, so an out-of-tree package adds entries without touching this
+repository. ``EVALUATIONS`` holds the evaluations outside the one-pass engine whose numbers a record stores under
+their own key prefix (lm-eval utility, the relearning attack, the G-effect summary: ``bench.runtime.keys``).
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ class Registry(Generic[T]):
     """A name -> object table with decorator registration, lazy discovery and did-you-mean errors.
 
     ``kind`` names what is registered ("method"), ``package`` is the home package whose modules are imported on
-    first lookup, ``group`` the entry-point group scanned for plug-ins.
+    first lookup (with ``more_packages``), ``group`` the entry-point group scanned for plug-ins.
     """
 
-    def __init__(self, kind: str, package: str, group: str) -> None:
+    def __init__(self, kind: str, package: str, group: str, more_packages: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.package = package
+        self.packages = (package, *more_packages)
         self.group = group
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
@@ -91,14 +94,15 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def discover(self) -> None:
-        """Import every module of the home package, then load the entry-point plug-ins (once)."""
+        """Import every module of the home packages, then load the entry-point plug-ins (once)."""
         if self._discovered or self._discovering:
             return
         self._discovering = True
         try:
-            package = importlib.import_module(self.package)
-            for info in pkgutil.iter_modules(package.__path__, prefix=f"{self.package}."):
-                importlib.import_module(info.name)
+            for name in self.packages:
+                package = importlib.import_module(name)
+                for info in pkgutil.iter_modules(package.__path__, prefix=f"{name}."):
+                    importlib.import_module(info.name)
             for ep in entry_points(group=self.group):
                 if ep.name in self._entries:
                     continue
@@ -144,4 +148,5 @@ _LOADED_FILES: set = set()  # plug-in files already imported (loading a file twi
 
 METHODS: Registry = Registry("method", "bench.methods", "ubench.methods")
 METRICS: Registry = Registry("metric", "bench.metrics", "ubench.metrics")
+EVALUATIONS: Registry = Registry("evaluation", "bench.metrics", "ubench.evaluations", more_packages=("bench.geffect",))
 TASKS: Registry = Registry("task", "bench.data", "ubench.tasks")

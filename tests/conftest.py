@@ -4,6 +4,7 @@ content hash under the normal cache dir) and write records into a per-test tempo
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ pytest_plugins = ["pytester"]
 
 MINI = "synthetic-mini"
 PLUGINS = Path(__file__).parent / "plugins"
+FIXTURE_RECORDS = Path(__file__).parent / "fixtures" / "records"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,6 +30,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_slow)
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def fixture_store(tmp_path: Path):
+    """(board path, store): the fixture board (``tests/fixtures/records/fixture.yaml``: GA and NPO of the default
+    board, seed 0) and a store holding its run records and replicate 0's reference records as released (schema 1),
+    both copied into ``tmp_path`` (the board's tables go to ``tmp_path/records/fixture/``). No training: a board
+    test on these runs in seconds."""
+    from bench.runtime.store import Store
+
+    root = tmp_path / "records"
+    shutil.copytree(FIXTURE_RECORDS, root)
+    return root / "fixture.yaml", Store(root)
 
 
 @pytest.fixture(autouse=True)
@@ -118,15 +133,15 @@ def run_board(path: Path):
     board = LeaderboardSpec.load(path)
     store = Store(path.parent.parent / "results")
     for cell in plan(board):
-        assert execute(cell.spec, store)["status"] == "ok"
+        assert execute(cell.spec, store).ok
     return board, store
 
 
-def board_records(board, store) -> dict[str, dict]:
-    """Each cell's stored run record, by the method's display label."""
+def board_records(board, store) -> dict:
+    """Each cell's stored run record (``RunRecord``), by the method's display label."""
     from bench.grid.cells import plan
 
-    return {c.method.display: store.load("runs", c.spec.run_id) for c in plan(board)}
+    return {c.method.display: store.load_run(c.spec.run_id) for c in plan(board)}
 
 
 @pytest.fixture(scope="module")

@@ -39,14 +39,14 @@ def test_lora_records_its_parameters_and_ranks_methods_like_full_fine_tuning(sto
     for mode, budget, adapter in (("full", FULL, None), ("lora", LORA, ADAPTER)):
         for method in ("ga", "idkpo"):
             record = execute(make_run_spec(MINI, "forget10", method, {}, budget, seed=0, adapter=adapter), store)
-            assert record["status"] == "ok", record["error"]
-            es[mode, method] = record["metrics"]["forget/es"]["value"]
+            assert record.ok, record.error
+            es[mode, method] = record.metrics["forget/es"].value
             if adapter is not None:
-                counts = record["adapter"]
+                counts = record.extra["adapter"]
                 assert 0 < counts["trainable_params"] < 0.2 * counts["base_params"]
                 assert counts["r"] == 8
             else:
-                assert "adapter" not in record
+                assert "adapter" not in record.extra
     assert es["full", "ga"] < es["full", "idkpo"]
     assert es["lora", "ga"] < es["lora", "idkpo"]
     assert es["lora", "ga"] < 0.9  # the adapter did unlearn (the target's forget ES is 1)

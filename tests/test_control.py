@@ -119,31 +119,31 @@ def test_pareto_auc_by_hand() -> None:
 
 def test_run_record_carries_calibration_tradeoff_and_budget(store) -> None:
     record = execute(make_run_spec(MINI, "forget10", "ga", {}, HARSH, seed=0), store)
-    assert record["status"] == "ok", record["error"]
-    control = record["control"]
-    cal = control["calibration"]
-    assert cal["u_alpha"] >= cal["tau"] * cal["u_target"]
-    assert cal["u_unlearned"] < cal["tau"] * cal["u_target"] and 0 < cal["alpha"] < 1
-    assert cal["scoring_passes"] < cal["probe_calls"]
-    assert control["calibrated_metrics"]["retain/es"]["value"] == pytest.approx(cal["u_alpha"])
-    alphas = [p["alpha"] for p in control["tradeoff"]["points"]]
-    assert set(GRID) <= set(alphas) and cal["alpha"] in alphas
-    assert 0 <= control["tradeoff"]["auc"] <= 1
-    assert [c["step"] for c in control["checkpoints"]] == [3, 6, 9, 12]
-    assert record["budget"]["declared"]["steps"] == 12 and record["budget"]["used"]["optimizer_steps"] == 12
-    assert record["budget"]["used"]["forward_passes"] == 12 and record["budget"]["exceeded"] == []
+    assert record.ok, record.error
+    control = record.control
+    cal = control.calibration
+    assert cal.u_alpha >= cal.tau * cal.u_target
+    assert cal.u_unlearned < cal.tau * cal.u_target and 0 < cal.alpha < 1
+    assert cal.scoring_passes < cal.probe_calls
+    assert control.calibrated_metrics["retain/es"].value == pytest.approx(cal.u_alpha)
+    alphas = [p["alpha"] for p in control.tradeoff.points]
+    assert set(GRID) <= set(alphas) and cal.alpha in alphas
+    assert 0 <= control.tradeoff.auc <= 1
+    assert [c["step"] for c in control.checkpoints] == [3, 6, 9, 12]
+    assert record.budget.declared["steps"] == 12 and record.budget.used["optimizer_steps"] == 12
+    assert record.budget.used["forward_passes"] == 12 and record.budget.exceeded == []
 
 
 def test_early_stopping_rolls_back_to_the_last_passing_checkpoint(store) -> None:
     spec = make_run_spec(MINI, "forget10", "ga", {}, HARSH, seed=0, control=ControlSpec(kind="early_stop"))
     record = execute(spec, store)
-    assert record["status"] == "ok", record["error"]
-    checkpoints = record["control"]["checkpoints"]
-    stopped = record["budget"]["used"]["stopped_early_at"]
+    assert record.ok, record.error
+    checkpoints = record.control.checkpoints
+    stopped = record.budget.used["stopped_early_at"]
     assert stopped == checkpoints[-1]["step"] < HARSH.steps and not checkpoints[-1]["passed"]
-    assert "calibration" not in record["control"]
-    u_target = record["control"]["u_target"]
-    assert record["metrics"]["retain/es"]["value"] >= 0.9 * u_target  # rolled back to a passing model
+    assert record.control.calibration is None
+    u_target = record.control.u_target
+    assert record.metrics["retain/es"].value >= 0.9 * u_target  # rolled back to a passing model
 
 
 def test_a_method_over_its_forward_pass_allowance_is_budget_exceeded(store) -> None:
@@ -153,10 +153,10 @@ def test_a_method_over_its_forward_pass_allowance_is_budget_exceeded(store) -> N
         METHODS.load_plugin_file(str(PLUGINS / "over_budget.py"))
     budget = tier("smoke")
     record = execute(make_run_spec(MINI, "forget10", "over_budget", {}, budget, seed=0), store)
-    assert record["status"] == "budget_exceeded"
-    used = record["budget"]["used"]["forward_passes"]
+    assert record.status == "budget_exceeded"
+    used = record.budget.used["forward_passes"]
     assert used == 10 * budget.steps > budget.forward_pass_limit
-    assert "forward passes" in record["error"]["message"]
+    assert "forward passes" in record.error.message
 
 
 def test_tiers_are_declared_ordered_and_named() -> None:
@@ -206,5 +206,6 @@ def test_a_board_on_a_tier_with_trials_shows_each_cells_selected_trial(tmp_path,
 
     (cell,) = plan(board)
     record = cell_record(cell, board, Store(results))
-    assert record["run_id"] == summary["trials"][summary["selected"]]["run_id"]
+    assert record.id == summary["trials"][summary["selected"]]["run_id"]
+    assert record.search.search_id == summary["id"] and record.search.selected == summary["selected"]
     assert len(list((results / "runs").iterdir())) == 2

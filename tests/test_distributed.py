@@ -59,6 +59,6 @@ def test_two_process_run_matches_one_process(tmp_path: Path, mini_data) -> None:
     spec = make_run_spec("synthetic-mini", "forget10", "gd", {}, budget, seed=0)
     assert ddp["run_id"] == spec.run_id and ddp["status"] == "ok"
     record = execute(spec, Store(tmp_path / "single-store"))
-    assert ddp["forget_es"] == pytest.approx(record["metrics"]["forget/es"]["value"], abs=1e-6)
+    assert ddp["forget_es"] == pytest.approx(record.metrics["forget/es"].value, abs=1e-6)
     # one record, written once, by process 0
     assert len(list((tmp_path / "ddp-store" / "runs").iterdir())) == 1

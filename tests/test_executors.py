@@ -13,7 +13,6 @@ from bench.grid.executor import ExecutorError, InProcessExecutor
 from bench.grid.executors import default_jobs, make_executor
 from bench.grid.pool import LocalPoolExecutor
 from bench.grid.ray_tasks import RayExecutor
-from bench.perf.grid import comparable
 
 from .conftest import PLUGINS, mini_board
 
@@ -35,14 +34,14 @@ def grid(tmp_path_factory: pytest.TempPathFactory, one_torch_thread):
     board = LeaderboardSpec.load(mini_board(folder, methods=METHODS))
     cells = plan(board)
     records = InProcessExecutor().run(cells, board, Store(folder / "inprocess"))
-    assert [r["status"] for r in records] == ["ok", "ok", "failed"]
+    assert [r.status for r in records] == ["ok", "ok", "failed"]
     return board, cells, records
 
 
-def _same(records: list[dict], expected: list[dict]) -> None:
-    assert [r["run_id"] for r in records] == [r["run_id"] for r in expected]
+def _same(records: list, expected: list) -> None:
+    assert [r.id for r in records] == [r.id for r in expected]
     for got, want in zip(records, expected):
-        assert comparable(got) == comparable(want), got["label"]
+        assert got.evidence() == want.evidence(), got.label
 
 
 def test_local_pool_of_two_gives_the_in_process_records(grid, tmp_path: Path) -> None:
@@ -56,7 +55,7 @@ def test_local_pool_of_two_gives_the_in_process_records(grid, tmp_path: Path) ->
     _same(records, expected)
     assert sorted(finished) == [(0, False), (1, False), (2, False)]
     for record in records:  # written by the workers into the shared store
-        assert comparable(store.load("runs", record["run_id"])) == comparable(record)
+        assert store.load_run(record.id).evidence() == record.evidence()
 
 
 def test_ray_local_cluster_gives_the_in_process_records_and_reuses_them(grid, tmp_path: Path) -> None:
@@ -74,7 +73,7 @@ def test_ray_local_cluster_gives_the_in_process_records_and_reuses_them(grid, tm
     assert not ray.is_initialized()
     _same(records, expected)
     for record in records:
-        assert comparable(store.load("runs", record["run_id"])) == comparable(record)
+        assert store.load_run(record.id).evidence() == record.evidence()
     cached: list[bool] = []  # a rerun finds every finished cell and runs nothing (no Ray started)
     again = RayExecutor(plugins=[PLUGIN]).run(cells, board, store,
                                               on_done=lambda i, cell, record, hit: cached.append(hit))

@@ -25,6 +25,8 @@ import pytest
 
 from bench.cli.main import main
 from bench.runtime.paths import REPO_ROOT
+from bench.runtime.records import SCHEMA_VERSION, RunRecord
+from bench.runtime.sections import MetricEntry
 from bench.runtime.store import CorruptRecordWarning, Store
 
 from .conftest import MINI, PLUGINS, mini_board
@@ -54,7 +56,7 @@ def _assert_complete_or_absent(runs: Path) -> list[Path]:
         result = folder / "result.json"
         if result.exists():
             record = json.loads(result.read_text())  # never half a file
-            assert record["schema_version"] == 1 and record["run_id"] == folder.name
+            assert record["schema_version"] == SCHEMA_VERSION and record["id"] == folder.name
             assert (folder / "spec.json").exists() and (folder / "per_item.jsonl").exists(), folder
             assert json.loads((folder / "spec.json").read_text()) == record["spec"]
             complete.append(folder)
@@ -111,10 +113,10 @@ def test_kill_9_mid_run_then_rerun_resumes_without_partial_or_duplicate_records(
 # --- two processes writing one store ---------------------------------------------------------------------------
 
 
-def _record(writer: int, i: int) -> dict:
-    return {"run_id": "shared", "kind": "run", "status": "ok" if writer % 2 else "failed", "error": None,
-            "spec": {"writer": writer, "i": i}, "metrics": {"x": {"value": writer * 1000 + i}},
-            "padding": "x" * (2000 * (writer + 1))}  # different sizes: a torn write would not parse
+def _record(record_id: str, writer: int, i: int) -> RunRecord:
+    return RunRecord(id=record_id, status="ok" if writer % 2 else "failed", spec={"writer": writer, "i": i},
+                     metrics={"x": MetricEntry(writer * 1000 + i)},
+                     extra={"padding": "x" * (2000 * (writer + 1))})  # different sizes: a torn write would not parse
 
 
 def _hammer(root: str, writer: int, n: int) -> None:
@@ -122,8 +124,8 @@ def _hammer(root: str, writer: int, n: int) -> None:
     for i in range(n):
         rows = [{"writer": writer, "i": i, "row": r} for r in range(50 + writer)]
         extra = {"geffect.jsonl": json.dumps({"writer": writer, "i": i}) + "\n"} if writer % 2 == 0 else None
-        store.write("runs", "shared", _record(writer, i), rows, extra)
-        store.write("runs", f"own{writer}", _record(writer, i), rows)
+        store.write(_record("shared", writer, i), rows, extra)
+        store.write(_record(f"own{writer}", writer, i), rows)
 
 
 def _read_while_writing(root: str, seconds: float, out) -> None:  # noqa: ANN001
@@ -161,8 +163,8 @@ def test_concurrent_writers_never_mix_the_files_of_one_record(tmp_path: Path) ->
     for record_id in ("shared", *(f"own{w}" for w in range(4))):
         folder = store.folder("runs", record_id)
         record = store.load("runs", record_id)
-        writer, i = record["spec"]["writer"], record["spec"]["i"]
-        assert {k: v for k, v in record.items() if k != "schema_version"} == _record(writer, i)
+        writer, i = record.spec["writer"], record.spec["i"]
+        assert record == _record(record_id, writer, i)
         assert json.loads((folder / "spec.json").read_text()) == {"writer": writer, "i": i}
         rows = store.per_item("runs", record_id)
         assert rows == [{"writer": writer, "i": i, "row": r} for r in range(50 + writer)]
@@ -186,7 +188,7 @@ from bench.specs.run import Budget
 quiet()
 spec = make_run_spec("synthetic-mini", "forget10", "ga", {}, Budget(steps=4, lr=5e-4, batch_size=8), seed=5)
 record = execute(spec, Store(sys.argv[1]), reuse=False)
-print(json.dumps({"run_id": spec.run_id, "status": record["status"]}))
+print(json.dumps({"run_id": spec.run_id, "status": record.status}))
 """
 
 
@@ -210,7 +212,7 @@ def test_two_processes_run_the_same_spec_into_one_store(tmp_path: Path) -> None:
     alone = Store(tmp_path / "alone")
     execute(spec, alone)
     stored = Store(root).load("runs", spec.run_id)
-    assert _strip(stored) == _strip(alone.load("runs", spec.run_id))
+    assert stored.evidence() == alone.load("runs", spec.run_id).evidence()
     alone_rows = alone.folder("runs", spec.run_id) / "per_item.jsonl"
     assert (folder / "per_item.jsonl").read_bytes() == alone_rows.read_bytes()
     assert _tmp_files(root) == []
@@ -291,7 +293,7 @@ def test_store_load_names_every_kind_of_bad_record(tmp_path: Path) -> None:
     folder = store.folder("runs", "x")
     folder.mkdir(parents=True)
     cases = {b"": "corrupt record skipped", b"[1, 2]": "malformed record skipped (expected a JSON object, got list)",
-             b'{"schema_version": 2}': "malformed record skipped (unknown record schema 2",
+             b'{"schema_version": 3}': "malformed record skipped (unknown record schema 3",
              b'{"schema_version": 1, "status": 3}': "malformed record skipped (field 'status' must be string",
              b'{"schema_version": 1, "error": "boom"}': "malformed record skipped (field 'error' must be object",
              b"[" * 100_000: "corrupt record skipped (nested too deeply)", b"\xc3\x28": "corrupt record skipped"}
@@ -400,10 +402,6 @@ def test_bad_input_from_the_installed_command(tmp_path: Path) -> None:
 # --- determinism: the same seed gives the same bytes -------------------------------------------------------------
 
 
-def _strip(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in ("timings", "env")}
-
-
 def test_same_seed_gives_byte_identical_records(tmp_path: Path) -> None:
     """Two runs of one spec (G-effect recorded every 2 steps) into two stores: result.json is byte-identical once
     its ``timings`` (wall times) are removed, and spec.json, per_item.jsonl and geffect.jsonl are byte-identical.
@@ -418,7 +416,7 @@ def test_same_seed_gives_byte_identical_records(tmp_path: Path) -> None:
     folders = []
     for name in ("a", "b"):
         store = Store(tmp_path / name)
-        assert execute(spec, store)["status"] == "ok"
+        assert execute(spec, store).ok
         folders.append(store.folder("runs", spec.run_id))
     a, b = folders
     assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())

@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 
 from bench.data.tasks import EvalConfig, TaskConfig, TinyModelConfig, load_task_config
 from bench.models.presets import FinetuneRecipe, HubCheckpoint, ModelPreset, load_preset
+from bench.runtime.records import RunRecord
+from bench.runtime.sections import MetricEntry, RecordError
 from bench.runtime.store import CorruptRecordWarning, Store
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError, from_mapping, read_yaml
@@ -190,9 +192,10 @@ def test_leaderboard_files(data: dict) -> None:
         check_file(LeaderboardSpec.load, Path(folder), data, LeaderboardSpec)
 
 
-record_like = st.fixed_dictionaries({"schema_version": st.sampled_from([1, 1, 2, "1"])},
+record_like = st.fixed_dictionaries({"schema_version": st.sampled_from([1, 1, 2, 3, "1"])},
                                     optional={k: values for k in ("status", "error", "metrics", "spec", "timings",
-                                                                   "env", "control", "train", "run_id")})
+                                                                   "env", "control", "train", "geffect", "budget",
+                                                                   "run_id", "id")})
 
 
 @FUZZ
@@ -213,6 +216,7 @@ def test_store_load_on_arbitrary_bytes(data: bytes) -> None:
             (warning,) = corrupt
             assert_one_line_naming(str(warning.message), str(path))
         else:
-            assert not corrupt and isinstance(record, dict) and record["schema_version"] == 1
-            assert isinstance(record.get("status", ""), str)
-            assert isinstance(record.get("error") or {}, dict) and isinstance(record.get("metrics", {}), dict)
+            assert not corrupt and isinstance(record, RunRecord) and isinstance(record.status, str)
+            assert record.error is None or isinstance(record.error, RecordError)
+            assert all(isinstance(entry, MetricEntry) for entry in record.metrics.values())
+            assert RunRecord.from_dict(record.to_dict()) == record  # the record written back reads as itself

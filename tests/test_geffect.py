@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -302,9 +301,8 @@ def test_recorded_run_writes_measurements_and_a_summary(store) -> None:
     spec = make_run_spec(MINI, "forget10", "npo", {}, Budget(steps=6, lr=1e-3, batch_size=8, callback_every=3),
                          seed=0)
     record = execute(spec, store)
-    assert record["status"] == "ok", record.get("error")
-    lines = (store.folder("runs", spec.run_id) / "geffect.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines]
+    assert record.ok, record.error
+    rows = store.measurements(spec.run_id)
     assert [r["step"] for r in rows] == [0, 3]
     for r in rows:
         assert set(r["total"]) == set(DATA_SETS)
@@ -317,12 +315,12 @@ def test_recorded_run_writes_measurements_and_a_summary(store) -> None:
         assert r["objective_norm"] > 0
     assert rows[0]["diagnostics"]["npo_weight"] == pytest.approx(1.0, abs=1e-5)  # theta_0 = theta_ref
     assert all(0 < r["diagnostics"]["npo_weight"] <= 2 for r in rows)
-    summary = record["geffect"]
-    assert summary["steps"] == [0, 3] and summary["finite"] is True
-    assert set(summary["cumulative"]) == set(DATA_SETS)
-    assert summary["cumulative"]["forget"] == pytest.approx(
+    summary = record.geffect
+    assert summary.steps == [0, 3] and summary.finite is True
+    assert set(summary.cumulative) == set(DATA_SETS)
+    assert summary.cumulative["forget"] == pytest.approx(
         sum(r["lr"] * r["total"]["forget"] * 3 for r in rows))
-    assert summary["npo_weight"] == {"first": rows[0]["diagnostics"]["npo_weight"],
-                                     "last": rows[1]["diagnostics"]["npo_weight"]}
-    assert set(summary["cumulative_groups"]["forget"]) <= {"shallow", "middle", "deep"}
-    assert record["timings"]["geffect_seconds"] > 0
+    assert summary.npo_weight == {"first": rows[0]["diagnostics"]["npo_weight"],
+                                  "last": rows[1]["diagnostics"]["npo_weight"]}
+    assert set(summary.cumulative_groups["forget"]) <= {"shallow", "middle", "deep"}
+    assert record.timings["geffect_seconds"] > 0

@@ -16,7 +16,6 @@ import pytest
 from bench.board.analysis import GEFFECT_SIGN_LINE, geffect_paragraph
 from bench.board.geffect_plots import plot_index
 from bench.board.markdown import to_markdown
-from bench.board.records import load_measurements
 from bench.board.table import build_table
 from bench.grid.cells import plan
 from bench.grid.columns import column_direction
@@ -62,14 +61,14 @@ def test_columns_hold_the_records_values(ran) -> None:
     methods = table[~table["reference"]].set_index("method")
     assert set(methods.index) == {"GA", "GA+KL", "npo"}
     for label, record in _records(board, store).items():
-        summary, row = record["geffect"], methods.loc[label]
-        steps = summary["steps"]  # every 2 steps of 4, from step 0 (the recorder decides where in the step)
+        summary, row = record.geffect, methods.loc[label]
+        steps = summary.steps  # every 2 steps of 4, from step 0 (the recorder decides where in the step)
         assert len(steps) >= 2 and steps[0] == 0 and steps == sorted(steps) and all(s % 2 == 0 for s in steps)
         for data_set in ("forget", "retain", "holdout", "world_facts"):
-            assert row[f"geffect/cumulative/{data_set}"] == summary["cumulative"][data_set]
-        assert row["geffect/top_group_share"] == summary["top_group_share"]
-        assert row["geffect/top_group"] == summary["top_group"]
-        assert summary["cumulative"]["forget"] < 0  # ascent raised the forget risk
+            assert row[f"geffect/cumulative/{data_set}"] == summary.cumulative[data_set]
+        assert row["geffect/top_group_share"] == summary.top_group_share
+        assert row["geffect/top_group"] == summary.top_group
+        assert summary.cumulative["forget"] < 0  # ascent raised the forget risk
     refs = table[table["reference"]]
     assert refs[[c for c in G_COLUMNS if c != "geffect/top_group"]].isna().all().all()
     assert column_direction("geffect/cumulative/forget") == "lower"
@@ -94,15 +93,15 @@ def test_markdown_states_the_sign_and_the_computed_paragraph(ran) -> None:
     assert paragraph.startswith("**G-effect.**") and paragraph in markdown
     records = _records(board, store)
     ga = records["GA"]
-    assert f"GA's cumulative e_u is {ga['geffect']['cumulative']['forget']:.4g}" in paragraph
-    measured = load_measurements(store, ga)
+    assert f"GA's cumulative e_u is {ga.geffect.cumulative['forget']:.4g}" in paragraph
+    measured = store.measurements(ga.id)
     (s0, a0), (s1, a1) = [(m["step"], abs(m["total"]["forget"])) for m in measured[-2:]]
     assert f"|e_u| goes from {a0:.4g} at step {s0} to {a1:.4g} at step {s1}" in paragraph
     assert ("so e_u settles" if a1 < a0 else "so e_u does not settle") in paragraph
-    weight = records["npo"]["geffect"]["npo_weight"]
+    weight = records["npo"].geffect.npo_weight
     assert f"npo's mean weight w {'falls' if weight['last'] < weight['first'] else 'does not fall'} from " \
            f"{weight['first']:.3f} to {weight['last']:.3f}" in paragraph
-    e_kl, e_plain = (records[k]["geffect"]["cumulative"]["retain"] for k in ("GA+KL", "GA"))
+    e_kl, e_plain = (records[k].geffect.cumulative["retain"] for k in ("GA+KL", "GA"))
     verdict = "higher" if e_kl > e_plain else "not higher"
     assert f"{verdict} for GA+KL {e_kl:.4g} vs GA {e_plain:.4g}" in paragraph
     assert geffect_paragraph(board, pd.DataFrame(table.to_dict())) == ""  # no records behind it: no paragraph

@@ -23,7 +23,8 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # imported where they are used, never at the top: optional or heavy dependencies (the comment on the line says why)
 LAZY = ("ray", "lm_eval", "peft", "selenium", "bitsandbytes")
 # torch loads only after bench/__init__ has pinned the kernel environment (bench.runtime.numerics)
-LAZY_IN = {"bench/runtime/numerics.py": ("torch",)}
+# datasets, lm-eval's own dependency, is quieted only where lm-eval runs: reading configs and records loads neither
+LAZY_IN = {"bench/runtime/numerics.py": ("torch",), "bench/metrics/lm_eval_utility.py": ("datasets",)}
 MAX_LINES = 400
 
 

@@ -90,13 +90,13 @@ def test_calibrated_columns_and_alpha_equal_the_records(ran) -> None:
     methods = table[~table["reference"]].set_index("method")
     assert set(methods.index) == {"GA", "gd", "npo"}
     for label, record in records.items():
-        row, control = methods.loc[label], record["control"]
+        row, control = methods.loc[label], record.control
         for key in ("forget/es", "forget_quality", "model_utility"):
-            assert row[f"calibrated/{key}"] == pytest.approx(control["calibrated_metrics"][key]["value"], abs=0)
-        assert row["forget/es"] == pytest.approx(record["metrics"]["forget/es"]["value"], abs=0)
-        assert row["alpha"] == pytest.approx(control["calibration"]["alpha"], abs=0)
+            assert row[f"calibrated/{key}"] == pytest.approx(control.calibrated_metrics[key].value, abs=0)
+        assert row["forget/es"] == pytest.approx(record.metrics["forget/es"].value, abs=0)
+        assert row["alpha"] == pytest.approx(control.calibration.alpha, abs=0)
         assert 0.0 <= row["alpha"] <= 1.0
-        assert row["tradeoff_auc"] == pytest.approx(control["tradeoff"]["auc"], abs=0, nan_ok=True)
+        assert row["tradeoff_auc"] == pytest.approx(control.tradeoff.auc, abs=0, nan_ok=True)
     calibrated = list(methods["calibrated/forget/es"])
     assert calibrated == sorted(calibrated)  # ascending: forget efficacy at matched utility
     refs = table[table["reference"]]

@@ -84,5 +84,5 @@ def test_the_runner_builds_the_reference_only_when_declared(name: str, store, mo
     CountingReference.made = 0
     monkeypatch.setattr(bench.run.execute, "ReferenceModel", CountingReference)
     record = execute(make_run_spec(MINI, "forget10", name, {}, smallest_tier(), seed=0), store)
-    assert record["status"] == "ok", record["error"]
+    assert record.ok, record.error
     assert CountingReference.made == int(make_method(name).needs_reference)

@@ -199,8 +199,8 @@ def test_sequential_sustainability_run(muse_mirror: Path, monkeypatch: pytest.Mo
     spec = make_run_spec("muse-micro", "sust", "ga", {}, Budget(steps=1, lr=5e-4, batch_size=2), seed=0,
                          requests=4)
     record = execute(spec, store)
-    assert record["status"] == "ok", record["error"]
-    history = record["sequential"]
+    assert record.ok, record.error
+    history = record.extra["sequential"]
     assert [h["subjects"] for h in history] == [[f"sust_{k}"] for k in range(1, 5)]
     assert {"forget/knowmem", "forget_bio/verbmem"} <= set(history[-1]["metrics"])
-    assert {"privleak_loss", "privleak_gradnorm", "retain/knowmem"} <= set(record["metrics"])
+    assert {"privleak_loss", "privleak_gradnorm", "retain/knowmem"} <= set(record.metrics)

@@ -102,15 +102,15 @@ def test_a_preset_run_uses_its_checkpoints_and_records_the_device(mirrored_prese
     tiny = make_run_spec(MINI, "forget10", "npo", {}, BUDGET, seed=0)
     assert spec.run_id != tiny.run_id
     record = execute(spec, store)
-    assert record["status"] == "ok", record.get("error")
-    assert record["env"]["device"] == "cpu" and "autocast" not in record["env"]  # bf16 autocast is GPU-only
+    assert record.ok, record.error
+    assert record.env["device"] == "cpu" and "autocast" not in record.env  # bf16 autocast is GPU-only
     # the published target is the mini task's own target: it memorised the forget set; the oracle was built
-    refs = {r["spec"]["model"]: r for r in (store.load("refs", p.name) for p in (store.root / "refs").iterdir())}
-    assert refs["target"]["metrics"]["forget/es"]["value"] > 0.95
-    assert refs["target"]["spec"]["preset"] == "mini_pretrained"
+    refs = {r.spec["model"]: r for r in (store.load_reference(p.name) for p in (store.root / "refs").iterdir())}
+    assert refs["target"].metrics["forget/es"].value > 0.95
+    assert refs["target"].spec["preset"] == "mini_pretrained"
     oracle_dir = built_path(load_preset("mini_pretrained"), load_task(MINI, "forget10"), "oracle")
     assert (oracle_dir / "build.json").exists()
-    assert record["metrics"]["forget/es"]["value"] <= refs["target"]["metrics"]["forget/es"]["value"]
+    assert record.metrics["forget/es"].value <= refs["target"].metrics["forget/es"].value
 
 
 def test_missing_checkpoint_and_missing_oracle_are_one_line_errors(mirrored_preset: Path, store) -> None:
@@ -214,8 +214,8 @@ def test_device_selection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_peak_memory_is_a_cuda_measurement_and_not_evidence() -> None:
-    from bench.release.snapshot import evidence
     from bench.runtime.device import peak_memory_gib, reset_peak_memory
+    from bench.runtime.records import evidence
 
     reset_peak_memory(torch.device("cpu"))  # no-op off CUDA
     assert peak_memory_gib(torch.device("cpu")) is None

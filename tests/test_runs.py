@@ -14,6 +14,7 @@ from bench.release.publish import write_tables
 from bench.run.execute import execute
 from bench.run.references import get_references
 from bench.run.runspec import make_run_spec
+from bench.runtime.records import SCHEMA_VERSION
 from bench.specs.board import LeaderboardSpec
 from bench.specs.run import Budget
 
@@ -22,29 +23,26 @@ from .conftest import MINI, mini_board
 BUDGET = Budget(steps=4, lr=5e-4, batch_size=8)
 
 
-def _strip_volatile(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k not in ("timings", "env")}
-
-
 def test_target_memorises_its_training_answers(mini_data, store) -> None:
     refs = get_references(mini_data, store)
     info = get_model(mini_data, "target").info
     assert info["exact_answer"]["forget"] >= 0.95 and info["exact_answer"]["retain"] >= 0.95
-    target, oracle = refs.records["target"]["metrics"], refs.records["oracle"]["metrics"]
-    assert target["forget/es"]["value"] > 0.95
-    assert oracle["forget/es"]["value"] < 0.6  # never saw the forget people
-    assert oracle["forget_quality"]["value"] == 1.0
-    assert target["forget_quality"]["value"] < 0.05
+    target, oracle = refs.records["target"].metrics, refs.records["oracle"].metrics
+    assert target["forget/es"].value > 0.95
+    assert oracle["forget/es"].value < 0.6  # never saw the forget people
+    assert oracle["forget_quality"].value == 1.0
+    assert target["forget_quality"].value < 0.05
 
 
 @pytest.mark.parametrize("method", ["ga", "gd", "npo"])
 def test_micro_run_writes_a_complete_record(method: str, store) -> None:
     spec = make_run_spec(MINI, "forget10", method, {}, BUDGET, seed=0)
     record = execute(spec, store)
-    assert record["status"] == "ok", record.get("error")
+    assert record.ok, record.error
     folder = store.folder("runs", spec.run_id)
     stored = json.loads((folder / "result.json").read_text())
-    assert stored["schema_version"] == 1 and stored["run_id"] == spec.run_id
+    assert stored["schema_version"] == SCHEMA_VERSION and stored["id"] == spec.run_id
+    assert stored == record.to_dict()
     assert stored["spec"]["method"] == method and stored["train"]["steps"] == 4
     assert {"forget/es", "forget/prob", "forget_quality", "model_utility", "retain/rouge_l"} <= set(stored["metrics"])
     assert stored["env"]["torch"] and "git_commit" in stored["env"]
@@ -68,9 +66,9 @@ def test_same_seed_same_record_other_seed_other_record(tmp_path: Path) -> None:
     spec = make_run_spec(MINI, "forget10", "npo", {"beta": 0.5}, BUDGET, seed=3)
     a = execute(spec, Store(tmp_path / "a"))
     b = execute(spec, Store(tmp_path / "b"))
-    assert _strip_volatile(a) == _strip_volatile(b)
+    assert a.evidence() == b.evidence()
     other = execute(make_run_spec(MINI, "forget10", "npo", {"beta": 0.5}, BUDGET, seed=4), Store(tmp_path / "a"))
-    assert other["train"]["losses"] != a["train"]["losses"]
+    assert other.train.losses != a.train.losses
 
 
 def test_run_id_changes_with_anything_that_changes_numbers() -> None:
@@ -84,9 +82,9 @@ def test_run_id_changes_with_anything_that_changes_numbers() -> None:
 def test_nan_loss_is_recorded_as_failed_with_its_step(store, nan_method: str) -> None:
     spec = make_run_spec(MINI, "forget10", nan_method, {}, BUDGET, seed=0)
     record = execute(spec, store)
-    assert record["status"] == "failed"
-    assert record["error"]["type"] == "NonFiniteLoss" and record["error"]["step"] == 1
-    assert store.load("runs", spec.run_id)["status"] == "failed"
+    assert record.status == "failed"
+    assert record.error.type == "NonFiniteLoss" and record.error.step == 1
+    assert store.load_run(spec.run_id).status == "failed"
 
 
 def test_board_has_reference_rows_and_sorted_methods(tmp_path: Path, store) -> None:

@@ -23,10 +23,10 @@ SMOKE = tier("smoke")
 N_TRIALS = 3
 
 
-def _expected_selection(records: list[dict]) -> int | None:
-    """Argmin over ok records of (calibrated forget ES, -AUC, trial index), computed from the raw records."""
-    candidates = [(r["control"]["calibrated_metrics"]["forget/es"]["value"], -r["control"]["tradeoff"]["auc"], i)
-                  for i, r in enumerate(records) if r["status"] == "ok"]
+def _expected_selection(records: list) -> int | None:
+    """Argmin over ok records of (calibrated forget ES, -AUC, trial index), computed from the records."""
+    candidates = [(r.control.calibrated_metrics["forget/es"].value, -r.control.tradeoff.auc, i)
+                  for i, r in enumerate(records) if r.ok]
     return min(candidates)[2] if candidates else None
 
 
@@ -58,16 +58,17 @@ def test_selection_ignores_failed_and_over_budget_trials() -> None:
 def test_search_runs_stores_selects_and_reuses(store, monkeypatch: pytest.MonkeyPatch) -> None:
     result = search(MINI, "forget10", "npo", {}, SMOKE, 0, store, ControlSpec(), N_TRIALS)
     assert [t.params for t in result.trials] == sample_trials("npo", {}, N_TRIALS, 0)
-    records = [store.load("runs", t.run_id) for t in result.trials]
+    records = [store.load_run(t.run_id) for t in result.trials]
     assert all(r is not None for r in records) and len({t.run_id for t in result.trials}) == N_TRIALS
     for trial, record in zip(result.trials, records):
-        assert record["spec"]["hparams"] == trial.params and record["spec"]["budget"]["tier"] == "smoke"
-        assert trial.status == record["status"]
-        if record["status"] == "ok":
-            assert trial.alpha == record["control"]["calibration"]["alpha"]
-            assert trial.forget_es == record["control"]["calibrated_metrics"]["forget/es"]["value"]
+        assert record.spec["hparams"] == trial.params and record.spec["budget"]["tier"] == "smoke"
+        assert trial.status == record.status
+        if record.ok:
+            assert trial.alpha == record.control.calibration.alpha
+            assert trial.forget_es == record.control.calibrated_metrics["forget/es"].value
     assert result.selected == _expected_selection(records) is not None
-    summary = json.loads((store.root / "searches" / f"{result.search_id}.json").read_text())
+    summary = json.loads(store.search_path(result.id).read_text())
+    assert summary["id"] == result.id and store.load_search(result.id) == result
     assert summary["selected"] == result.selected and len(summary["trials"]) == N_TRIALS
     assert summary["selected_params"] == result.trials[result.selected].params
     assert [t["run_id"] for t in summary["trials"]] == [t.run_id for t in result.trials]
@@ -77,7 +78,7 @@ def test_search_runs_stores_selects_and_reuses(store, monkeypatch: pytest.Monkey
     monkeypatch.setattr(bench.run.execute, "unlearn", lambda *a, **k: pytest.fail("a stored trial was trained again"))
     again = search(MINI, "forget10", "npo", {}, SMOKE, 0, store, ControlSpec(), N_TRIALS)
     assert again.trials == result.trials and again.selected == result.selected
-    assert again.search_id == result.search_id
+    assert again.id == result.id
 
 
 @pytest.mark.parametrize("kind", ["none", "early_stop"])

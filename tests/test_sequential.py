@@ -31,19 +31,19 @@ def test_sequential_run_records_metrics_after_each_request(store) -> None:
     spec = make_run_spec(MINI, "forget10", "ga", {}, BUDGET, seed=0, requests=2)
     assert spec.run_id != once.run_id and spec.label.endswith("forget10x2/ga/seed0")
     record = execute(spec, store)
-    assert record["status"] == "ok", record["error"]
-    history = record["sequential"]
+    assert record.ok, record.error
+    history = record.extra["sequential"]
     assert [h["request"] for h in history] == [1, 2]
-    assert record["budget"]["used"]["optimizer_steps"] == 2 * BUDGET.steps
-    assert record["budget"]["exceeded"] == []
+    assert record.budget.used["optimizer_steps"] == 2 * BUDGET.steps
+    assert record.budget.exceeded == []
     first, last = history[0]["metrics"], history[1]["metrics"]
     # after the first request only its subject is "requested"; after the last every subject is
     assert first["pending/forget/es"] is not None and last["pending/forget/es"] is None
-    assert last["requested/forget/es"] == pytest.approx(record["metrics"]["forget/es"]["value"])
+    assert last["requested/forget/es"] == pytest.approx(record.metrics["forget/es"].value)
     # the final record's metrics are the last request's evaluation, not a second pass
-    assert last["forget/es"] == record["metrics"]["forget/es"]["value"]
+    assert last["forget/es"] == record.metrics["forget/es"].value
     again = execute(spec, store, reuse=False)
-    assert again["sequential"] == history  # same seed, same numbers
+    assert again.extra["sequential"] == history  # same seed, same numbers
 
 
 def test_sequential_requests_are_validated() -> None:

@@ -37,21 +37,21 @@ def test_smollm2_preset_unlearns_a_pretrained_model(tmp_path: Path) -> None:
                              control=ControlSpec(kind="mixing", tau=0.9))
         records[method] = execute(spec, store)
         timings[method] = round(time.perf_counter() - start, 1)
-        assert records[method]["status"] == "ok", records[method].get("error")
-    refs = {r["spec"]["model"]: r for r in (store.load("refs", p.name) for p in (store.root / "refs").iterdir())}
+        assert records[method].ok, records[method].error
+    refs = {r.spec["model"]: r for r in (store.load_reference(p.name) for p in (store.root / "refs").iterdir())}
     target = refs["target"]
     # the fine-tuned target knows the synthetic world and still knows real things
-    assert target["metrics"]["forget/es"]["value"] > 0.5
-    assert target["metrics"]["lm_eval/general_knowledge_mc/acc"]["value"] > 0.4  # chance is 0.25
+    assert target.metrics["forget/es"].value > 0.5
+    assert target.metrics["lm_eval/general_knowledge_mc/acc"].value > 0.4  # chance is 0.25
     for method, record in records.items():
-        assert record["env"]["device"] in ("cpu",) or record["env"]["device"].startswith("cuda")
-        assert record["geffect"], method
-        assert 0.0 <= record["control"]["calibration"]["alpha"] <= 1.0
-        assert "lm_eval/general_knowledge_mc/acc" in record["metrics"]
-    summary = {m: {"seconds": timings[m], "forget_es": r["metrics"]["forget/es"]["value"],
-                   "general_knowledge_acc": r["metrics"]["lm_eval/general_knowledge_mc/acc"]["value"],
-                   "alpha": r["control"]["calibration"]["alpha"], "timings": r["timings"]} for m, r in records.items()}
-    summary["target"] = {"forget_es": target["metrics"]["forget/es"]["value"],
-                         "general_knowledge_acc": target["metrics"]["lm_eval/general_knowledge_mc/acc"]["value"],
-                         "build": target.get("build")}
+        assert record.env["device"] in ("cpu",) or record.env["device"].startswith("cuda")
+        assert record.geffect is not None and record.geffect.measured, method
+        assert 0.0 <= record.control.calibration.alpha <= 1.0
+        assert "lm_eval/general_knowledge_mc/acc" in record.metrics
+    summary = {m: {"seconds": timings[m], "forget_es": r.metrics["forget/es"].value,
+                   "general_knowledge_acc": r.metrics["lm_eval/general_knowledge_mc/acc"].value,
+                   "alpha": r.control.calibration.alpha, "timings": r.timings} for m, r in records.items()}
+    summary["target"] = {"forget_es": target.metrics["forget/es"].value,
+                         "general_knowledge_acc": target.metrics["lm_eval/general_knowledge_mc/acc"].value,
+                         "build": target.build}
     print(json.dumps(summary, indent=1))

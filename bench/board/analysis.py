@@ -9,7 +9,8 @@ import pandas as pd
 from bench.board.findings import ga_label, name_list
 from bench.board.format import REFERENCE_LABELS
 from bench.board.seedstats import significantly
-from bench.grid.columns import GEFFECT_COLUMNS
+from bench.geffect.callback import GEFFECT
+from bench.grid.columns import parse_key
 from bench.specs.board import LeaderboardSpec
 
 GEFFECT_SIGN_LINE = (
@@ -21,7 +22,7 @@ GEFFECT_SIGN_LINE = (
 
 
 def has_geffect(board: LeaderboardSpec, table: pd.DataFrame) -> bool:
-    return any(c in GEFFECT_COLUMNS for c in board.columns) or bool(table.attrs.get("geffect"))
+    return any(parse_key(c).evaluation == GEFFECT for c in board.columns) or bool(table.attrs.get("geffect"))
 
 
 def _paired_plain(facts: dict[str, dict], label: str) -> str | None:

@@ -13,8 +13,9 @@ from scipy.stats import kendalltau, rankdata
 from bench.board.format import REFERENCE_LABELS, UTILITY_NAMES
 from bench.board.seedstats import Ranking
 from bench.board.table import ranking
-from bench.grid.columns import CALIBRATED, column_direction
+from bench.grid.columns import column_direction, key_text
 from bench.run.controller import UTILITY_METRIC
+from bench.runtime.keys import CALIBRATED, RAW, MetricKey
 from bench.specs.board import LeaderboardSpec
 
 
@@ -78,7 +79,7 @@ def finding(board: LeaderboardSpec, table: pd.DataFrame) -> str:
     """The "Finding" paragraph, computed from ``table``: how the order of methods by raw ``forget/es`` compares
     with the order by ``calibrated/forget/es`` (Kendall tau-b, the methods that move most), and GA's raw utility
     against the target's."""
-    raw_key, cal_key = "forget/es", CALIBRATED + "forget/es"
+    raw_key, cal_key = (key_text(MetricKey("es", "forget", view)) for view in (RAW, CALIBRATED))
     u_key = UTILITY_METRIC[board.control.utility]
     threshold_tau = board.control.tau
     ga = ga_label(board)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.grid.columns import GEFFECT, RUN_ONLY_COLUMNS, TEXT_COLUMNS
+from bench.grid.columns import is_text, number_format, run_only
 
 REFERENCE_LABELS = {"target": "target (before unlearning)", "oracle": "retain oracle"}
 ARROWS = {"higher": "↑", "lower": "↓", "zero": "→0", "half": "→½", "none": "·"}
@@ -26,12 +26,13 @@ def _format(value: float, std: float, spec: str = ".3f", low: float = np.nan, hi
 
 def cell_text(row: pd.Series, column: str) -> str:
     """A method or reference row's cell: blank for run-only columns on reference rows, the text of a text column,
-    3 significant digits for the cumulative G-effect (its values span orders of magnitude), else 3 decimals
-    (2 for PrivLeak, a percentage); the seed spread or, with one seed, the bootstrap 95% interval beside it."""
-    if row["reference"] and column in RUN_ONLY_COLUMNS:
+    else the number as its key kind prints it (``bench.grid.columns.number_format``: 3 decimals; 1 for PrivLeak, a
+    percentage; 3 significant digits for the cumulative G-effect, whose values span orders of magnitude); the
+    hierarchical bootstrap 95% interval or the seed spread beside it."""
+    if row["reference"] and run_only(column):
         return ""
-    if column in TEXT_COLUMNS:
+    if is_text(column):
         return row[column] if isinstance(row[column], str) else "—"
-    spec = ".3g" if column.startswith(f"{GEFFECT}cumulative/") else ".1f" if "privleak_" in column else ".3f"
+    spec = number_format(column)
     low, high = row.get(f"{column} ci_low", np.nan), row.get(f"{column} ci_high", np.nan)
     return _format(row[column], row[f"{column} std"], spec, low, high)

@@ -32,9 +32,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from bench.board.plots import DPI, MARKERS, save_png
-from bench.board.records import load_measurements
 from bench.geffect.compute import block_key
-from bench.grid.cells import ok_cell_records
+from bench.grid.cells import BoardRecords, read_board
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec, TaskEntry, label_slug
 
@@ -93,14 +92,16 @@ class GSeries:
     runs: list[tuple[int, list[dict]]] = field(default_factory=list)  # (seed, measurements in step order)
 
 
-def geffect_series(board: LeaderboardSpec, store: Store) -> dict[TaskEntry, list[GSeries]]:
+def geffect_series(board: LeaderboardSpec, store: Store, records: BoardRecords | None = None
+                   ) -> dict[TaskEntry, list[GSeries]]:
     """Per task, the methods whose ``ok`` cell records have G-effect data, in board order (others are skipped).
     Each cell's record is the one that represents it on the board (``bench.grid.cells.cell_record``)."""
     out: dict[TaskEntry, list[GSeries]] = {task: [] for task in board.tasks}
-    for task, index, entry, records in ok_cell_records(board, store):
+    records = records or read_board(board, store)
+    for task, index, entry, ok in records.ok_entries():
         item = GSeries(entry.display, index)
-        for seed, record in records:
-            measurements = load_measurements(store, record)
+        for seed, record in ok:
+            measurements = records.measurements(record)
             if measurements:
                 item.runs.append((seed, measurements))
         if item.runs:
@@ -218,13 +219,14 @@ def _instances_plot(item: GSeries, path: Path, title_task: str) -> bool:
     return True
 
 
-def geffect_plots(board: LeaderboardSpec, store: Store, prune: bool = True) -> list[Path]:
+def geffect_plots(board: LeaderboardSpec, store: Store, prune: bool = True, records: BoardRecords | None = None
+                  ) -> list[Path]:
     """Write every G-effect plot the board's records support into ``<out_dir>/geffect/`` (see the module
     docstring) and, with ``prune``, delete the plots of an earlier build that have no data now (``write_tables``
     prunes only a folder it rewrites from a store holding every cell). Cells without G-effect data are
     skipped; a task without any gets no per-step plot. Returns the written paths, in ``plot_index`` order."""
     index = plot_index(board)
-    data = geffect_series(board, store)
+    data = geffect_series(board, store, records)
     written: set[Path] = set()
     with matplotlib.style.context("default"):
         for task, items in data.items():

@@ -34,6 +34,7 @@ from bench.board.html_details import EntryDetails, Image, details_html, entry_de
 from bench.board.html_tables import esc, table_html
 from bench.board.plots import PLOT_NAME, plot_paths
 from bench.board.table import order_text
+from bench.grid.cells import BoardRecords
 from bench.runtime.store import Store, atomic_write_text
 from bench.specs.board import LeaderboardSpec
 
@@ -149,9 +150,11 @@ def board_images(board: LeaderboardSpec, plot_names: Sequence[str], geffect_name
 
 
 def write_html(board: LeaderboardSpec, table: pd.DataFrame, store: Store, plot_names: Sequence[str],
-               geffect_names: Sequence[str], release: str | None = None) -> Path:
+               geffect_names: Sequence[str], release: str | None = None, records: BoardRecords | None = None
+               ) -> Path:
     """Write ``<out_dir>/board.html`` atomically (see ``board_html``) and return its path."""
     path = board.out_dir / HTML_NAME
     images = board_images(board, plot_names, geffect_names)
-    atomic_write_text(path, board_html(board, table, entry_details(board, store, table), images, release))
+    details = entry_details(board, store, table, records)
+    atomic_write_text(path, board_html(board, table, details, images, release))
     return path

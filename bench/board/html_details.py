@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from bench.board.html_tables import detail_id, esc
-from bench.grid.cells import cell_record, plan
+from bench.grid.cells import BoardRecords, read_board
+from bench.runtime.records import RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec, MethodEntry, TaskEntry
 
@@ -26,7 +27,7 @@ class EntryDetails:
     entry: MethodEntry
     method: str  # registered name
     hparams: dict  # with defaults filled in (the run spec's)
-    runs: list[tuple[int, str, dict | None]] = field(default_factory=list)  # (seed, run id, record or None)
+    runs: list[tuple[int, str, RunRecord | None]] = field(default_factory=list)  # (seed, run id, record or None)
     geffect: dict = field(default_factory=dict)  # the G-effect paragraph's facts (table.attrs["geffect"])
 
 
@@ -42,18 +43,19 @@ class Image:
     method: str | None = None  # method label (heat maps and per-instance plots)
 
 
-def entry_details(board: LeaderboardSpec, store: Store, table: pd.DataFrame | None = None
-                  ) -> dict[tuple[str, str], EntryDetails]:
+def entry_details(board: LeaderboardSpec, store: Store, table: pd.DataFrame | None = None,
+                  records: BoardRecords | None = None) -> dict[tuple[str, str], EntryDetails]:
     """Per (task label, method label): the board entry's registered method, hyper-parameters and, per seed, the
     record that represents the cell on the board (``bench.grid.cells.cell_record``)."""
     facts = (table.attrs.get("geffect") or {}) if table is not None else {}
+    records = records or read_board(board, store)
     out: dict[tuple[str, str], EntryDetails] = {}
-    for cell in plan(board):
+    for cell, record in zip(records.cells, records.records):
         key = (cell.task.label, cell.method.display)
         if key not in out:
             out[key] = EntryDetails(cell.task, cell.method, cell.spec.method, dict(cell.spec.hparams),
                                     geffect=(facts.get(cell.task.label) or {}).get(cell.method.display) or {})
-        out[key].runs.append((cell.seed, cell.spec.run_id, cell_record(cell, board, store)))
+        out[key].runs.append((cell.seed, cell.spec.run_id, record))
     return out
 
 
@@ -69,35 +71,28 @@ def _kv(rows: Sequence[tuple[str, str]], cls: str) -> str:
     return f"<table class=\"kv {cls}\">{body}</table>"
 
 
-def _error_text(error: object) -> str:
-    if not isinstance(error, dict):
-        return "" if error is None else str(error)
-    text = f"{error.get('type', 'error')}: {error.get('message', '')}"
-    return text + (f" (step {error['step']})" if error.get("step") is not None else "")
-
-
 def _runs_html(details: EntryDetails) -> str:
     """A table with one column per seed: run id, status, error, the budget declared and used, and the search."""
     runs = details.runs
     heads = "".join(f"<th scope=\"col\">seed {esc(seed)}</th>" for seed, _, _ in runs)
     fields: list[tuple[str, list[str]]] = [("run id", [f"<code>{esc(run_id)}</code>" for _, run_id, _ in runs])]
     records = [record for _, _, record in runs]
-    fields.append(("status", [esc(r.get("status", "?")) if r else "not run" for r in records]))
-    if any(r and r.get("error") for r in records):
-        fields.append(("error", [esc(_error_text(r.get("error"))) if r else "" for r in records]))
-    budgets = [(r or {}).get("budget") or {} for r in records]
+    fields.append(("status", [esc(r.status) if r else "not run" for r in records]))
+    if any(r and r.error for r in records):
+        fields.append(("error", [esc(r.error.text) if r and r.error else "" for r in records]))
+    budgets = [r.budget if r else None for r in records]
     if any(budgets):
-        declared = [b.get("declared") or {} for b in budgets]
+        declared = [b.declared if b else {} for b in budgets]
         fields.append(("budget declared", [esc(_budget_text(d)) if d else "" for d in declared]))
-        used_keys = list(dict.fromkeys(k for b in budgets for k in (b.get("used") or {})))
+        used_keys = list(dict.fromkeys(k for b in budgets if b for k in b.used))
         for key in used_keys:
-            values = [(b.get("used") or {}).get(key) for b in budgets]
+            values = [b.used.get(key) if b else None for b in budgets]
             fields.append((f"used: {key.replace('_', ' ')}",
                            ["—" if v is None else _value(v) for v in values]))
-        exceeded = [b.get("exceeded") or [] for b in budgets]
+        exceeded = [b.exceeded if b else [] for b in budgets]
         fields.append(("budget exceeded", [esc("; ".join(map(str, e))) if e else "no" for e in exceeded]))
-    if any(r and r.get("search") for r in records):
-        fields.append(("search", [esc(_search_text(r.get("search"))) if r else "" for r in records]))
+    if any(r and r.search for r in records):
+        fields.append(("search", [esc(r.search.text) if r and r.search else "" for r in records]))
     body = "".join(f"<tr><th scope=\"row\">{esc(name)}</th>" + "".join(f"<td>{v}</td>" for v in values) + "</tr>"
                    for name, values in fields)
     return f"<table class=\"kv seeds-table\"><thead><tr><th></th>{heads}</tr></thead><tbody>{body}</tbody></table>"
@@ -109,34 +104,27 @@ def _budget_text(declared: Mapping) -> str:
             f"{declared.get('grad_accum')}, {declared.get('schedule', 'constant')} schedule")
 
 
-def _search_text(search: object) -> str:
-    if not isinstance(search, dict):
-        return str(search)
-    return f"selected trial {search.get('selected')} of {search.get('n_trials')} (search {search.get('search_id')})"
-
-
 def _geffect_html(details: EntryDetails, images: Sequence[Image]) -> str:
     """The entry's G-effect summary: per seed the cumulative G-effect per data set and per block group, the top
     group and the sign pattern; the paragraph's facts (|e_u| at the last two steps, NPO's weight); its plots."""
     parts = []
-    summaries = [(seed, r["geffect"]) for seed, _, r in details.runs
-                 if r and r.get("status") == "ok" and r.get("geffect")]
+    summaries = [(seed, r.geffect) for seed, _, r in details.runs
+                 if r and r.ok and r.geffect is not None and r.geffect.measured]
     for seed, summary in summaries:
-        cumulative = (summary.get("cumulative") or {}).items()
-        rows = [(f"cumulative e({name})", esc(f"{float(v):.4g}")) for name, v in cumulative]
-        for name, groups in (summary.get("cumulative_groups") or {}).items():
+        rows = [(f"cumulative e({name})", esc(f"{float(v):.4g}")) for name, v in (summary.cumulative or {}).items()]
+        for name, groups in (summary.cumulative_groups or {}).items():
             if name == "forget" and isinstance(groups, dict):
                 rows.append(("cumulative e(forget) by group",
                              esc(", ".join(f"{g} {float(v):.4g}" for g, v in groups.items()))))
-        if summary.get("top_group") is not None:
-            share = summary.get("top_group_share")
-            rows.append(("top group", esc(summary["top_group"]) + (f" ({float(share):.3f} of |e(forget)|)"
-                                                                   if share is not None else "")))
-        if summary.get("sign_pattern"):
+        if summary.top_group is not None:
+            share = summary.top_group_share
+            rows.append(("top group", esc(summary.top_group) + (f" ({float(share):.3f} of |e(forget)|)"
+                                                                if share is not None else "")))
+        if summary.sign_pattern:
             rows.append(("sign pattern", esc(", ".join(f"{k} {float(v):.3g}"
-                                                       for k, v in summary["sign_pattern"].items()))))
-        if summary.get("steps"):
-            rows.append(("recorded steps", esc(", ".join(map(str, summary["steps"])))))
+                                                       for k, v in summary.sign_pattern.items()))))
+        if summary.steps:
+            rows.append(("recorded steps", esc(", ".join(map(str, summary.steps)))))
         title = f"G-effect, seed {seed}" if len(summaries) > 1 else "G-effect"
         parts.append(f"<h4>{esc(title)}</h4>" + _kv(rows, "geffect"))
     facts = details.geffect

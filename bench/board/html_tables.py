@@ -1,5 +1,6 @@
-"""The tables of the HTML board: sortable headers with the direction of better and what each column measures, cells
-formatted as in ``board.md``, reference rows pinned above their task's method rows."""
+"""The tables of the HTML board: sortable headers with the direction of better and what each column measures (the
+declaration of its metric or evaluation: ``bench.grid.columns.column_description``), cells formatted as in
+``board.md``, reference rows pinned above their task's method rows."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from bench.board.format import ARROWS, cell_text
-from bench.grid.columns import CALIBRATED, CONTROL_COLUMNS, GEFFECT, GEFFECT_COLUMNS, TEXT_COLUMNS, column_direction
+from bench.grid.columns import column_description, column_direction, is_text
 from bench.metrics.base import IDEALS
-from bench.registry import METRICS
 from bench.specs.board import LeaderboardSpec
 
 DIRECTION_TEXT = {"higher": "↑ higher is better", "lower": "↓ lower is better", "zero": "→0 closest to 0 is best",
@@ -22,48 +22,6 @@ DIRECTION_TEXT = {"higher": "↑ higher is better", "lower": "↓ lower is bette
 
 def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
-
-
-def column_description(column: str) -> str:
-    """One line saying what a column key measures, from the metric registry and the leaderboard's column kinds."""
-    if column == "alpha":
-        return ("α*: the calibrated mixing weight of θ(α) = (1 − α)·θ_target + α·θ_unlearned (arXiv 2406.09179); "
-                "1: the raw endpoint already keeps the utility")
-    if column == "tradeoff_auc":
-        return "area under forget efficacy vs utility ratio over the probed α (arXiv 2406.09179)"
-    if column in GEFFECT_COLUMNS:
-        name = column.removeprefix(GEFFECT)
-        if name.startswith("cumulative/"):
-            data = name.rpartition("/")[2]
-            note = "; negative: the forget risk rose (unlearning)" if data == "forget" else ""
-            return f"cumulative G-effect on {data}: Σ lr·e({data})·steps over the recorded steps " \
-                   f"(arXiv 2502.19301){note}"
-        if name == "top_group_share":
-            return "share of |cumulative e(forget)| in the most-affected block group (shallow/middle/deep thirds)"
-        return "the most-affected block group of the cumulative e(forget)"
-    if column in CONTROL_COLUMNS:
-        return column
-    if column.startswith("lm_eval/"):
-        _, task, metric = column.split("/", 2)
-        return f"lm-eval task {task}: {metric} of the model (real-world utility)"
-    if column.startswith("relearn/"):
-        metric = column.rpartition("/")[2]
-        if metric.endswith("_before"):
-            return f"relearning attack: forget {metric.removesuffix('_before')} on the held-back forget items " \
-                   "before the attack"
-        return f"relearning attack: forget {metric} on the held-back forget items after fine-tuning on a slice " \
-               "of the forget set"
-    raw = column.removeprefix(CALIBRATED)
-    split, _, name = raw.rpartition("/")
-    try:
-        text = METRICS.get(name).description
-    except LookupError:
-        return column
-    if split:
-        text += f"; on the {split} split"
-    if raw != column:
-        text += "; of the calibrated model θ(α*) (reference rows: the raw value)"
-    return text
 
 
 def _number(value: object) -> str:
@@ -102,7 +60,7 @@ def table_html(board: LeaderboardSpec, table: pd.DataFrame, columns: Sequence[st
                      f"<button type=\"button\" class=\"sort\">{esc(label)}</button></th>")
     for column in columns:
         direction = column_direction(column)
-        kind = "text" if column in TEXT_COLUMNS else "num"
+        kind = "text" if is_text(column) else "num"
         tip = f"{column}: {column_description(column)}. {DIRECTION_TEXT[direction]}."
         sort = "none"
         if column == board.sort.by:  # by distance to an ideal value: in neither order of the values ("other")
@@ -132,7 +90,7 @@ def table_html(board: LeaderboardSpec, table: pd.DataFrame, columns: Sequence[st
             cells.append(f"<td class=\"seeds\">{esc(row['seeds'])}</td>")
             for column in columns:
                 text = cell_text(row, column)
-                if column in TEXT_COLUMNS:
+                if is_text(column):
                     sort_key = text if text not in ("", "—") else ""
                     cells.append(f"<td data-sort=\"{esc(sort_key)}\">{esc(text)}</td>")
                 else:

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bench.board.format import UTILITY_NAMES
-from bench.grid.cells import ok_cell_records
+from bench.grid.cells import BoardRecords, read_board
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec, TaskEntry
 
@@ -61,27 +61,28 @@ def _xy(utility: float, forget_es: float, u_target: float, es_target: float) -> 
     return utility / u_target, 1.0 - forget_es / es_target
 
 
-def tradeoff_series(board: LeaderboardSpec, store: Store) -> dict[TaskEntry, list[Series]]:
+def tradeoff_series(board: LeaderboardSpec, store: Store, records: BoardRecords | None = None
+                    ) -> dict[TaskEntry, list[Series]]:
     """Per task, the methods that have trade-off data, in board order (methods without it are skipped); each cell
     read from the record that represents it on the board (the selected trial on a board with a search)."""
     out: dict[TaskEntry, list[Series]] = {task: [] for task in board.tasks}
-    for task, index, entry, records in ok_cell_records(board, store):
+    for task, index, entry, ok in (records or read_board(board, store)).ok_entries():
         item = Series(entry.display, index)
-        for _seed, record in records:
-            control = record.get("control") or {}
-            points = (control.get("tradeoff") or {}).get("points") or []
-            calibration = control.get("calibration") or {}
-            u_target = calibration.get("u_target", control.get("u_target"))
-            es_target = control.get("es_target")
+        for _seed, record in ok:
+            control = record.control
+            if control is None or control.tradeoff is None:
+                continue
+            points, calibration = control.tradeoff.points, control.calibration
+            u_target, es_target = control.utility_target, control.es_target
             if not points or not u_target or not es_target or u_target <= 0 or es_target <= 0:
                 continue
             points = sorted(points, key=lambda p: p["alpha"])
             xy = [_xy(p["utility"], p["forget_es"], u_target, es_target) for p in points]
             item.curves.append(([x for x, _ in xy], [y for _, y in xy]))
-            if "alpha" in calibration:
-                item.calibrated.append(_xy(calibration["u_alpha"], calibration["forget_es_alpha"], u_target,
-                                           es_target))
-            item.tau = float(calibration.get("tau", board.control.tau))
+            if calibration is not None and calibration.alpha is not None:
+                item.calibrated.append(_xy(calibration.u_alpha, calibration.forget_es_alpha, u_target, es_target))
+            tau = None if calibration is None else calibration.tau
+            item.tau = float(board.control.tau if tau is None else tau)
         if item.curves:
             out[task].append(item)
     return out
@@ -103,13 +104,14 @@ def save_png(fig, path: Path) -> None:
         raise
 
 
-def tradeoff_plot(board: LeaderboardSpec, store: Store, path: Path) -> list[Path]:
+def tradeoff_plot(board: LeaderboardSpec, store: Store, path: Path, records: BoardRecords | None = None
+                  ) -> list[Path]:
     """Draw the forget-efficacy vs utility trade-off of every method, one PNG per task (see ``plot_paths``).
 
     Tasks where no method has trade-off data get no plot. Axes are shared: the same limits on every task's plot.
     Returns the written paths, in task order.
     """
-    data = tradeoff_series(board, store)
+    data = tradeoff_series(board, store, records)
     targets = plot_paths(board, Path(path))
     xs = [x for items in data.values() for s in items for c in s.curves for x in c[0]]
     ys = [y for items in data.values() for s in items for c in s.curves for y in c[1]]

@@ -14,20 +14,18 @@ import numpy as np
 import pandas as pd
 
 from bench.board.format import REFERENCE_LABELS
-from bench.board.records import load_measurements, record_boot, record_text, record_value
 from bench.board.seedstats import Ranking, SeedDraws, rank_rows, seed_matrix
 from bench.board.seedstats import interval as seed_interval
-from bench.data.tasks import load_task
-from bench.grid.cells import Cell, cell_record, plan
-from bench.grid.columns import TEXT_COLUMNS, column_direction
+from bench.grid.cells import BoardRecords, Cell, read_board
+from bench.grid.columns import column_direction, is_text, record_boot, record_text, record_value
 from bench.metrics.base import IDEALS, distance_to_ideal
-from bench.models.presets import apply_to_task, load_preset
-from bench.run.references import REFERENCE_KINDS, reference_id
+from bench.run.references import REFERENCE_KINDS
+from bench.runtime.records import Record, RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 
 
-def _aggregate(row: dict, records: list[dict], column: str, draws: SeedDraws) -> np.ndarray | None:
+def _aggregate(row: dict, records: Sequence[Record], column: str, draws: SeedDraws) -> np.ndarray | None:
     """Fill ``row``'s ``<column>`` (mean over the seeds' records), ``<column> std`` (over seeds) and
     ``<column> ci_low`` / ``ci_high`` (the hierarchical bootstrap over seeds and items, ``bench.board.seedstats``);
     return the bootstrap draws (None where the column has no value)."""
@@ -35,7 +33,7 @@ def _aggregate(row: dict, records: list[dict], column: str, draws: SeedDraws) ->
     pairs = [(r, v) for r, v in pairs if v is not None]
     row[column] = float(np.mean([v for _, v in pairs])) if pairs else np.nan
     row[f"{column} std"] = float(np.std([v for _, v in pairs], ddof=1)) if len(pairs) > 1 else np.nan
-    if not pairs or column in TEXT_COLUMNS:
+    if not pairs or is_text(column):
         row[f"{column} ci_low"] = row[f"{column} ci_high"] = np.nan
         return None
     resampled = draws.resample(seed_matrix([v for _, v in pairs], [record_boot(r, column) for r, _ in pairs]))
@@ -46,20 +44,21 @@ def _aggregate(row: dict, records: list[dict], column: str, draws: SeedDraws) ->
     return resampled
 
 
-def _text_value(records: list[dict], column: str) -> str | float:
+def _text_value(records: list[RunRecord], column: str) -> str | float:
     """The most common value of text column ``column`` over ``records`` (ties: the earliest seed's), NaN if none."""
     values = [v for v in (record_text(r, column) for r in records) if v is not None]
     return Counter(values).most_common(1)[0][0] if values else np.nan
 
 
-def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
+def build_table(board: LeaderboardSpec, store: Store, records: BoardRecords | None = None) -> pd.DataFrame:
     """Rows: reference rows per task, then one row per (task, method entry) with the mean over seeds.
 
     Columns: ``task``, ``method``, ``reference``, ``seeds`` (ok / planned), ``status``, then each board column as
     ``<column>`` (mean) and ``<column> std`` (over seeds; NaN with one seed). Method rows are sorted by
-    ``board.sort`` within each task; failed or missing entries sort last and say why in ``status``.
+    ``board.sort`` within each task; failed or missing entries sort last and say why in ``status``. ``records``:
+    the board's records already read (``bench.grid.cells.read_board``), else read here.
     """
-    cells = plan(board)
+    records = records or read_board(board, store)
     key = board.sort.by
     keys = list(dict.fromkeys((*board.all_columns, key)))
     rows: list[dict] = []
@@ -68,41 +67,33 @@ def build_table(board: LeaderboardSpec, store: Store) -> pd.DataFrame:
     for task in board.tasks:
         draws = SeedDraws.make(len(board.seeds))
         task_draws = resampled.setdefault(task.label, {c: {} for c in keys})
-        data = load_task(task.task, task.split)
-        preset = None
-        if task.model:  # the preset's references (its checkpoints, in its prompt format)
-
-            preset = load_preset(task.model)
-            apply_to_task(preset, data)
         for kind in REFERENCE_KINDS:
-            ids = list(dict.fromkeys(reference_id(data, kind, preset, seed) for seed in board.seeds))
-            found = [r for r in (store.load("refs", i) for i in ids) if r is not None]
+            found, expected = records.reference_records(task, kind)
             row = {"task": task.label, "method": REFERENCE_LABELS[kind], "reference": True,
-                   "seeds": f"{len(found)}/{len(ids)}" if len(ids) > 1 else "",
-                   "status": "ok" if len(found) == len(ids) else "missing"}
+                   "seeds": f"{len(found)}/{expected}" if expected > 1 else "",
+                   "status": "ok" if len(found) == expected else "missing"}
             for column in keys:
                 task_draws[column][row["method"]] = _aggregate(row, found, column, draws)
             rows.append(row)
         method_rows = []
         for entry in board.methods:
-            mine = [c for c in cells if c.task == task and c.method == entry]
-            records = [cell_record(c, board, store) for c in mine]
-            done = [r for r in records if r is not None]
-            ok = [r for r in done if r.get("status") == "ok"]
-            failed = [r for r in done if r.get("status") != "ok"]
+            mine = records.entry(task, entry)
+            done = [r for _, r in mine if r is not None]
+            ok = [r for r in done if r.ok]
+            failed = [r for r in done if not r.ok]
             if failed:
-                error = failed[0].get("error") or {}
-                status = f"{failed[0].get('status')}: {error.get('message', '')}"[:120]
+                message = failed[0].error.message if failed[0].error else ""
+                status = f"{failed[0].status}: {message}"[:120]
             else:
                 status = "ok" if len(ok) == len(mine) else f"missing {len(mine) - len(done)} of {len(mine)}"
             row = {"task": task.label, "method": entry.display, "reference": False,
                    "seeds": f"{len(ok)}/{len(mine)}", "status": status}
             for column in keys:
                 task_draws[column][entry.display] = _aggregate(row, ok, column, draws)
-                if column in TEXT_COLUMNS:
+                if is_text(column):
                     row[column] = _text_value(ok, column)
             method_rows.append(row)
-            facts = _geffect_facts(mine, ok, store)
+            facts = _geffect_facts([c for c, _ in mine], ok, records)
             if facts:
                 geffect[task.label][entry.display] = facts
         _mark_ranks(method_rows, key, task_draws.get(key, {}))
@@ -164,24 +155,24 @@ def _row_order(board: LeaderboardSpec, key: str):
     return lambda r: (np.isnan(r[key]), r[key] if ascending else -r[key])
 
 
-def _geffect_facts(cells: list[Cell], ok: list[dict], store: Store) -> dict:
+def _geffect_facts(cells: list[Cell], ok: list[RunRecord], records: BoardRecords) -> dict:
     """What the G-effect paragraph needs of one board entry, from its ``ok`` records and their ``geffect.jsonl``
     (means over seeds): the registered method and hyper-parameters, the cumulative G-effect per data set, |e_u|
     at the last two recorded steps, and NPO's mean weight at the first and last recorded step. Empty without
     G-effect data. Kept in ``table.attrs["geffect"]``, not in the table's columns (nor the CSV)."""
-    summaries = [(r, r["geffect"]) for r in ok if r.get("geffect")]
+    summaries = [(r, r.geffect) for r in ok if r.geffect is not None and r.geffect.measured]
     if not summaries or not cells:
         return {}
     # the board entry's hyper-parameters (defaults filled in): "+KL" pairs are entries of the board
     facts: dict = {"method": cells[0].spec.method, "hparams": dict(cells[0].spec.hparams), "seeds": len(summaries)}
     cumulative: dict[str, list[float]] = {}
     for _, summary in summaries:
-        for name, value in (summary.get("cumulative") or {}).items():
+        for name, value in (summary.cumulative or {}).items():
             cumulative.setdefault(name, []).append(float(value))
     facts["cumulative"] = {name: float(np.mean(values)) for name, values in cumulative.items()}
     tails, weight_steps = [], []
     for record, _ in summaries:
-        measured = load_measurements(store, record)
+        measured = records.measurements(record)
         if len(measured) >= 2:
             tails.append([(int(m["step"]), abs(float(m["total"].get("forget", np.nan)))) for m in measured[-2:]])
         weighted = [int(m["step"]) for m in measured if "npo_weight" in (m.get("diagnostics") or {})]
@@ -190,7 +181,7 @@ def _geffect_facts(cells: list[Cell], ok: list[dict], store: Store) -> dict:
     if tails:
         facts["e_u_tail"] = {"steps": [step for step, _ in tails[0]],
                              "abs": [float(np.mean([t[k][1] for t in tails])) for k in range(2)]}
-    weights = [s["npo_weight"] for _, s in summaries if s.get("npo_weight")]
+    weights = [s.npo_weight for _, s in summaries if s.npo_weight]
     if weights:
         facts["npo_weight"] = {k: float(np.mean([w[k] for w in weights])) for k in ("first", "last")}
         if weight_steps:

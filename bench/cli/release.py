@@ -14,6 +14,7 @@ from bench.release.publish import write_tables
 from bench.release.reproduce import compare, latest_version
 from bench.runtime.logs import quiet
 from bench.runtime.paths import results_dir
+from bench.runtime.records import RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 
@@ -32,10 +33,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     quiet()
     done = 0
 
-    def report(_index: int, cell, record: dict, cached: bool) -> None:
+    def report(_index: int, cell, record: RunRecord, cached: bool) -> None:
         nonlocal done
         done += 1
-        print(f"[{done}/{len(cells)}] {cell.name}: {record['status']} [{'stored' if cached else 'ran'}]", flush=True)
+        print(f"[{done}/{len(cells)}] {cell.name}: {record.status} [{'stored' if cached else 'ran'}]", flush=True)
 
     make_executor(None, jobs=args.jobs, plugins=plugins).run(cells, board, store, reuse=True, on_done=report)
     result = compare(board, store, version)

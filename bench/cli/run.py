@@ -14,6 +14,7 @@ from bench.release.publish import write_tables
 from bench.runtime.distributed import init_from_env, is_main
 from bench.runtime.logs import quiet
 from bench.runtime.paths import results_dir
+from bench.runtime.records import RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError
@@ -40,13 +41,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     done = 0
     start = time.perf_counter()
 
-    def report(_index: int, cell, record: dict, cached: bool) -> None:
+    def report(_index: int, cell, record: RunRecord, cached: bool) -> None:
         nonlocal done, failures
         done += 1
-        seconds = (record.get("timings") or {}).get("total_seconds", time.perf_counter() - start)
+        seconds = record.timings.get("total_seconds", time.perf_counter() - start)
         took = "stored" if cached else f"{seconds:.1f}s"
-        status = record["status"]
-        detail = f" ({record['error']['message']})" if record.get("error") else ""
+        status = record.status
+        detail = f" ({record.error.message})" if record.error else ""
         print(f"[{done}/{len(cells)}] {cell.name}: {status}{detail} [{took}]", flush=True)
         failures += status != "ok"
 

@@ -70,7 +70,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         else:
             selections.append(f"{cell.name}: trial {best.index} {{{_fmt_params(best.params)}}} "
                               f"(forget_es@alpha={_fmt_number(best.forget_es)}, run {best.run_id})")
-        print(f"  search {result.search_id} -> {result.path}", flush=True)
+        print(f"  search {result.id} -> {store.search_path(result.id)}", flush=True)
     print()
     print("selected (lowest calibrated forget ES; ties: higher AUC, then trial order):")
     for line in selections:

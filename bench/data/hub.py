@@ -9,9 +9,8 @@ loader tries, in order:
 2. ``datasets.load_dataset(dataset, name=config, revision=revision)``, which also serves the local datasets cache
    (``HF_DATASETS_OFFLINE=1``).
 
-``load_hub_json`` reads a config's ``train`` split (TOFU: one config per file); ``load_hub_split`` reads one named
-split of a config (MUSE: configs ``raw``, ``knowmem``, ... with splits ``forget``, ``retain_qa``, ...), mirrored as
-``$UBENCH_HUB_MIRROR/<dataset id>/<config>/<split>.json`` (JSON lines, one record per line, the hub's columns).
+``bench.data.hub_datasets`` holds the two loaders (``load_hub_json``, ``load_hub_split``); this module, the mirror and
+the error, loads no ``datasets`` (a model preset's files use the mirror too).
 
 When neither works the error is one line naming the dataset, the config (and split) and revision, and how to get
 access.
@@ -21,8 +20,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from datasets import Dataset, load_dataset
 
 MIRROR_ENV = "UBENCH_HUB_MIRROR"
 
@@ -40,35 +37,7 @@ def mirror_file(dataset: str, file: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_hub_json(dataset: str, config: str, revision: str, source: str, file: str | None = None) -> Dataset:
-    """The ``train`` split of ``config`` of ``dataset`` at ``revision``; ``file`` (default ``<config>.json``) is the
-    JSON / JSON-lines file of that config in the repository, used for the mirror."""
-    file = file or f"{config}.json"
-    local = mirror_file(dataset, file)
-    if local is not None:
-        return load_dataset("json", data_files=str(local), split="train")
-    try:
-        return load_dataset(dataset, name=config, revision=revision, split="train")
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types (connection, gated, not found, offline)
-        raise _unavailable(source, dataset, f"config {config}", revision, file, exc) from exc
-
-
-def load_hub_split(dataset: str, config: str, split: str, revision: str, source: str,
-                   file: str | None = None) -> Dataset:
-    """Split ``split`` of config ``config`` of ``dataset`` at ``revision``: the mirror's ``file`` (default
-    ``<config>/<split>.json``, JSON lines) when there is one, else
-    ``datasets.load_dataset(dataset, name=config, split=split, revision=revision)``."""
-    file = file or f"{config}/{split}.json"
-    local = mirror_file(dataset, file)
-    if local is not None:
-        return load_dataset("json", data_files=str(local), split="train")
-    try:
-        return load_dataset(dataset, name=config, split=split, revision=revision)
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types (connection, gated, not found, offline)
-        raise _unavailable(source, dataset, f"config {config}, split {split}", revision, file, exc) from exc
-
-
-def _unavailable(source: str, dataset: str, where: str, revision: str, file: str,
+def unavailable(source: str, dataset: str, where: str, revision: str, file: str,
                  exc: Exception) -> HubUnavailableError:
     """The one-line error of a dataset that neither the hub (or its cache) nor the mirror has."""
     reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

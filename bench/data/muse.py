@@ -41,8 +41,9 @@ import random
 
 from datasets import Dataset, Features, Value
 
-from bench.data.hub import load_hub_split
-from bench.data.schema import BIO_FEATURES, FEATURES, IDK_ANSWERS
+from bench.data.features import BIO_FEATURES, FEATURES
+from bench.data.hub_datasets import load_hub_split
+from bench.data.schema import IDK_ANSWERS
 from bench.data.tasks import TaskConfig, TaskData
 from bench.registry import TASKS
 from bench.specs.mapping import SpecError

@@ -25,7 +25,8 @@ from functools import cache
 
 from datasets import Dataset
 
-from bench.data.schema import BIO_FEATURES, FEATURES, IDK_ANSWERS
+from bench.data.features import BIO_FEATURES, FEATURES
+from bench.data.schema import IDK_ANSWERS
 from bench.data.tasks import TaskConfig, TaskData, empty_forget_set
 from bench.registry import TASKS
 from bench.specs.mapping import SpecError

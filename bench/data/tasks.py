@@ -11,14 +11,16 @@ import random
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from datasets import Dataset
+from typing import TYPE_CHECKING, Any
 
 from bench.data.schema import IDK_ANSWERS
+from bench.data.splits import SPLITS
 from bench.registry import TASKS, RegistryError
 from bench.runtime.paths import tasks_dir
 from bench.specs.mapping import SpecError, content_hash, from_mapping, read_yaml
+
+if TYPE_CHECKING:  # the datasets library loads where a task's data is built, not where its config is read
+    from datasets import Dataset
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,8 @@ class TaskData:
             # a corpus document has no prompt (question None: BOS, then the text)
             rows["question"] += ds["question"] if "question" in ds.column_names else [None] * len(ds)
             rows["answer"] += ds["answer"] if "answer" in ds.column_names else ds["text"]
-        return Dataset.from_dict(rows).sort("id")
+        dataset = type(next(ds for ds in parts if ds is not None))  # the parts' class: this module imports no datasets
+        return dataset.from_dict(rows).sort("id")
 
     def _side(self, which: str) -> tuple[Dataset | None, ...]:
         """What was trained about the forget / retain side: its corpus if the benchmark has one, else QA + texts."""
@@ -185,12 +188,10 @@ class TaskData:
 
         ``holdout`` (the never-trained people's QA) is the non-member set of the membership-inference metrics
         (MUSE, Shi et al. 2024), or ``mia_forget`` / ``mia_holdout`` where the benchmark has its own MIA texts.
-        Splits are only ever appended: the subset seed of a split is its position, so the items of earlier splits
-        never change when a split is added."""
+        Splits are only ever appended (``bench.data.splits.SPLITS``): the subset seed of a split is its position, so
+        the items of earlier splits never change when a split is added."""
         retain = self.retain_eval if self.retain_eval is not None else self.retain
-        splits = {"forget": self.forget, "retain": retain, "world_facts": self.world_facts,
-                  "holdout": self.holdout, "forget_bio": self.forget_bio, "retain_bio": self.retain_bio,
-                  "real_authors": self.real_authors, "mia_forget": self.mia_forget, "mia_holdout": self.mia_holdout}
+        splits = {name: retain if name == "retain" else getattr(self, name) for name in SPLITS}
         return {name: _subset(ds, self.config.eval.max_items, seed=i)
                 for i, (name, ds) in enumerate(splits.items()) if ds is not None}
 
@@ -217,8 +218,10 @@ def task_names() -> list[str]:
     return sorted(_task_index(str(tasks_dir())))
 
 
-def load_task_config(name: str) -> TaskConfig:
-    """The ``TaskConfig`` of task ``name`` (``name`` or ``name@version``), or of a YAML file path."""
+def read_task_config(name: str) -> TaskConfig:
+    """The ``TaskConfig`` of task ``name`` (``name`` or ``name@version``), or of a YAML file path, without checking its
+    family (which imports every task family: ``load_task_config``). What ids and reference ids need; a board rebuild
+    reads only this."""
     if name.endswith((".yaml", ".yml")):
         path = Path(name)
     else:
@@ -232,11 +235,18 @@ def load_task_config(name: str) -> TaskConfig:
     config = from_mapping(TaskConfig, read_yaml(path), str(path))
     if not name.endswith((".yaml", ".yml")) and "@" in name and name.split("@", 1)[1] != str(config.version):
         raise SpecError(f"{path}: version: task {config.name} is at version {config.version}, not {name}")
+    return config
+
+
+def load_task_config(name: str) -> TaskConfig:
+    """``read_task_config`` with its family checked against the registered task families (``SpecError`` naming the
+    file otherwise)."""
+    config = read_task_config(name)
     if config.family not in TASKS:
         try:
             TASKS.get(config.family)  # raises with a did-you-mean
         except RegistryError as exc:
-            raise SpecError(f"{path}: family: {exc}") from exc
+            raise SpecError(f"{task_file(name)}: family: {exc}") from exc
     return config
 
 

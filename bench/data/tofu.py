@@ -23,8 +23,9 @@ import random
 
 from datasets import Dataset
 
-from bench.data.hub import load_hub_json
-from bench.data.schema import FEATURES, IDK_ANSWERS
+from bench.data.features import FEATURES
+from bench.data.hub_datasets import load_hub_json
+from bench.data.schema import IDK_ANSWERS
 from bench.data.tasks import TaskConfig, TaskData
 from bench.registry import TASKS
 from bench.specs.mapping import SpecError

@@ -51,9 +51,10 @@ from typing import Any
 
 from datasets import Dataset, load_dataset
 
+from bench.data.features import FEATURES
 from bench.data.hub import MIRROR_ENV, HubUnavailableError, mirror_file
 from bench.data.lm_eval_files import lm_eval_data
-from bench.data.schema import FEATURES, IDK_ANSWERS
+from bench.data.schema import IDK_ANSWERS
 from bench.data.tasks import TaskConfig, TaskData
 from bench.registry import TASKS
 from bench.specs.mapping import SpecError

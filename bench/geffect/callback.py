@@ -1,8 +1,10 @@
 """Record the G-effect during unlearning: a training-loop callback every ``budget.callback_every`` steps (and once
-before the first step), writing ``geffect.jsonl`` into the run folder and a summary into the record."""
+before the first step), writing ``geffect.jsonl`` into the run folder and a summary into the record; the summary's
+board columns (``geffect/...``) are a registered evaluation (``bench.registry.EVALUATIONS``)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import time
@@ -13,6 +15,9 @@ from bench.data.tasks import TaskData
 from bench.data.tokenize import collate, encode_qa
 from bench.geffect.compute import GEffect, block_groups, measure
 from bench.methods.base import LossContext, Method, ReferenceModel, StepState, UnlearnBatch
+from bench.registry import EVALUATIONS
+from bench.runtime.keys import EvaluationSpec, MetricKey, format_key
+from bench.runtime.sections import MetricEntry
 
 DATA_SETS = ("forget", "retain", "holdout", "world_facts")
 
@@ -114,3 +119,63 @@ class GEffectRecorder:
             out["npo_weight"] = {"first": weights[0], "last": weights[-1]}
         out["finite"] = all(math.isfinite(v) for m in self.measurements for v in m.total.values())
         return out
+
+
+GEFFECT = "geffect"
+COLUMNS = (*(f"{GEFFECT}/cumulative/{s}" for s in DATA_SETS), f"{GEFFECT}/top_group_share", f"{GEFFECT}/top_group")
+
+
+def _direction(key: MetricKey) -> str:
+    """Cumulative e(forget): lower is better (more negative: the forget risk rose more); the other sets: higher;
+    the top group and its share have no direction of better."""
+    if key.name == "cumulative":
+        return "lower" if key.split == "forget" else "higher"
+    return "none"
+
+
+def _describe(key: MetricKey) -> str:
+    if key.name == "cumulative":
+        note = "; negative: the forget risk rose (unlearning)" if key.split == "forget" else ""
+        return f"cumulative G-effect on {key.split}: Σ lr·e({key.split})·steps over the recorded steps " \
+               f"(arXiv 2502.19301){note}"
+    if key.name == "top_group_share":
+        return "share of |cumulative e(forget)| in the most-affected block group (shallow/middle/deep thirds)"
+    return "the most-affected block group of the cumulative e(forget)"
+
+
+def _key_problem(key: MetricKey, text: str) -> str | None:
+    name = format_key(key.raw, name_first=True)
+    if name in COLUMNS:
+        return None
+    close = difflib.get_close_matches(name, list(COLUMNS), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (G-effect columns: {', '.join(COLUMNS)})"
+    return f"unknown column {text!r}{hint}"
+
+
+def _read(record, key: MetricKey) -> MetricEntry | None:
+    """The summary's number for ``key``: ``cumulative[<set>]`` or ``top_group_share``."""
+    summary = record.geffect
+    if summary is None:
+        return None
+    value = (summary.top_group_share if key.name == "top_group_share" else
+             (summary.cumulative or {}).get(key.split) if key.name == "cumulative" else None)
+    return None if value is None else MetricEntry(value)
+
+
+def _read_text(record, key: MetricKey) -> str | None:
+    summary = record.geffect
+    return None if summary is None or summary.top_group is None else str(summary.top_group)
+
+
+EVALUATIONS.add(GEFFECT, EvaluationSpec(
+    GEFFECT, better="forget: lower; others: higher; top group: none",
+    keys="`geffect/cumulative/<set>`, `geffect/top_group_share`, `geffect/top_group`",
+    description="G-effect of the unlearning objective, recorded during training every `budget.callback_every` "
+                "steps: `cumulative/<set>` (set: forget, retain, holdout, world_facts) is Σ lr·e(set)·steps over "
+                "the recorded steps (negative on forget: the forget risk rose); `top_group` is the block group "
+                "(shallow / middle / deep thirds) with the largest share of |cumulative e(forget)| and "
+                "`top_group_share` that share. Blank on reference rows.",
+    source="Wang et al. 2025, Rethinking LLM Unlearning Objectives: A Gradient Perspective (arXiv 2502.19301)",
+    direction=_direction, describe=_describe, problem=_key_problem, read=_read, read_text=_read_text,
+    name_first=True, number_format=lambda key: ".3g" if key.name == "cumulative" else ".3f",
+    text_names=frozenset({"top_group"}), known=COLUMNS, run_only=True))

@@ -1,18 +1,20 @@
 """A board's cells: ``plan`` turns a board into validated ``RunSpec``s (every column, name and hyper-parameter
 checked before anything runs); ``run_cell`` runs one; ``cell_record`` finds the stored record that represents one
-(the run itself, or the selected trial of a calibrated search)."""
+(the run itself, or the selected trial of a calibrated search); ``read_board`` reads, once, every record a board
+shows (``BoardRecords``: what its tables, plots, HTML and release are built from)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 from bench.grid.columns import check_columns
 from bench.grid.search import search, search_id_of
 from bench.registry import METHODS
 from bench.run.execute import execute
+from bench.run.references import REFERENCE_KINDS, task_reference_id
 from bench.run.runspec import make_run_spec
+from bench.runtime.records import ReferenceRecord, RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec, MethodEntry, TaskEntry
 from bench.specs.mapping import SpecError
@@ -35,8 +37,10 @@ class Cell:
         return f"{self.task.label}/{self.method.display}/seed{self.seed}"
 
 
-def plan(board: LeaderboardSpec) -> list[Cell]:
-    """Every cell of ``board``; raises SpecError/RegistryError naming the file and entry on any bad input."""
+def plan(board: LeaderboardSpec, check_data: bool = True) -> list[Cell]:
+    """Every cell of ``board``; raises SpecError/RegistryError naming the file and entry on any bad input. Without
+    ``check_data`` the task families and forget sets are not checked (no task data is loaded): the cells a board
+    rebuild reads the records of."""
     check_columns(board)
     cells = []
     for t_index, task in enumerate(board.tasks):
@@ -47,7 +51,8 @@ def plan(board: LeaderboardSpec) -> list[Cell]:
                 try:
                     spec = make_run_spec(task.task, task.split, entry.method, entry.params, board.budget, seed,
                                          board.path, f"methods[{m_index}]", control=board.control,
-                                         requests=task.requests, adapter=board.adapter, model=task.model)
+                                         requests=task.requests, adapter=board.adapter, model=task.model,
+                                         check_data=check_data)
                 except SpecError as exc:
                     if "unknown task" in str(exc):
                         raise SpecError(f"{board.path}: tasks[{t_index}].task: {exc}") from exc
@@ -71,54 +76,87 @@ def search_args(cell: Cell, board: LeaderboardSpec) -> dict:
             "n_trials": trials_per_cell(board)}
 
 
-def run_cell(cell: Cell, board: LeaderboardSpec, store: Store, reuse: bool = True) -> dict:
+def run_cell(cell: Cell, board: LeaderboardSpec, store: Store, reuse: bool = True) -> RunRecord:
     """Run one board cell and return the record that represents it: the run itself, or, when the tier allows
-    several trials, the selected trial of a calibrated search (arXiv 2406.09179) with ``search`` attached (the
-    first trial's record when none succeeded)."""
+    several trials, the selected trial of a calibrated search (arXiv 2406.09179) with its ``search`` selection
+    (the first trial's record when none succeeded)."""
     if trials_per_cell(board) == 1:
         return execute(cell.spec, store, reuse=reuse)
     result = search(**search_args(cell, board), store=store)
     chosen = result.best or result.trials[0]
-    record = dict(store.load("runs", chosen.run_id) or {})
-    record["search"] = {"search_id": result.search_id, "selected": result.selected, "n_trials": result.n_trials}
-    return record
+    record = store.load_run(chosen.run_id) or RunRecord(id=chosen.run_id)
+    return replace(record, search=result.selection)
 
 
-def search_file(cell: Cell, board: LeaderboardSpec, store: Store) -> Path | None:
-    """The stored summary of the calibrated search a search-tier cell's record is selected from, or None."""
+def cell_search_id(cell: Cell, board: LeaderboardSpec) -> str:
+    """The id of the calibrated search a search-tier cell's record is selected from."""
     args = search_args(cell, board)
-    search_id = search_id_of(cell.spec.task, args["split"], args["method"], args["base_params"], args["budget"],
-                             args["seed"], args["control"], args["n_trials"])
-    path = store.root / "searches" / f"{search_id}.json"
-    return path if path.is_file() else None
+    return search_id_of(cell.spec.task, args["split"], args["method"], args["base_params"], args["budget"],
+                        args["seed"], args["control"], args["n_trials"])
 
 
-def cell_record(cell: Cell, board: LeaderboardSpec, store: Store) -> dict | None:
+def cell_record(cell: Cell, board: LeaderboardSpec, store: Store) -> RunRecord | None:
     """The stored record that represents ``cell`` (see ``run_cell``), or None if it has not run."""
     if trials_per_cell(board) == 1:
-        return store.load("runs", cell.spec.run_id)
-    path = search_file(cell, board, store)
-    if path is None:
+        return store.load_run(cell.spec.run_id)
+    summary = store.load_search(cell_search_id(cell, board))
+    if summary is None or not summary.trials:
         return None
-    summary = json.loads(path.read_text())
-    trials = summary.get("trials") or []
-    index = summary.get("selected")
-    chosen = trials[index] if index is not None else (trials[0] if trials else None)
-    return store.load("runs", chosen["run_id"]) if chosen else None
+    chosen = summary.best or summary.trials[0]
+    record = store.load_run(chosen.run_id)
+    return None if record is None else replace(record, search=summary.selection)
 
 
-def ok_cell_records(board: LeaderboardSpec, store: Store):
-    """Per task and method entry of ``board`` (in board order, with the entry's index): the ``ok`` records that
-    represent its cells (``cell_record``), each with its seed. The plots read their series from this."""
-    cells = plan(board)
-    for task in board.tasks:
-        for index, entry in enumerate(board.methods):
-            records = ((c.seed, cell_record(c, board, store)) for c in cells if c.task == task and c.method == entry)
-            yield task, index, entry, [(seed, r) for seed, r in records if r and r.get("status") == "ok"]
+@dataclass
+class BoardRecords:
+    """What a board's tables, plots, HTML and release are built from, read once per write: its cells (planned
+    without loading any task data), the stored record that represents each (``cell_record``), the reference
+    records of each task, and the G-effect measurements of the runs (read on first use). Reference ids come from
+    the task configs and the shipped weights' hashes (``bench.run.references.task_reference_id``), so nothing here
+    needs a dataset or a model."""
+
+    board: LeaderboardSpec
+    store: Store
+    cells: list[Cell]
+    records: list[RunRecord | None]  # in ``cells`` order
+    reference_ids: dict[tuple[str, str], list[str]]  # (task label, kind) -> distinct ids over the seeds
+    references: dict[str, ReferenceRecord | None]  # id -> record (None: missing)
+    _measurements: dict[str, list[dict]] = field(default_factory=dict)
+
+    def entry(self, task: TaskEntry, method: MethodEntry) -> list[tuple[Cell, RunRecord | None]]:
+        """The cells of one board entry (task, method entry) with their records, in seed order."""
+        return [(c, r) for c, r in zip(self.cells, self.records) if c.task == task and c.method == method]
+
+    def missing(self) -> list[Cell]:
+        """The cells the store holds no record of. A failed record counts as present: a failed run is a result."""
+        return [c for c, r in zip(self.cells, self.records) if r is None]
+
+    def ok_entries(self) -> Iterator[tuple[TaskEntry, int, MethodEntry, list[tuple[int, RunRecord]]]]:
+        """Per task and method entry (in board order, with the entry's index): the ``ok`` records of its cells, each
+        with its seed. The plots read their series from this."""
+        for task in self.board.tasks:
+            for index, method in enumerate(self.board.methods):
+                yield task, index, method, [(c.seed, r) for c, r in self.entry(task, method) if r is not None and r.ok]
+
+    def reference_records(self, task: TaskEntry, kind: str) -> tuple[list[ReferenceRecord], int]:
+        """The stored reference records of ``kind`` of a task (one per distinct replicate) and how many there
+        should be."""
+        ids = self.reference_ids[(task.label, kind)]
+        return [r for r in (self.references[i] for i in ids) if r is not None], len(ids)
+
+    def measurements(self, record: RunRecord) -> list[dict]:
+        """A run's G-effect measurements (``Store.measurements``), read once."""
+        if record.id not in self._measurements:
+            self._measurements[record.id] = self.store.measurements(record.id)
+        return self._measurements[record.id]
 
 
-def missing_cells(board: LeaderboardSpec, store: Store) -> tuple[list[Cell], int]:
-    """The cells of ``board`` that ``store`` holds no record for (``cell_record`` is None), and the number of
-    cells. A failed record counts as present: a failed run is a result."""
-    cells = plan(board)
-    return [c for c in cells if cell_record(c, board, store) is None], len(cells)
+def read_board(board: LeaderboardSpec, store: Store) -> BoardRecords:
+    """Plan ``board`` once (``check_data=False``) and read every record it shows from ``store``."""
+    cells = plan(board, check_data=False)
+    records = [cell_record(c, board, store) for c in cells]
+    reference_ids = {(task.label, kind): list(dict.fromkeys(task_reference_id(task.task, task.split, task.model, kind,
+                                                                              seed) for seed in board.seeds))
+                     for task in board.tasks for kind in REFERENCE_KINDS}
+    references = {i: store.load_reference(i) for ids in reference_ids.values() for i in ids}
+    return BoardRecords(board, store, cells, records, reference_ids, references)

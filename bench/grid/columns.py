@@ -1,6 +1,8 @@
-"""The columns a board may show: every column key names a number of a stored record, with a direction of better.
+"""The columns a board may show: every column is the string form of a metric key (``bench.runtime.keys.MetricKey``)
+naming a number of a stored record, with a direction of better.
 
-Column keys (see ``column_direction``):
+Column keys (parsed by ``parse_key``, written back by ``key_text``; ``bench.grid.column_kinds`` says how each kind is
+read):
 
 - ``split/metric`` or ``metric``: the raw endpoint, from a record's ``metrics`` (e.g. ``forget/es``,
   ``forget_quality``);
@@ -10,13 +12,12 @@ Column keys (see ``column_direction``):
   with the target was needed; 1 means the raw endpoint already keeps the utility);
 - ``tradeoff_auc``: the area under the forget-efficacy vs utility frontier (``control.tradeoff.auc``), higher is
   better. ``alpha`` and ``tradeoff_auc`` are blank on reference rows;
-- ``geffect/cumulative/<set>`` (set: forget, retain, holdout, world_facts): the cumulative G-effect (arXiv
-  2502.19301) sum of lr * e(D) * steps over the recorded steps (``geffect.cumulative``); forget: lower is better
-  (more negative: the forget risk rose more), the others higher is better;
-- ``geffect/top_group_share``: the share of |cumulative forget G-effect| in the most-affected block group, no
-  direction of better (marked ``·``; as the sort key it needs an explicit ``descending``);
-- ``geffect/top_group``: that group's name (text: the most common value over seeds; never a sort key).
-  The G-effect columns are blank on reference rows.
+- the keys of a registered evaluation (``bench.registry.EVALUATIONS``), with the directions it declares:
+  ``lm_eval/<task>/<metric>`` (lm-eval utility, higher), ``relearn/forget/<metric>`` (the relearning attack: the
+  forget knowledge recovered after fine-tuning on a slice, lower), and the G-effect summary (arXiv 2502.19301:
+  ``geffect/cumulative/<set>``, forget lower, the others higher; ``geffect/top_group_share``, no direction of better,
+  marked ``·``, as the sort key it needs an explicit ``descending``; ``geffect/top_group``, text: the most common
+  value over seeds, never a sort key; blank on reference rows). None of them has a calibrated form.
 
 A metric best at an ideal value (direction ``zero`` or ``half``: PrivLeak, membership AUCs) is marked ``→0`` /
 ``→½``; as the sort key it orders rows by distance to that value, closest first. ``check_columns`` rejects a bad
@@ -26,113 +27,134 @@ column or sort key of a board (one line, with a did-you-mean) before any of its 
 from __future__ import annotations
 
 import difflib
+from functools import cache
 from pathlib import Path
 
-from bench.geffect.callback import DATA_SETS as GEFFECT_SETS
-from bench.metrics.base import ItemMetric
-from bench.metrics.evaluate import SPLIT_ROLES
-from bench.registry import METRICS
+from bench.grid.column_kinds import CONTROL_DESCRIPTIONS, ControlKind, EngineKind, EvaluationKind, KeyKind
+from bench.registry import EVALUATIONS, METRICS
+from bench.runtime.keys import CALIBRATED, CALIBRATED_PREFIX, CONTROL, ENGINE, MetricKey, split_key
+from bench.runtime.records import Record, ReferenceRecord
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError, read_yaml
 
-CALIBRATED = "calibrated/"
-SPLITS = ("forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio", "real_authors", "mia_forget",
-          "mia_holdout")
-# splits where less knowledge is better (forget_direction)
-FORGET_SPLITS = frozenset({"forget", "forget_bio", "mia_forget"})
-# Record metrics produced outside the metric registry, by key prefix, with their direction of better: lm-eval
-# utility (``lm_eval/<task>/<metric>``, e.g. accuracy) and the relearning attack (``relearn/forget/<metric>``: the
-# forget knowledge recovered after fine-tuning on a slice; ``_before`` and ``n_`` keys are bookkeeping). They have
-# no calibrated form.
-EXTERNAL_PREFIXES = {"lm_eval/": "higher", "relearn/": "lower"}
-# Columns read from a run's control section that have no reference-row value, with their direction of better.
-CONTROL_COLUMNS = {"alpha": "higher", "tradeoff_auc": "higher"}
-# G-effect columns (arXiv 2502.19301), read from a run's ``geffect`` summary, with their direction of better
-# ("none": no direction); blank on reference rows. ``geffect/top_group`` is text.
-GEFFECT = "geffect/"
-GEFFECT_COLUMNS = {**{f"{GEFFECT}cumulative/{s}": "lower" if s == "forget" else "higher" for s in GEFFECT_SETS},
-                   f"{GEFFECT}top_group_share": "none", f"{GEFFECT}top_group": "none"}
-TEXT_COLUMNS = frozenset({f"{GEFFECT}top_group"})
-# Columns that are blank on reference rows.
-RUN_ONLY_COLUMNS = frozenset({*CONTROL_COLUMNS, *GEFFECT_COLUMNS})
+ENGINE_KIND, CONTROL_KIND = EngineKind(), ControlKind()
+
+
+@cache
+def parse_key(text: str) -> MetricKey:
+    """The metric key of a column's string form (any string parses; ``column_problem`` says whether it is valid)."""
+    view, path, attack = split_key(text)
+    head, sep, rest = path.partition("/")
+    if sep and head in EVALUATIONS:
+        spec = EVALUATIONS.get(head)
+        parts = rest.split("/")
+        if len(parts) == 1:
+            name, split = rest, None
+        elif spec.name_first:
+            name, split = parts[0], "/".join(parts[1:])
+        else:
+            split, name = "/".join(parts[:-1]), parts[-1]
+        return MetricKey(name, split, view, attack, head)
+    if path in CONTROL_DESCRIPTIONS:
+        return MetricKey(path, None, view, attack, CONTROL)
+    split, _, name = path.rpartition("/")
+    return MetricKey(name, split or None, view, attack, ENGINE)
+
+
+def kind_of(key: MetricKey) -> KeyKind:
+    if key.evaluation == ENGINE:
+        return ENGINE_KIND
+    if key.evaluation == CONTROL:
+        return CONTROL_KIND
+    return _evaluation_kind(key.evaluation)
+
+
+@cache
+def _evaluation_kind(name: str) -> EvaluationKind:
+    return EvaluationKind(EVALUATIONS.get(name))
+
+
+def key_text(key: MetricKey) -> str:
+    """The string form of ``key`` (``parse_key`` reads it back)."""
+    return kind_of(key).text_of(key)
+
+
+def _kind(column: str) -> tuple[MetricKey, KeyKind]:
+    key = parse_key(column)
+    return key, kind_of(key)
 
 
 def column_direction(column: str) -> str:
     """Direction of better of a column key (see the module docstring): a metric's from its declaration, and the
-    same for its ``calibrated/`` form; ``alpha`` and ``tradeoff_auc`` are higher-is-better; the G-effect columns
-    have theirs in ``GEFFECT_COLUMNS`` (``none`` for the direction-less ones)."""
-    if column in CONTROL_COLUMNS:
-        return CONTROL_COLUMNS[column]
-    if column in GEFFECT_COLUMNS:
-        return GEFFECT_COLUMNS[column]
-    for prefix, direction in EXTERNAL_PREFIXES.items():
-        if column.startswith(prefix):
-            return direction
-    split, _, name = column.removeprefix(CALIBRATED).rpartition("/")
-    metric = METRICS.get(name)
-    if isinstance(metric, ItemMetric):
-        return metric.forget_direction if split in FORGET_SPLITS else metric.direction
-    return metric.direction
+    same for its ``calibrated/`` form; ``alpha`` and ``tradeoff_auc`` are higher-is-better; a registered
+    evaluation's from its declaration (``none`` for the direction-less ones)."""
+    key, kind = _kind(column)
+    return kind.direction(key)
+
+
+def column_description(column: str) -> str:
+    """One line saying what a column key measures, from the declaration of its metric or evaluation."""
+    key, kind = _kind(column)
+    return kind.describe(key)
+
+
+def is_text(column: str) -> bool:
+    """Whether the column's values are text (``geffect/top_group``)."""
+    key, kind = _kind(column)
+    return kind.is_text(key)
+
+
+def run_only(column: str) -> bool:
+    """Whether the column is blank on reference rows (the control and G-effect columns)."""
+    return _kind(column)[1].run_only
+
+
+def number_format(column: str) -> str:
+    """How a board prints the column's numbers (a format spec: ``.3f``, ``.1f`` for PrivLeak, ``.3g`` for the
+    cumulative G-effect, whose values span orders of magnitude)."""
+    key, kind = _kind(column)
+    return kind.number_format(key)
+
+
+def printed_digits(column: str) -> int:
+    """The decimals (or significant digits) a board prints of the column (``number_format``)."""
+    return int(number_format(column).strip(".")[:-1])
 
 
 def known_columns() -> list[str]:
-    """Every valid column key: raw metric keys, their ``calibrated/`` forms, ``alpha`` and ``tradeoff_auc``, then
-    the G-effect columns."""
-    raw: list[str] = []
-    for name in METRICS.names():
-        if isinstance(METRICS.get(name), ItemMetric):
-            roles = METRICS.get(name).roles
-            raw.extend(f"{split}/{name}" for split in SPLITS if SPLIT_ROLES[split] in roles)
-        else:
-            raw.append(name)
-    return [*raw, *(CALIBRATED + key for key in raw), *CONTROL_COLUMNS, *GEFFECT_COLUMNS]
+    """Every valid column key whose set is fixed: raw metric keys, their ``calibrated/`` forms, ``alpha`` and
+    ``tradeoff_auc``, then the fixed keys of the registered evaluations (the G-effect columns)."""
+    evaluations = [k for name in EVALUATIONS.names() for k in _evaluation_kind(name).known()]
+    return [*ENGINE_KIND.known(), *CONTROL_KIND.known(), *evaluations]
+
+
+def _unknown_metric(key: MetricKey, column: str) -> str:
+    """The error of a key naming no registered metric: a did-you-mean over every known column for a calibrated key
+    or a near miss of a control column, else the registry's own (with its did-you-mean)."""
+    close = difflib.get_close_matches(column, known_columns(), n=1, cutoff=0.6)
+    if key.view == CALIBRATED or (close and close[0] in CONTROL_DESCRIPTIONS):
+        hint = (f"; did you mean {close[0]!r}?" if close else
+                f" (a column is split/metric, metric, {CALIBRATED_PREFIX}<column>, alpha or tradeoff_auc; metrics: "
+                f"{', '.join(METRICS.names())})")
+        return f"unknown column {column!r}{hint}"
+    try:
+        METRICS.get(key.name)
+    except LookupError as exc:
+        return str(exc)
+    return f"unknown column {column!r}"
 
 
 def column_problem(column: str) -> str | None:
     """Why ``column`` is not a valid column key (one line, with a did-you-mean), or None when it is valid."""
-    if column in CONTROL_COLUMNS or column in GEFFECT_COLUMNS:
-        return None
-    raw = column.removeprefix(CALIBRATED)
-    calibrated = raw != column
-    external = next((p for p in EXTERNAL_PREFIXES if raw.startswith(p)), None)
-    if external:
-        if calibrated:
-            return f"{raw} has no calibrated form; write {raw}"
-        if len(raw.removeprefix(external).split("/")) != 2:
-            return (f"unknown column {column!r}; write {external}<task>/<metric>" if external == "lm_eval/" else
-                    f"unknown column {column!r}; write relearn/forget/es or relearn/forget/prob")
-        return None
-    if calibrated and (raw in CONTROL_COLUMNS or raw in GEFFECT_COLUMNS):
+    key, kind = _kind(column)
+    if key.attack is not None:
+        return f"unknown column {column!r}; no evaluation is recorded under an attack yet"
+    if key.view == CALIBRATED and not kind.calibrated:
+        raw = key_text(key.raw)
         return f"{raw} has no calibrated form; write {raw}"
-    if raw.startswith(GEFFECT):
-        close = difflib.get_close_matches(raw, list(GEFFECT_COLUMNS), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else f" (G-effect columns: {', '.join(GEFFECT_COLUMNS)})"
-        return f"unknown column {column!r}{hint}"
-    split, _, name = raw.rpartition("/")
-    if name not in METRICS:
-        close = difflib.get_close_matches(column, known_columns(), n=1, cutoff=0.6)
-        if calibrated or (close and close[0] in CONTROL_COLUMNS):
-            hint = (f"; did you mean {close[0]!r}?" if close else
-                    f" (a column is split/metric, metric, {CALIBRATED}<column>, alpha or tradeoff_auc; metrics: "
-                    f"{', '.join(METRICS.names())})")
-            return f"unknown column {column!r}{hint}"
-        try:
-            METRICS.get(name)
-        except LookupError as exc:
-            return str(exc)
-    prefix = CALIBRATED if calibrated else ""
-    is_item = isinstance(METRICS.get(name), ItemMetric)
-    if is_item and split not in SPLITS:
-        return f"{name} is per split; write {', '.join(f'{prefix}{s}/{name}' for s in SPLITS[:-1])} or " \
-               f"{prefix}{SPLITS[-1]}/{name}"
-    if not is_item and split:
-        return f"{name} is not per split; write {prefix}{name}"
-    if is_item:
-        metric = METRICS.get(name)
-        if SPLIT_ROLES[split] not in metric.roles:
-            valid = [s for s in SPLITS if SPLIT_ROLES[s] in metric.roles]
-            return f"{name} is not defined on {split}; write one of {', '.join(prefix + s + '/' + name for s in valid)}"
-    return None
+    if key.evaluation == ENGINE and key.name not in METRICS:
+        return _unknown_metric(key, column)
+    return kind.problem(key, column)
 
 
 def _explicit_descending(board: LeaderboardSpec) -> bool:
@@ -155,8 +177,41 @@ def check_columns(board: LeaderboardSpec) -> None:
         if problem:
             raise SpecError(f"{board.path}: {where}: {problem}")
     key = board.sort.by
-    if key in TEXT_COLUMNS:
+    if is_text(key):
         raise SpecError(f"{board.path}: sort.by: {key} is text and cannot order the board; sort by a number")
     if column_direction(key) == "none" and not _explicit_descending(board):
         raise SpecError(f"{board.path}: sort.by: {key} has no direction of better; give sort.descending (true or "
                         "false) explicitly")
+
+
+def _readable(record: Record | None, kind: KeyKind) -> bool:
+    """An ``ok`` record that has the kind's numbers (a reference has none of the run-only columns)."""
+    return record is not None and record.ok and not (kind.run_only and isinstance(record, ReferenceRecord))
+
+
+def record_value(record: Record | None, column: str, field: str = "value") -> float | None:
+    """The value of ``column`` in an ``ok`` record, or None when the record lacks it. ``field`` = ``ci_low`` /
+    ``ci_high`` reads the stored 95% interval instead (None where the column has none)."""
+    key, kind = _kind(column)
+    if not _readable(record, kind) or kind.is_text(key):
+        return None
+    entry = kind.entry(record, key)
+    value = None if entry is None else getattr(entry, field)
+    return None if value is None else float(value)
+
+
+def record_boot(record: Record | None, column: str) -> list | None:
+    """The metric's values on the evaluation's shared item draws (``boot``), or None (no replicates stored)."""
+    key, kind = _kind(column)
+    if not _readable(record, kind):
+        return None
+    entry = kind.entry(record, key)
+    return None if entry is None or entry.boot is None else list(entry.boot)
+
+
+def record_text(record: Record | None, column: str) -> str | None:
+    """The value of text column ``column`` (``geffect/top_group``) in an ``ok`` run record, or None."""
+    key, kind = _kind(column)
+    if not _readable(record, kind) or not kind.is_text(key):
+        return None
+    return kind.text(record, key)

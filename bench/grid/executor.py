@@ -14,11 +14,12 @@ from bench.data.tasks import load_task
 from bench.grid.cells import Cell, cell_record, run_cell
 from bench.run.references import get_references
 from bench.runtime.paths import cache_dir
+from bench.runtime.records import RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError
 
-OnDone = Callable[[int, Cell, dict, bool], None]
+OnDone = Callable[[int, Cell, RunRecord, bool], None]
 
 
 class ExecutorError(SpecError):
@@ -34,11 +35,11 @@ class Executor(ABC):
         self.plugins = tuple(dict.fromkeys(str(Path(p).resolve()) for p in plugins))
 
     def run(self, cells: Sequence[Cell], board: LeaderboardSpec, store: Store, reuse: bool = True,
-            on_done: OnDone | None = None) -> list[dict]:
+            on_done: OnDone | None = None) -> list[RunRecord]:
         """The record of every cell, in ``cells`` order. Cells with a stored record are not run again when
         ``reuse``. ``on_done(index, cell, record, cached)`` is called as each finishes (in completion order when
         cells run concurrently)."""
-        records: list[dict | None] = [None] * len(cells)
+        records: list[RunRecord | None] = [None] * len(cells)
         pending = []
         for i, cell in enumerate(cells):
             stored = cell_record(cell, board, store) if reuse else None
@@ -49,7 +50,7 @@ class Executor(ABC):
             else:
                 pending.append(i)
 
-        def done(i: int, record: dict) -> None:
+        def done(i: int, record: RunRecord) -> None:
             records[i] = record
             if on_done:
                 on_done(i, cells[i], record, False)
@@ -60,7 +61,7 @@ class Executor(ABC):
 
     @abstractmethod
     def _run_pending(self, cells: Sequence[Cell], pending: list[int], board: LeaderboardSpec, store: Store,
-                     reuse: bool, done: Callable[[int, dict], None]) -> None:
+                     reuse: bool, done: Callable[[int, RunRecord], None]) -> None:
         """Run ``cells[i]`` for every ``i`` in ``pending``, calling ``done(i, record)`` as each finishes."""
 
     def describe(self) -> str:

@@ -20,6 +20,7 @@ from bench.registry import METHODS
 from bench.run.references import get_references
 from bench.runtime.logs import quiet
 from bench.runtime.numerics import compute_threads
+from bench.runtime.records import RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 
@@ -46,7 +47,7 @@ def references_in_worker(task: str, split: str, replicate: int, kinds: tuple[str
     get_references(load_task(task, split), Store(Path(root)), replicate=replicate, kinds=kinds)
 
 
-def run_in_worker(cell: Cell, board: LeaderboardSpec, root: str, reuse: bool) -> dict:
+def run_in_worker(cell: Cell, board: LeaderboardSpec, root: str, reuse: bool) -> RunRecord:
     return run_cell(cell, board, Store(Path(root)), reuse=reuse)
 
 

@@ -21,6 +21,7 @@ from bench.registry import METHODS
 from bench.run.references import get_references
 from bench.runtime.logs import quiet
 from bench.runtime.paths import REPO_ROOT
+from bench.runtime.records import RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 
@@ -58,7 +59,7 @@ def _ray_references(task: str, split: str, root: str, threads: int) -> None:
 
 
 def _ray_cell(cell: Cell, board: LeaderboardSpec, root: str, reuse: bool, threads: int,
-              plugins: Sequence[str]) -> dict:
+              plugins: Sequence[str]) -> RunRecord:
     _ray_setup(threads, plugins)
     return run_in_worker(cell, board, root, reuse)
 

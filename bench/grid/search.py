@@ -6,29 +6,26 @@ selects the trial with the best forget efficacy at matched utility: the lowest f
 model mixed back to ``U >= tau * U(target)``, ties broken by the larger trade-off AUC, then by trial order. Raw
 (uncalibrated) endpoints are never compared, so a trial cannot win by destroying utility.
 
-The search summary is stored atomically as ``<store.root>/searches/<search_id>.json``, where ``search_id`` hashes
-every input of the search. Trials are runs with their own run ids, so rerunning a search reuses their records.
+The search summary (``bench.runtime.records.SearchRecord``) is stored atomically by the store, under an id that
+hashes every input of the search. Trials are runs with their own run ids, so rerunning a search reuses their records.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.methods.base import full_hparams, make_method, search_space_of
 from bench.registry import METHODS
 from bench.run.execute import execute
 from bench.run.runspec import make_run_spec
-from bench.runtime.store import Store, atomic_write_text, dumps
+from bench.runtime.records import SearchRecord, Trial
+from bench.runtime.store import Store
 from bench.specs.mapping import SpecError, canonical_json, content_hash
 from bench.specs.run import Budget, ControlSpec
 
-SELECTABLE_STATUS = "ok"
 MAX_ENUMERATED = 100_000  # larger search spaces are sampled without counting their valid combinations first
 
 
@@ -103,84 +100,11 @@ def sample_trials(method_name: str, base_params: dict[str, Any] | None, n_trials
     return trials
 
 
-@dataclass(frozen=True)
-class Trial:
-    """One trial of a search: its parameters, its run and the calibrated numbers it is scored on.
-
-    ``forget_es`` is the forget extraction strength after calibration by mixing (``control.calibrated_metrics``),
-    ``alpha`` the calibrated mixing weight and ``auc`` the area of the trade-off curve; all None when the run
-    did not finish ``ok`` with a calibration.
-    """
-
-    index: int
-    params: dict[str, Any]
-    run_id: str
-    status: str
-    forget_es: float | None
-    alpha: float | None
-    auc: float | None
-    error: str | None = None
-
-    @property
-    def selectable(self) -> bool:
-        """Finished ``ok`` with a finite calibrated forget ES (failed or over-budget trials never are)."""
-        return self.status == SELECTABLE_STATUS and self.forget_es is not None and math.isfinite(self.forget_es)
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """Every trial of a search and the selected one (None when no trial is selectable)."""
-
-    search_id: str
-    task: str
-    split: str
-    method: str
-    base_params: dict[str, Any]
-    budget: Budget
-    seed: int
-    control: ControlSpec
-    n_trials: int
-    trials: tuple[Trial, ...]
-    selected: int | None
-    path: Path | None = field(default=None, compare=False)
-
-    @property
-    def best(self) -> Trial | None:
-        return self.trials[self.selected] if self.selected is not None else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The stored summary: inputs, every trial and the selection."""
-        return {"search_id": self.search_id, "task": self.task, "split": self.split, "method": self.method,
-                "base_params": self.base_params, "budget": dataclasses.asdict(self.budget), "seed": self.seed,
-                "control": dataclasses.asdict(self.control), "n_trials": self.n_trials,
-                "criterion": "min control.calibrated_metrics[forget/es]; ties: max control.tradeoff.auc, "
-                             "then trial order",
-                "trials": [dataclasses.asdict(t) for t in self.trials], "selected": self.selected,
-                "selected_params": self.best.params if self.best else None,
-                "selected_run_id": self.best.run_id if self.best else None}
-
-
 def search_id_of(task: str, split: str, method: str, base_params: dict[str, Any] | None, budget: Budget, seed: int,
                  control: ControlSpec, n_trials: int) -> str:
     """Content hash of every input of a search."""
     return content_hash({"task": task, "split": split, "method": method, "base_params": dict(base_params or {}),
                          "budget": budget, "seed": seed, "control": control, "n_trials": n_trials})
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def trial_of(index: int, params: dict[str, Any], record: dict) -> Trial:
-    """Read a trial's status and calibrated scores from its run record."""
-    control = record.get("control") or {}
-    calibrated = (control.get("calibrated_metrics") or {}).get("forget/es") or {}
-    error = record.get("error") or None
-    return Trial(index=index, params=params, run_id=record["run_id"], status=record.get("status", "failed"),
-                 forget_es=_number(calibrated.get("value")),
-                 alpha=_number((control.get("calibration") or {}).get("alpha")),
-                 auc=_number((control.get("tradeoff") or {}).get("auc")),
-                 error=error.get("message") if isinstance(error, dict) else None)
 
 
 def select(trials: list[Trial] | tuple[Trial, ...]) -> int | None:
@@ -194,12 +118,12 @@ def select(trials: list[Trial] | tuple[Trial, ...]) -> int | None:
 
 
 def search(task: str, split: str, method: str, base_params: dict[str, Any] | None, budget: Budget, seed: int,
-           store: Store, control: ControlSpec | None = None, n_trials: int = 1) -> SearchResult:
+           store: Store, control: ControlSpec | None = None, n_trials: int = 1) -> SearchRecord:
     """Run (or reuse) ``n_trials`` calibrated runs of ``method`` and select the best at matched utility.
 
     Every trial is ``execute(make_run_spec(...), store, reuse=True)`` with the same task, split, budget, seed and
     control, which must be ``mixing`` (``SpecError`` otherwise: only calibrated endpoints are compared). The
-    summary is written to ``<store.root>/searches/<search_id>.json``.
+    summary is stored (``Store.write_search``).
     """
     control = control or ControlSpec()
     if control.kind != "mixing":
@@ -207,12 +131,11 @@ def search(task: str, split: str, method: str, base_params: dict[str, Any] | Non
                         f"got {control.kind!r}")
     params_list = sample_trials(method, base_params, n_trials, seed)
     specs = [make_run_spec(task, split, method, params, budget, seed, control=control) for params in params_list]
-    trials = tuple(trial_of(i, params, execute(spec, store, reuse=True))
+    trials = tuple(Trial.of_run(i, params, execute(spec, store, reuse=True))
                    for i, (params, spec) in enumerate(zip(params_list, specs)))
     search_id = search_id_of(specs[0].task, split, method, base_params, budget, seed, control, n_trials)
-    result = SearchResult(search_id=search_id, task=specs[0].task, split=split, method=method,
+    record = SearchRecord(id=search_id, task=specs[0].task, split=split, method=method,
                           base_params=dict(base_params or {}), budget=budget, seed=seed, control=control,
                           n_trials=n_trials, trials=trials, selected=select(trials))
-    path = store.root / "searches" / f"{search_id}.json"
-    atomic_write_text(path, dumps(result.to_dict()))
-    return dataclasses.replace(result, path=path)
+    store.write_search(record)
+    return record

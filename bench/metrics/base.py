@@ -202,6 +202,7 @@ class ItemMetric:
     # the engine products it reads ("answer", "paraphrase", "perturbed", "rephrased", "generation"): what a naive
     # evaluation that gives every metric its own pass would have to compute for it (``ubench perf --only eval``)
     reads: tuple[str, ...] = ("answer",)
+    number_format: str = ".3f"  # how a board prints it
 
     def applies(self, scores: SplitScores) -> bool:
         """Whether the metric is defined on this split's scores: its role, its required field and every engine
@@ -228,6 +229,7 @@ class ModelMetric:
     # Optional: the metric on every bootstrap draw at once (per_item, oracle, draws) -> array of len(draws), equal
     # to ``compute`` on each draw's resample (the AUCs: one rank computation over all draws instead of one each).
     compute_draws: Callable[..., np.ndarray] | None = None
+    number_format: str = ".3f"  # how a board prints it
 
 
 class MissingReferenceError(RuntimeError):

@@ -16,14 +16,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from datasets import Dataset
 
 from bench.data.tokenize import Encoded, encode_prompt, encode_qa
 from bench.metrics.packing import PACKABLE_ATTENTION, answer_logits, collate_packs, packs_of
 from bench.runtime.device import adaptive_batches, runtime
+
+if TYPE_CHECKING:  # the datasets library loads where a task's data is built
+    from datasets import Dataset
 
 
 @dataclass

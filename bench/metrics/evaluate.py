@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.data.splits import SPLIT_ROLES
 from bench.data.tasks import TaskData
 from bench.data.tokenize import encode_qa
 from bench.metrics.base import (
@@ -26,15 +27,6 @@ from bench.metrics.gradnorm import per_item_grad_norms
 from bench.metrics.privacy import membership_splits
 from bench.registry import METRICS
 
-# The role tells item metrics how to score a split: "forget", "retain" and "holdout" are scored on the plain answer
-# (Prob unnormalised, truth ratio max(0, 1 - R) except on forget); "utility" normalises Prob against the perturbed
-# answers. Holdout people were never trained on: the non-members of the membership-inference metrics (privacy.py).
-# Text splits (free-text documents of the forget / retain subjects) have role "text": VerbMem and the likelihood
-# metrics of the whole text. A benchmark's own membership-inference texts (MUSE's privleak forget / holdout
-# documents: ``mia_forget`` members, ``mia_holdout`` non-members) have role "mia": the MIA scores of the document.
-SPLIT_ROLES = {"forget": "forget", "retain": "retain", "world_facts": "utility", "holdout": "holdout",
-               "forget_bio": "text", "retain_bio": "text", "real_authors": "utility", "mia_forget": "mia",
-               "mia_holdout": "mia"}
 # Holdout people are the membership-inference non-members: only their answers' likelihood is needed, so the engine
 # skips their paraphrased / perturbed / rephrased sequences and their generation (a quarter of an evaluation). The
 # same holds for MIA texts.

@@ -40,13 +40,14 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import datasets
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from bench.data.lm_eval_files import embedded_tasks, render_task_dir
 from bench.data.tasks import TaskData
+from bench.registry import EVALUATIONS
+from bench.runtime.keys import EvaluationSpec, MetricKey
 
 # lm-eval's per-simple_evaluate seeds (its own defaults), passed explicitly so a change of default cannot move a number
 SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234, "fewshot_random_seed": 1234}
@@ -71,6 +72,7 @@ def _quiet_and_isolated() -> Iterator[None]:
     subprocesses (lm-eval records them in its result metadata, which is discarded here; ``collect_env`` alone runs
     pip, nvidia-smi and friends), and the global RNG states that lm-eval reseeds are restored afterwards. Everything
     is put back as it was."""
+    import datasets  # lm-eval's own dependency, quieted here: loaded with lm-eval, where an evaluation runs
     import lm_eval.api.task  # lm-eval loads only where an evaluation runs: a heavy import (its task registry)
     import lm_eval.evaluator  # lm-eval loads only where an evaluation runs: a heavy import (its task registry)
 
@@ -216,3 +218,21 @@ def lm_eval_utility(model, tokenizer, data: TaskData, tasks: Sequence[str] | Non
                                           **SEEDS)
     model.eval()
     return _flatten(results)
+
+
+def _key_problem(key: MetricKey, text: str) -> str | None:
+    """A key ``lm_eval/<task>/<metric>``: one task and one metric."""
+    return None if key.split and "/" not in key.split else f"unknown column {text!r}; write lm_eval/<task>/<metric>"
+
+
+EVALUATIONS.add("lm_eval", EvaluationSpec(
+    "lm_eval", better="higher", keys="`lm_eval/<task>/<metric>`",
+    description="lm-eval (`simple_evaluate` with the model object) on the task's `lm_eval_tasks`. The synthetic task "
+                "ships offline YAMLs built from its world facts: `synthetic_world_mc` (`acc`: argmax over 4 answers "
+                "of the summed continuation log-likelihood; `acc_norm`: the same per character) and "
+                "`synthetic_world_gen` (`exact_match` of the stripped greedy answer). Any lm-eval task name (mmlu, "
+                "arc_easy, wmdp_bio) works with hub access. Interval: value +- 1.96 lm-eval stderr.",
+    source="Gao et al., lm-evaluation-harness; real-world utility as in arXiv 2406.09179",
+    direction=lambda key: "higher",
+    describe=lambda key: f"lm-eval task {key.split}: {key.name} of the model (real-world utility)",
+    problem=_key_problem))

@@ -272,4 +272,5 @@ for _short, (_description, _per_item) in {**ITEM_SCORES, **GRADNORM_SCORES}.item
         f"privleak_{_short}", f"MUSE PrivLeak of {_item}: (AUC_oracle - AUC) / (1 - AUC_oracle) * 100 = MUSE's "
         "(AUC' - AUC'_oracle) / AUC'_oracle * 100 with AUC' = 1 - AUC (forget as non-members); ideal 0, "
         "negative = under-unlearning (-100 = full leak, AUC = 1), positive = over-unlearning",
-        direction="zero", needs_oracle=True, compute=_privleak_metric(_item), compute_draws=_privleak_draws(_item)))
+        direction="zero", needs_oracle=True, compute=_privleak_metric(_item), compute_draws=_privleak_draws(_item),
+        number_format=".1f"))

@@ -50,6 +50,8 @@ from bench.data.tokenize import encode_qa
 from bench.methods.base import sequence_nll
 from bench.metrics.engine import teacher_forced
 from bench.metrics.memorization import extraction_strength, probability
+from bench.registry import EVALUATIONS
+from bench.runtime.keys import EvaluationSpec, MetricKey
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,29 @@ def relearn_attack(model: torch.nn.Module, tokenizer, data: TaskData,
     return {"relearn/forget/es": es_after, "relearn/forget/prob": prob_after,
             "relearn/forget/es_before": es_before, "relearn/forget/prob_before": prob_before,
             "relearn/n_slice": float(len(slice_idx)), "relearn/n_rest": float(len(rest_idx))}
+
+
+def _describe(key: MetricKey) -> str:
+    """One line: what the relearning column ``key`` (``relearn/forget/es``, ``relearn/forget/es_before``) measures."""
+    if key.name.endswith("_before"):
+        return f"relearning attack: {key.split} {key.name.removesuffix('_before')} on the held-back forget items " \
+               "before the attack"
+    return f"relearning attack: {key.split} {key.name} on the held-back forget items after fine-tuning on a slice " \
+           "of the forget set"
+
+
+def _key_problem(key: MetricKey, text: str) -> str | None:
+    """A key ``relearn/<split>/<metric>`` (``relearn/n_slice`` and ``relearn/n_rest`` are bookkeeping)."""
+    if key.split and "/" not in key.split:
+        return None
+    return f"unknown column {text!r}; write relearn/forget/es or relearn/forget/prob"
+
+
+EVALUATIONS.add("relearn", EvaluationSpec(
+    "relearn", better="lower", keys="`relearn/forget/es`, `relearn/forget/prob`",
+    description="relearning attack: fine-tune a copy of the model on a seeded slice of the forget items, then the "
+                "extraction strength / Prob of the REST of the forget items (`relearn/forget/es_before` is the same "
+                "before the attack). Compare with the retain oracle's row: a model that suppressed rather than "
+                "removed the knowledge recovers far more than one that never learned it.",
+    source="Hu et al. 2024 (arXiv 2406.13356); robustness checks of arXiv 2406.09179",
+    direction=lambda key: "lower", describe=_describe, problem=_key_problem))

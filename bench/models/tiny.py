@@ -32,9 +32,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from datasets import Dataset
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -46,6 +46,9 @@ from bench.runtime.device import runtime
 from bench.runtime.numerics import numerics_env, pin_threads
 from bench.runtime.paths import cache_dir, tasks_dir
 from bench.specs.mapping import content_hash
+
+if TYPE_CHECKING:  # the datasets library loads where a task's data is built
+    from datasets import Dataset
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 ATTENTION = "sdpa"  # pinned: the attention kernel is part of the numerics (eager is switched on where vmap needs it)

@@ -48,9 +48,9 @@ def calibration_cost(task: str, split: str, method_name: str, tier_name: str = "
     data = load_task(task, split)
     with tempfile.TemporaryDirectory() as tmp:
         record = execute(make_run_spec(task, split, method_name, {}, tier(tier_name), seed=0), Store(tmp))
-    if record["status"] != "ok":
-        raise RuntimeError(f"calibration perf run failed: {record['error']}")
-    cal = record["control"]["calibration"]
+    if not record.ok or record.control is None or record.control.calibration is None:
+        raise RuntimeError(f"calibration perf run failed: {record.error.text if record.error else record.status}")
+    cal = record.control.calibration
     scorer = AnswerScorer(get_tokenizer(data), data)
     model = get_model(data, "target").load()
     scorer(model)  # warm-up
@@ -59,6 +59,6 @@ def calibration_cost(task: str, split: str, method_name: str, tier_name: str = "
         start = time.perf_counter()
         scorer(model)
         times.append((time.perf_counter() - start) * 1000)
-    return CalibrationReport(method_name, cal["probe_calls"], cal["scoring_passes"], cal["alpha"],
-                             statistics.median(times), record["timings"]["eval_seconds"] * 1000,
-                             record["timings"]["control_seconds"])
+    return CalibrationReport(method_name, cal.probe_calls, cal.scoring_passes, cal.alpha,
+                             statistics.median(times), record.timings["eval_seconds"] * 1000,
+                             record.timings["control_seconds"])

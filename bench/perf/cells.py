@@ -53,7 +53,7 @@ def cell_breakdown(board: LeaderboardSpec, store: Store) -> CellsReport:
     timed = 0
     for cell in cells:
         record = cell_record(cell, board, store)
-        timings = (record or {}).get("timings") or {}
+        timings = record.timings if record is not None else {}
         if not timings:
             continue
         timed += 1

@@ -10,7 +10,8 @@ the harness imported before the clock starts). Configurations, in order:
 - ``workers`` workers x 1 thread (the grid scale-out: the goal is >= 1.6x the baseline's cells per second);
 - 1 worker x all cores (what a user compares with: one process using every core for its matmuls).
 
-The 1-thread configurations' records are identical up to timings and env (checked and reported); with several
+The 1-thread configurations' records have identical evidence (``bench.runtime.records.evidence``: timings and env
+aside; checked and reported); with several
 threads, matmul sums run in another order, so a few numbers move in the 9th digit (the largest relative
 difference is reported).
 """
@@ -99,11 +100,6 @@ def grid_board(cells: int = 8, task: str = "synthetic-mini", split: str = "forge
                                budget=tier(tier_name), seeds=(0,))
 
 
-def comparable(record: dict) -> dict:
-    """A record without what legitimately differs between executors: timings and the process environment."""
-    return {k: v for k, v in record.items() if k not in ("timings", "env")}
-
-
 def relative_difference(a, b) -> float:
     """The largest relative difference between the numbers of two records of the same shape (inf where anything
     else differs)."""
@@ -142,10 +138,10 @@ def grid_throughput(cells: int = 8, workers: int = 2, all_cores: bool = True, ta
                 records = pool.run(grid, board, store, reuse=True)
                 seconds = time.perf_counter() - started
             report.runs.append(GridRun(jobs, threads, len(grid), seconds, started - start))
-            bad = [r["label"] for r in records if r["status"] != "ok"]
+            bad = [r.label for r in records if not r.ok]
             if bad:
                 raise RuntimeError(f"grid benchmark: cells did not finish ok: {bad}")
-            rows = [comparable(r) for r in records]
+            rows = [r.evidence() for r in records]  # what legitimately differs between executors aside
             reference = reference or rows
             if threads == 1:
                 report.identical &= rows == reference

@@ -20,7 +20,7 @@ Bundle files (paths relative to the top folder):
   oracle references and each cell's run, or with a search tier the selected trial and ``records/searches/<id>.json``)
   with all their files: ``result.json``, ``spec.json``, ``per_item.jsonl``, ``geffect.jsonl``;
   in ``records/`` each ``result.json`` is the record's *evidence*: the stored record without its ``timings``, its
-  ``env`` and any ``*_seconds`` field (``evidence``);
+  ``env`` and any ``*_seconds`` field (``bench.runtime.records.evidence``);
 - ``provenance/records/<kind>/<id>/result.json``: the records exactly as stored (timings, env, git commit), and
   ``provenance/env.json``: the distinct run environments (python, torch, transformers, git commit, device) and which
   records ran in each;
@@ -59,6 +59,7 @@ from pathlib import Path
 
 from bench.board.markdown import to_markdown
 from bench.board.table import build_table
+from bench.grid.cells import BoardRecords, read_board
 from bench.release.citations import suite_version
 from bench.release.snapshot import PROVENANCE, RELEASES, Snapshot, releases_dir, sha256_hex, snapshot
 from bench.run.record import env_info
@@ -137,11 +138,13 @@ class ReleaseStatus:
     content_hash: str
 
 
-def release_status(board: LeaderboardSpec, store: Store, snap: Snapshot | None = None) -> ReleaseStatus | None:
+def release_status(board: LeaderboardSpec, store: Store, snap: Snapshot | None = None,
+                   records: BoardRecords | None = None) -> ReleaseStatus | None:
+    """The release the board's current state is (``records``: the board's records already read)."""
     manifests = read_manifests(board)
     if not manifests:
         return None
-    snap = snap or snapshot(board, store)
+    snap = snap or snapshot(board, store, records)
     matching = [m for m in manifests if m["content_hash"] == snap.content_hash]
     if matching:
         return ReleaseStatus(matching[-1]["version"], True, snap.content_hash)
@@ -178,7 +181,8 @@ def release(board: LeaderboardSpec, store: Store, allow_incomplete: bool = False
     """Freeze ``board`` into ``releases/<version>/``; return (manifest, folder, created). A board with missing or
     failed cells raises ``SpecError`` (nothing written) unless ``allow_incomplete``; an existing release of the
     same content is returned with ``created`` False and nothing written."""
-    snap = snapshot(board, store)
+    records = read_board(board, store)
+    snap = snapshot(board, store, records)
     if snap.incomplete and not allow_incomplete:
         shown = "; ".join(snap.incomplete[:3]) + ("; ..." if len(snap.incomplete) > 3 else "")
         raise SpecError(f"{board.path}: {len(snap.incomplete)} of {snap.n_expected} board entries are missing or "
@@ -186,7 +190,7 @@ def release(board: LeaderboardSpec, store: Store, allow_incomplete: bool = False
     folder = releases_dir(board) / snap.version
     if (folder / MANIFEST).is_file():
         return json.loads((folder / MANIFEST).read_text()), folder, False
-    table = build_table(board, store)
+    table = build_table(board, store, records)
     files = {**snap.files, **snap.provenance}
     files[TABLES + "board.md"] = to_markdown(board, table, plots=[], geffect_plots=[]).encode()
     files[TABLES + "board.csv"] = table.to_csv(index=False, float_format="%.6g").encode()

@@ -23,20 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.board.records import record_value
 from bench.board.table import build_table, ranking
-from bench.grid.cells import cell_record, plan
+from bench.grid.cells import read_board
+from bench.grid.columns import printed_digits, record_value
 from bench.release.bundle import BUNDLE, load_manifest, read_bundle, read_manifests
 from bench.release.snapshot import releases_dir
+from bench.runtime.records import RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError
 
 LEVELS = ("identical", "printed", "within", "differs")
-
-
-def _printed(column: str) -> int:
-    return 1 if "privleak_" in column else 3
 
 
 def compare_value(column: str, released: float | None, rerun: float | None,
@@ -46,7 +43,7 @@ def compare_value(column: str, released: float | None, rerun: float | None,
         return "identical" if released is None and rerun is None else "differs"
     if released == rerun or (np.isnan(released) and np.isnan(rerun)):
         return "identical"
-    digits = _printed(column)
+    digits = printed_digits(column)
     if round(released, digits) == round(rerun, digits):
         return "printed"
     low, high = interval
@@ -88,12 +85,9 @@ class Report:
 def released_store(board: LeaderboardSpec, version: str, root: Path) -> Store:
     """A store at ``root`` holding the release's records (from its bundle)."""
     files = read_bundle(releases_dir(board) / version / BUNDLE)
-    for path, data in files.items():
-        if path.startswith("records/"):
-            dest = root / path.removeprefix("records/")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-    return Store(root)
+    store = Store(root)
+    store.restore({path.removeprefix("records/"): data for path, data in files.items() if path.startswith("records/")})
+    return store
 
 
 def latest_version(board: LeaderboardSpec) -> str:
@@ -109,10 +103,10 @@ def compare(board: LeaderboardSpec, store: Store, version: str) -> Report:
     report = Report(version)
     with tempfile.TemporaryDirectory(prefix="ubench-release-") as scratch:
         released = released_store(board, version, Path(scratch))
-        for cell in plan(board):
-            old, new = cell_record(cell, board, released), cell_record(cell, board, store)
+        old_records, new_records = read_board(board, released), read_board(board, store)
+        for cell, old, new in zip(new_records.cells, old_records.records, new_records.records):
             report.cells[cell.name] = _compare_records(board, old, new)
-        before, after = build_table(board, released), build_table(board, store)
+        before, after = build_table(board, released, old_records), build_table(board, store, new_records)
     key = board.sort.by
     for (_, b), (_, a) in zip(before.iterrows(), after.iterrows()):
         low, high = b.get(f"{key} ci_low", np.nan), b.get(f"{key} ci_high", np.nan)
@@ -125,9 +119,12 @@ def compare(board: LeaderboardSpec, store: Store, version: str) -> Report:
     return report
 
 
-def _compare_records(board: LeaderboardSpec, old: dict | None, new: dict | None) -> dict[str, str]:
+def _compare_records(board: LeaderboardSpec, old: RunRecord | None, new: RunRecord | None) -> dict[str, str]:
+    """Each board column's tolerance level; every column is ``identical`` when the two records' evidence is."""
     if old is None or new is None:
         return {"record": "differs"}
+    if old.evidence() == new.evidence():
+        return dict.fromkeys(board.all_columns, "identical")
     return {column: compare_value(column, record_value(old, column), record_value(new, column),
                                   (record_value(old, column, "ci_low"), record_value(old, column, "ci_high")))
             for column in board.all_columns}

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.board.format import REFERENCE_LABELS
-from bench.data.tasks import load_task, load_task_config
-from bench.grid.cells import cell_record, plan, search_file, trials_per_cell
-from bench.models.presets import apply_to_task, load_preset
-from bench.run.references import REFERENCE_KINDS, reference_id
-from bench.runtime.store import Store, dumps
+from bench.data.tasks import read_task_config
+from bench.grid.cells import BoardRecords, cell_search_id, read_board, trials_per_cell
+from bench.models.presets import load_preset
+from bench.run.references import REFERENCE_KINDS, task_reference_id
+from bench.runtime.records import ReferenceRecord, RunRecord, evidence
+from bench.runtime.store import RESULT, Store, dumps
 from bench.specs.board import LeaderboardSpec, load_submitted_entries
 from bench.specs.mapping import canonical_json
 
@@ -22,23 +23,7 @@ RELEASES = "releases"
 
 
 PROVENANCE = "provenance/"
-
-
-VOLATILE = ("timings", "env")  # record fields that say how long and where, not what
-
-
-def evidence(record: dict) -> dict:
-    """A record without ``VOLATILE`` top-level fields and without any ``*_seconds`` or ``*_gib`` (peak memory)
-    field at any depth (the reference models' ``build.build_seconds``): what a rerun with the same seeds must
-    reproduce."""
-    def strip(value):
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if not k.endswith(("_seconds", "_gib"))}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return strip({k: v for k, v in record.items() if k not in VOLATILE})
+RUNS, REFS = RunRecord.FOLDER, ReferenceRecord.FOLDER
 
 
 def sha256_hex(data: bytes) -> str:
@@ -92,21 +77,19 @@ def _canonical_spec(board: LeaderboardSpec) -> dict:
 
 
 def _add_record(snap: Snapshot, store: Store, kind: str, record_id: str) -> None:
-    """A record's files into the snapshot: ``result.json`` as its evidence (hashed) and as stored (provenance),
-    the other files byte for byte."""
-    folder = store.folder(kind, record_id)
-    for file in sorted(folder.iterdir()):
-        if file.is_file() and not file.name.startswith("."):  # dot files: an atomic write in progress
-            data = file.read_bytes()
-            if file.name == "result.json":
-                snap.provenance[f"{PROVENANCE}records/{kind}/{record_id}/result.json"] = data
-                data = json_bytes(evidence(json.loads(data)))
-            snap.files[f"records/{kind}/{record_id}/{file.name}"] = data
+    """A record's files into the snapshot: ``result.json`` as its evidence (hashed; ``bench.runtime.records.evidence``
+    of the file as stored) and as stored (provenance), the other files byte for byte."""
+    for name, data in store.record_files(kind, record_id).items():
+        if name == RESULT:
+            snap.provenance[f"{PROVENANCE}records/{kind}/{record_id}/{name}"] = data
+            data = json_bytes(evidence(json.loads(data)))
+        snap.files[f"records/{kind}/{record_id}/{name}"] = data
 
 
-def snapshot(board: LeaderboardSpec, store: Store) -> Snapshot:
-    """Collect the hashed bundle files of ``board`` from ``store`` (reads only; writes nothing)."""
-    cells = plan(board)
+def snapshot(board: LeaderboardSpec, store: Store, records: BoardRecords | None = None) -> Snapshot:
+    """Collect the hashed bundle files of ``board`` from ``store`` (reads only; writes nothing; ``records``: the
+    board's records already read, ``bench.grid.cells.read_board``)."""
+    records = records or read_board(board, store)
     files: dict[str, bytes] = {}
     snap = Snapshot(board, files)
     if board.path and Path(board.path).is_file():
@@ -118,44 +101,41 @@ def snapshot(board: LeaderboardSpec, store: Store) -> Snapshot:
         if method.plugin and Path(method.plugin).is_file():
             files[f"board/plugins/{Path(method.plugin).name}"] = Path(method.plugin).read_bytes()
     for task in board.tasks:
-        config = load_task_config(task.task)
+        config = read_task_config(task.task)
         item = {"task": task.task, "split": task.split, "requests": task.requests, "model": task.model,
                 "name": config.name, "version": config.version, "ref": config.ref, "family": config.family,
                 "digest": config.digest}
-        data = load_task(task.task, task.split)
-        preset = None
         if task.model:
-            preset = load_preset(task.model)
-            apply_to_task(preset, data)
-            item["preset_digest"] = preset.digest
+            item["preset_digest"] = load_preset(task.model).digest
         snap.tasks.append(item)
-        for kind in REFERENCE_KINDS:
+        for kind in REFERENCE_KINDS:  # replicate 0's references
             snap.n_expected += 1
-            ref_id = reference_id(data, kind, preset)
-            if store.load("refs", ref_id) is None:
+            ref_id = task_reference_id(task.task, task.split, task.model, kind)
+            found = records.references[ref_id] if ref_id in records.references else store.load_reference(ref_id)
+            if found is None:
                 snap.incomplete.append(f"{task.label}/{REFERENCE_LABELS[kind]}: missing")
             else:
-                _add_record(snap, store, "refs", ref_id)
+                _add_record(snap, store, REFS, ref_id)
     files["tasks.json"] = json_bytes(snap.tasks)
     search_tier = trials_per_cell(board) > 1
-    for cell in cells:
+    for cell, record in zip(records.cells, records.records):
         snap.n_expected += 1
-        record = cell_record(cell, board, store)
         if record is None:
             snap.incomplete.append(f"{cell.name}: missing")
             continue
-        _add_record(snap, store, "runs", record["run_id"])
+        _add_record(snap, store, RUNS, record.id)
         if search_tier:
-            summary = search_file(cell, board, store)
+            search_id = cell_search_id(cell, board)
+            summary = store.search_bytes(search_id)
             if summary is not None:
-                files[f"records/searches/{summary.name}"] = summary.read_bytes()
-        if record.get("status") != "ok":
-            message = ((record.get("error") or {}).get("message") or "")[:80]
-            snap.incomplete.append(f"{cell.name}: {record.get('status')}" + (f" ({message})" if message else ""))
+                files[f"records/searches/{search_id}.json"] = summary
+        if not record.ok:
+            message = (record.error.message if record.error else "")[:80]
+            snap.incomplete.append(f"{cell.name}: {record.status}" + (f" ({message})" if message else ""))
     envs: dict[str, dict] = {}
     stored = snap.provenance
     for path in sorted(stored):
-        if path.endswith("/result.json"):
+        if path.endswith(f"/{RESULT}"):
             env = json.loads(stored[path]).get("env") or {}
             envs.setdefault(canonical_json(env), {"env": env, "records": []})["records"].append(
                 "/".join(path.split("/")[2:4]))

@@ -4,6 +4,7 @@ calibration by model mixing and the trade-off curve after it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -12,23 +13,25 @@ from bench.methods.base import StepState
 from bench.metrics.evaluate import Evaluation
 from bench.run.calibrate import GRID, AnswerScorer, MixedModel, MixingProbe, ProbeResult, calibrate, pareto_auc
 from bench.run.record import metrics_dict
+from bench.runtime.records import ReferenceRecord
+from bench.runtime.sections import Calibration, Control, MetricEntry, Tradeoff
 from bench.specs.run import ControlSpec
 
 UTILITY_METRIC = {"retain_es": "retain/es", "retain_rouge": "retain/rouge_l", "model_utility": "model_utility"}
 
-MetricsFn = Callable[[torch.nn.Module], dict[str, dict]]
+MetricsFn = Callable[[torch.nn.Module], dict[str, MetricEntry]]
 
 
 class Controller:
     """Holds what control needs across a run: U(target) and forget ES(target) from the target's reference record,
     the target weights (for mixing / rollback) and one ``AnswerScorer`` whose encodings every probe reuses."""
 
-    def __init__(self, spec: ControlSpec, data: TaskData, tokenizer, target_record: dict,
+    def __init__(self, spec: ControlSpec, data: TaskData, tokenizer, target_record: ReferenceRecord,
                  target_state: dict[str, torch.Tensor], full_metrics: MetricsFn) -> None:
         self.spec, self.data, self.tokenizer = spec, data, tokenizer
-        metrics = target_record["metrics"]
-        self.u_target = float(metrics[UTILITY_METRIC[spec.utility]]["value"])
-        self.es_target = float(metrics["forget/es"]["value"])
+        metrics = target_record.metrics
+        self.u_target = float(metrics[UTILITY_METRIC[spec.utility]].value)
+        self.es_target = float(metrics["forget/es"].value)
         self.target_state = target_state
         self._scorer: AnswerScorer | None = None
         self.checkpoints: list[dict] = []
@@ -51,7 +54,7 @@ class Controller:
     def _utility_now(self, model: torch.nn.Module, retain_es: float) -> float:
         if self.spec.utility == "retain_es":
             return retain_es
-        return float(self.full_metrics(model)[UTILITY_METRIC[self.spec.utility]]["value"])
+        return float(self.full_metrics(model)[UTILITY_METRIC[self.spec.utility]].value)
 
     def _checkpoint(self, model: torch.nn.Module, state: StepState) -> None:
         """Step-budget checkpoint: record U and forget ES; under ``early_stop`` stop once U < tau * U(target) and
@@ -70,10 +73,10 @@ class Controller:
             model.load_state_dict(self._last_passing or self.target_state)
         state.stop = True
 
-    def finish(self, model: torch.nn.Module, evaluation: Evaluation) -> dict:
+    def finish(self, model: torch.nn.Module, evaluation: Evaluation) -> Control:
         """After training and the raw evaluation: calibrate (``mixing``) and return the record's ``control``."""
-        out: dict = {"spec": vars(self.spec).copy(), "u_target": self.u_target, "es_target": self.es_target,
-                     "checkpoints": self.checkpoints}
+        out = Control(spec=vars(self.spec).copy(), u_target=self.u_target, es_target=self.es_target,
+                      checkpoints=self.checkpoints)
         if self.spec.kind != "mixing":
             return out
         utility_key = UTILITY_METRIC[self.spec.utility]
@@ -81,7 +84,7 @@ class Controller:
         mixed = MixedModel(model, self.target_state)
 
         def utility_of(m: torch.nn.Module) -> dict[str, float]:
-            return {self.spec.utility: float(self.full_metrics(m)[utility_key]["value"])}
+            return {self.spec.utility: float(self.full_metrics(m)[utility_key].value)}
 
         probe = MixingProbe(mixed, self.scorer, self.spec.utility,
                             utility_of if self.spec.utility != "retain_es" else None)
@@ -98,11 +101,9 @@ class Controller:
             calibrated_metrics = self.full_metrics(model)
             mixed.set_alpha(1.0)
         points = sorted(probe.cache.values(), key=lambda p: p.alpha)
-        out["calibration"] = {"alpha": alpha, "tau": self.spec.tau, "utility": self.spec.utility,
-                              "u_target": self.u_target, "u_unlearned": u_unlearned, "u_alpha": calibrated.utility,
-                              "forget_es_alpha": calibrated.forget_es, "probe_calls": probe.probes,
-                              "scoring_passes": probe.scoring_passes}
-        out["calibrated_metrics"] = calibrated_metrics
-        out["tradeoff"] = {"points": [vars(p) for p in points],
-                           "auc": pareto_auc(points, self.u_target, self.es_target)}
-        return out
+        calibration = Calibration(alpha=alpha, tau=self.spec.tau, u_target=self.u_target, utility=self.spec.utility,
+                                  u_unlearned=u_unlearned, u_alpha=calibrated.utility,
+                                  forget_es_alpha=calibrated.forget_es, probe_calls=probe.probes,
+                                  scoring_passes=probe.scoring_passes)
+        tradeoff = Tradeoff(points=[vars(p) for p in points], auc=pareto_auc(points, self.u_target, self.es_target))
+        return replace(out, calibration=calibration, calibrated_metrics=calibrated_metrics, tradeoff=tradeoff)

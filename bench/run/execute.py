@@ -32,7 +32,9 @@ from bench.run.sequential import run_sequential
 from bench.run.train import NonFiniteLossError, unlearn
 from bench.runtime.device import peak_memory_gib, reset_peak_memory, runtime, use_runtime
 from bench.runtime.numerics import pin_threads
-from bench.runtime.store import SCHEMA_VERSION, Store
+from bench.runtime.records import RunRecord
+from bench.runtime.sections import BudgetUse, GEffectSummary, MetricEntry, RecordError, Training
+from bench.runtime.store import GEFFECT_FILE, Store
 from bench.specs.run import RunSpec
 
 
@@ -52,11 +54,11 @@ def gradient_checkpointing(model: torch.nn.Module) -> Iterator[None]:
         model.config.use_cache = True
 
 
-def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
+def execute(spec: RunSpec, store: Store, reuse: bool = True) -> RunRecord:
     """Run ``spec`` unless its record exists; store and return the record (status ok or failed). The run computes
     on ``bench.runtime.device.select_device()`` in its model preset's precision; the record names the device."""
     if reuse:
-        existing = store.load("runs", spec.run_id)
+        existing = store.load_run(spec.run_id)
         if existing is not None:
             return existing
     preset = spec_preset(spec)
@@ -66,14 +68,13 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> dict:
         return _execute(spec, store, preset)
 
 
-def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> dict:
-    run_id = spec.run_id
+def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> RunRecord:
     timings: dict[str, float] = {}
-    record: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "kind": "run",
-                              "spec": spec.to_dict(), "label": spec.label,
-                              "env": run_env(), "metrics": {}, "train": None, "error": None}
+    env = run_env()
+    parts: dict[str, Any] = {"extra": {}}  # the record's sections, as far as the run got
+    status, error = "failed", None
     per_item: list[dict] = []
-    extra: dict[str, str] = {}
+    files: dict[str, str] = {}  # written beside the record
     start = time.perf_counter()
     try:
         data = load_task(spec.task, spec.split)
@@ -93,9 +94,9 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> dict:
         target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if spec.adapter is not None:
             model = wrap(model, spec.adapter)
-            record["adapter"] = {**asdict(spec.adapter), **parameter_counts(model)}
+            parts["extra"]["adapter"] = {**asdict(spec.adapter), **parameter_counts(model)}
         reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
-        def full_metrics(m: torch.nn.Module) -> dict[str, dict]:
+        def full_metrics(m: torch.nn.Module) -> dict[str, MetricEntry]:
             """The calibrated (mixed) model's metrics: every QA split; VerbMem's text splits are reported raw."""
             return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item, text=False))
 
@@ -103,7 +104,7 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> dict:
         evaluation: Evaluation | None = None
         if spec.requests > 1:
             with gradient_checkpointing(model):
-                trained, record["sequential"], exceeded, evaluation = run_sequential(
+                trained, parts["extra"]["sequential"], exceeded, evaluation = run_sequential(
                     spec, data, model, method, forget, retain, idk, reference, tokenizer, refs.oracle_per_item)
         else:
             recorder = (GEffectRecorder(method, data, tokenizer, reference, every=spec.budget.callback_every,
@@ -114,38 +115,37 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> dict:
                                   reference, callbacks=callbacks, idk=idk)
             exceeded = trained.use.exceeded(spec.budget)
             if recorder is not None:
-                record["geffect"] = recorder.summary(model.config.num_hidden_layers)
-                extra["geffect.jsonl"] = recorder.jsonl()
+                parts["geffect"] = GEffectSummary.from_dict(recorder.summary(model.config.num_hidden_layers))
+                files[GEFFECT_FILE] = recorder.jsonl()
                 timings["geffect_seconds"] = round(recorder.seconds, 3)
         if spec.adapter is not None:
             model = merge(model)
         timings["train_seconds"] = round(trained.seconds, 3)
-        record["train"] = {"steps": trained.steps, "losses": trained.losses,
-                           "final_diagnostics": trained.diagnostics[-1] if trained.diagnostics else {}}
-        record["budget"] = {"declared": asdict(spec.budget), "used": asdict(trained.use), "exceeded": exceeded,
-                            "per_request": spec.requests > 1}
+        parts["train"] = Training(steps=trained.steps, losses=trained.losses,
+                                  final_diagnostics=trained.diagnostics[-1] if trained.diagnostics else {})
+        parts["budget"] = BudgetUse(declared=asdict(spec.budget), used=asdict(trained.use), exceeded=exceeded,
+                                    per_request=spec.requests > 1)
         eval_start = time.perf_counter()
         if evaluation is None:  # a sequential run's last request already evaluated the final model
             evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item, gradnorm=True)
         timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
-        record["metrics"] = metrics_dict(evaluation)
-        record["metrics"].update(external_metrics(model, tokenizer, data, timings))
+        parts["metrics"] = {**metrics_dict(evaluation), **external_metrics(model, tokenizer, data, timings)}
         per_item = evaluation.rows()
         control_start = time.perf_counter()
-        record["control"] = control.finish(model, evaluation)
+        parts["control"] = control.finish(model, evaluation)
         timings["control_seconds"] = round(time.perf_counter() - control_start, 3)
-        record["status"] = "budget_exceeded" if exceeded else "ok"
+        status = "budget_exceeded" if exceeded else "ok"
         if exceeded:
-            record["error"] = {"type": "BudgetExceeded", "message": "; ".join(exceeded)}
+            error = RecordError("BudgetExceeded", "; ".join(exceeded))
     except NonFiniteLossError as exc:
-        record.update(status="failed", error={"type": "NonFiniteLoss", "message": str(exc), "step": exc.step})
+        error = RecordError("NonFiniteLoss", str(exc), step=exc.step)
     except (RuntimeError, ValueError, ArithmeticError, OSError) as exc:
-        record.update(status="failed", error={"type": type(exc).__name__, "message": str(exc),
-                                              "traceback": traceback.format_exc(limit=6)})
+        error = RecordError(type(exc).__name__, str(exc), traceback=traceback.format_exc(limit=6))
     timings["total_seconds"] = round(time.perf_counter() - start, 3)
-    record["timings"] = timings
     peak = peak_memory_gib(runtime().device)
     if peak is not None:  # references, training, evaluation and control of this run (env: not part of its evidence)
-        record["env"]["cuda_peak_memory_gib"] = peak
-    store.write("runs", run_id, record, per_item, extra)
+        env["cuda_peak_memory_gib"] = peak
+    record = RunRecord(id=spec.run_id, spec=spec.to_dict(), status=status, label=spec.label, error=error,
+                       timings=timings, env=env, **parts)
+    store.write(record, per_item, files)
     return record

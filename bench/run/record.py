@@ -21,6 +21,7 @@ from bench.metrics.robustness import relearn_attack
 from bench.runtime.device import device_name, runtime
 from bench.runtime.numerics import numerics_env
 from bench.runtime.paths import REPO_ROOT
+from bench.runtime.sections import MetricEntry
 
 NUMBER_PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "scikit-learn", "rouge-score",
                    "datasets", "lm-eval", "peft", "accelerate", "safetensors")  # every package that can move a number
@@ -67,7 +68,7 @@ def run_env() -> dict[str, Any]:
 LM_EVAL = "lm_eval/"
 
 
-def lm_eval_metrics(model, tokenizer, data: TaskData) -> dict[str, dict]:
+def lm_eval_metrics(model, tokenizer, data: TaskData) -> dict[str, MetricEntry]:
     """The task's ``lm_eval_tasks`` through lm-eval (``bench.metrics.lm_eval_utility``), as record metrics
     ``lm_eval/<task>/<metric>`` with lm-eval's standard error and a normal 95% interval value +- 1.96 stderr
     (clipped to [0, 1]; lm-eval reports no per-item values to bootstrap without logging every sample)."""
@@ -79,22 +80,22 @@ def lm_eval_metrics(model, tokenizer, data: TaskData) -> dict[str, dict]:
         stderr = value["stderr"]
         low, high = ((max(0.0, value["value"] - 1.96 * stderr), min(1.0, value["value"] + 1.96 * stderr))
                      if stderr is not None else (None, None))
-        out[LM_EVAL + key] = {"value": value["value"], "stderr": stderr, "n": value["n"], "split": "lm_eval",
-                              "ci_low": low, "ci_high": high}
+        out[LM_EVAL + key] = MetricEntry(value["value"], stderr, value["n"], "lm_eval", low, high)
     return out
 
 
-def relearn_metrics(model, tokenizer, data: TaskData) -> dict[str, dict]:
+def relearn_metrics(model, tokenizer, data: TaskData) -> dict[str, MetricEntry]:
     """The relearning attack (``bench.metrics.robustness``, default ``RelearnSpec``) as record metrics
     ``relearn/...``."""
-    return {key: {"value": value, "stderr": None, "n": 1, "split": "relearn", "ci_low": None, "ci_high": None}
-            for key, value in relearn_attack(model, tokenizer, data).items()}
+    attack = relearn_attack(model, tokenizer, data)
+    return {key: MetricEntry(value, None, 1, "relearn") for key, value in attack.items()}
 
 
-def external_metrics(model, tokenizer, data: TaskData, timings: dict[str, float] | None = None) -> dict[str, dict]:
+def external_metrics(model, tokenizer, data: TaskData, timings: dict[str, float] | None = None
+                     ) -> dict[str, MetricEntry]:
     """What the one-pass engine does not compute: lm-eval utility and the relearning attack (run once per
     evaluated model; calibration probes and calibrated models skip them). Their wall times go into ``timings``."""
-    out: dict[str, dict] = {}
+    out: dict[str, MetricEntry] = {}
     for name, fn in (("lm_eval", lm_eval_metrics), ("relearn", relearn_metrics)):
         start = time.perf_counter()
         out.update(fn(model, tokenizer, data))
@@ -103,11 +104,11 @@ def external_metrics(model, tokenizer, data: TaskData, timings: dict[str, float]
     return out
 
 
-def metrics_dict(evaluation: Evaluation) -> dict[str, dict]:
+def metrics_dict(evaluation: Evaluation) -> dict[str, MetricEntry]:
     """The record's metrics: value, stderr, n, split, the bootstrap interval over items and ``boot``, the metric on
     each shared item draw (6 significant digits), which the board's hierarchical bootstrap over seeds resamples."""
-    def boot(values) -> dict:
-        return {} if values is None else {"boot": [None if not np.isfinite(x) else float(f"{x:.6g}") for x in values]}
+    def boot(values) -> tuple[float | None, ...] | None:
+        return None if values is None else tuple(None if not np.isfinite(x) else float(f"{x:.6g}") for x in values)
 
-    return {k: {"value": v.value, "stderr": v.stderr, "n": v.n, "split": v.split, "ci_low": v.ci_low,
-                "ci_high": v.ci_high, **boot(v.replicates)} for k, v in sorted(evaluation.metrics.items())}
+    return {k: MetricEntry(v.value, v.stderr, v.n, v.split, v.ci_low, v.ci_high, boot(v.replicates))
+            for k, v in sorted(evaluation.metrics.items())}

@@ -11,15 +11,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.data.tasks import TaskData
+from bench.data.tasks import TaskData, read_task_config
 from bench.metrics.evaluate import SELF, evaluate, per_item_from_rows
-from bench.models.presets import ModelPreset, PresetModel, preset_models, preset_tokenizer
-from bench.models.tiny import BuiltModel, get_model, get_tokenizer, model_identity, model_key
+from bench.models.presets import ModelPreset, PresetModel, applied_config, load_preset, preset_models, preset_tokenizer
+from bench.models.tiny import BuiltModel, TaskSplit, get_model, get_tokenizer, model_identity, model_key
 from bench.run.record import external_metrics, metrics_dict, run_env
 from bench.runtime.numerics import pin_threads
 from bench.runtime.paths import cache_dir
-from bench.runtime.store import SCHEMA_VERSION, Store
+from bench.runtime.records import ReferenceRecord
+from bench.runtime.store import Store
 from bench.specs.mapping import content_hash
+
+REFS = ReferenceRecord.FOLDER
 
 REFERENCE_KINDS = ("target", "oracle")
 
@@ -29,13 +32,28 @@ REFERENCE_KINDS = ("target", "oracle")
 EVAL_VERSION = 8  # 8: shared-prompt packing in the teacher-forced pass (round-off changes)
 
 
-def reference_id(data: TaskData, kind: str, preset: ModelPreset | None = None, replicate: int = 0) -> str:
+def _reference_id(task_digest: str, split: str, kind: str, eval_version: int, model: list[Any]) -> str:
+    return content_hash([task_digest, split, kind, "eval", eval_version, *model])
+
+
+def reference_id(data: TaskData | TaskSplit, kind: str, preset: ModelPreset | None = None, replicate: int = 0) -> str:
     """Id of the reference record of ``kind`` (target / oracle) of replicate ``replicate``: the tiny model's weight
     identity (``model_identity``) or the preset's digest (a preset has one target whatever the replicate)."""
-    parts: list[Any] = [data.config.digest, data.split, kind, "eval", EVAL_VERSION]
     if preset is not None:
-        return content_hash([*parts, "preset", preset.digest])
-    return content_hash([*parts, "weights", model_identity(data, kind, replicate)])
+        return _reference_id(data.config.digest, data.split, kind, EVAL_VERSION, ["preset", preset.digest])
+    return _reference_id(data.config.digest, data.split, kind, EVAL_VERSION,
+                         ["weights", model_identity(data, kind, replicate)])
+
+
+def task_reference_id(task: str, split: str, model: str | None, kind: str, replicate: int = 0) -> str:
+    """``reference_id`` of a board task's reference of ``kind`` and ``replicate`` from the task config (with the
+    preset's prompt format where ``model`` names one) and the shipped weights' hashes: no dataset, no model and no
+    task family is loaded, so a board rebuild finds its reference records offline."""
+    config = read_task_config(task)
+    preset = load_preset(model) if model else None
+    if preset is not None:  # its references are evaluated in the preset's prompt format
+        config = applied_config(preset, config)
+    return reference_id(TaskSplit(config, split), kind, preset, replicate)
 
 
 @dataclass
@@ -43,7 +61,7 @@ class References:
     tokenizer: Any
     target: BuiltModel | PresetModel
     oracle: BuiltModel | PresetModel
-    records: dict[str, dict]
+    records: dict[str, ReferenceRecord]
     oracle_per_item: dict
 
 
@@ -54,22 +72,33 @@ def shared_references() -> Store:
     return Store(cache_dir() / "refs")
 
 
-def _copy_shared_reference(store: Store, ref_id: str) -> dict | None:
+def _copy_shared_reference(store: Store, ref_id: str) -> ReferenceRecord | None:
     shared = shared_references()
     if shared.root == store.root:
         return None
-    record = shared.load("refs", ref_id)
+    record = shared.load_reference(ref_id)
     if record is not None:
-        store.write("refs", ref_id, record, shared.per_item("refs", ref_id))
+        store.write(record, shared.per_item(REFS, ref_id))
     return record
 
 
 def _reference_rows(store: Store, ref_id: str) -> list[dict]:
     """Per-item rows of a reference record: from ``store``, or from the shared reference store where ``store``
     holds no copy (a data-parallel process other than 0 never writes one)."""
-    if (store.folder("refs", ref_id) / "per_item.jsonl").exists():
-        return store.per_item("refs", ref_id)
-    return shared_references().per_item("refs", ref_id)
+    if store.has_per_item(REFS, ref_id):
+        return store.per_item(REFS, ref_id)
+    return shared_references().per_item(REFS, ref_id)
+
+
+def _reference_spec(data: TaskData, kind: str, built: BuiltModel | PresetModel, preset: ModelPreset | None,
+                    replicate: int) -> dict[str, Any]:
+    """What a reference record says it evaluated: the task, split, model kind and key, replicate and weights (tiny
+    models) or the preset, and the task digest."""
+    if preset is not None:
+        return {"task": data.config.ref, "split": data.split, "model": kind, "model_key": built.location,
+                "task_digest": data.config.digest, "preset": preset.name}
+    return {"task": data.config.ref, "split": data.split, "model": kind, "model_key": model_key(data, kind, replicate),
+            "replicate": replicate, "weights": model_identity(data, kind, replicate), "task_digest": data.config.digest}
 
 
 def get_references(data: TaskData, store: Store, preset: ModelPreset | None = None,
@@ -86,11 +115,11 @@ def get_references(data: TaskData, store: Store, preset: ModelPreset | None = No
     else:
         tokenizer = preset_tokenizer(preset)
         built = dict(preset_models(preset, data, tokenizer))
-    records: dict[str, dict] = {}
+    records: dict[str, ReferenceRecord] = {}
     oracle_per_item: dict = {}
     for kind in kinds:  # the oracle first: the target's forget quality is measured against it
         ref_id = reference_id(data, kind, preset, replicate)
-        record = store.load("refs", ref_id)
+        record = store.load_reference(ref_id)
         if record is None:
             record = _copy_shared_reference(store, ref_id)
         if kind == "target" or record is not None:
@@ -101,20 +130,13 @@ def get_references(data: TaskData, store: Store, preset: ModelPreset | None = No
             oracle = SELF if kind == "oracle" else oracle_per_item
             model = built[kind].load()
             evaluation = evaluate(model, tokenizer, data, oracle, gradnorm=True)
-            record = {"schema_version": SCHEMA_VERSION, "record_id": ref_id, "kind": "reference", "status": "ok",
-                      "error": None,
-                      "spec": {"task": data.config.ref, "split": data.split, "model": kind,
-                               "model_key": (model_key(data, kind, replicate) if preset is None
-                                             else built[kind].location),
-                               **({"replicate": replicate, "weights": model_identity(data, kind, replicate)}
-                                  if preset is None else {}),
-                               "task_digest": data.config.digest,
-                               **({"preset": preset.name} if preset is not None else {})},
-                      "metrics": {**metrics_dict(evaluation), **external_metrics(model, tokenizer, data)},
-                      "build": built[kind].info,
-                      "timings": {"eval_seconds": round(time.perf_counter() - start, 3)}, "env": run_env()}
-            store.write("refs", ref_id, record, evaluation.rows())
-            shared_references().write("refs", ref_id, record, evaluation.rows())
+            record = ReferenceRecord(
+                id=ref_id, spec=_reference_spec(data, kind, built[kind], preset, replicate),
+                metrics={**metrics_dict(evaluation), **external_metrics(model, tokenizer, data)},
+                build=built[kind].info, timings={"eval_seconds": round(time.perf_counter() - start, 3)},
+                env=run_env())
+            store.write(record, evaluation.rows())
+            shared_references().write(record, evaluation.rows())
             if kind == "oracle":
                 oracle_per_item = per_item_from_rows(evaluation.rows())
         records[kind] = record

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.data.tasks import check_forget_set, load_task_config
+from bench.data.tasks import check_forget_set, load_task_config, read_task_config
 from bench.methods.base import full_hparams, make_method
 from bench.models.presets import ModelPreset, load_preset, missing_oracle
 from bench.models.tiny import TaskSplit, model_identity, model_split
@@ -27,9 +27,12 @@ def runtime_for(preset: ModelPreset | None) -> Runtime:
 
 def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], budget: Budget, seed: int,
                   source: str = "", path: str = "", control: ControlSpec | None = None,
-                  requests: int = 1, adapter: AdapterSpec | None = None, model: str | None = None) -> RunSpec:
-    """Validate the method name and hyper-parameters (SpecError / RegistryError) and pin every default."""
-    config = load_task_config(task)
+                  requests: int = 1, adapter: AdapterSpec | None = None, model: str | None = None,
+                  check_data: bool = True) -> RunSpec:
+    """Validate the method name and hyper-parameters (SpecError / RegistryError) and pin every default. Without
+    ``check_data`` the task's family and forget set are not checked (nothing is imported or loaded for them): the
+    spec of a cell whose stored record a board rebuild reads."""
+    config = load_task_config(task) if check_data else read_task_config(task)
     if adapter is not None and control is not None and control.kind == "early_stop":
         raise SpecError(f"{source or 'run'}: adapter: LoRA runs support control none or mixing, not early_stop")
     if requests > 1 and control is not None and control.kind == "early_stop":
@@ -39,7 +42,8 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
         raise SpecError(f"{source or 'run'}: split: task {config.name} has no forget split {split!r} "
                         f"(known: {', '.join(config.forget_splits)})")
     instance = make_method(method, params, source, path)
-    check_forget_set(task, split, config.digest)  # an empty forget set stops the board here (offline tasks)
+    if check_data:
+        check_forget_set(task, split, config.digest)  # an empty forget set stops the board here (offline tasks)
     if adapter is not None and not instance.supports_adapter:
         raise SpecError(f"{source or 'run'}: adapter: method {method} does not support LoRA adapters")
     if adapter is not None and requests > 1:

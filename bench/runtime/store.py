@@ -4,6 +4,9 @@
 last, ``result.json``: a record exists iff its ``result.json`` does, so a crash mid-write leaves no record (and a
 rerun redoes it). Reference records (the target and the retain oracle evaluated before any unlearning) live under
 ``<root>/refs/<ref_id>/``. Runs are keyed by run id, not by board, so boards that share a cell share its record.
+A calibrated search's summary is ``<root>/searches/<search_id>.json``. Records are typed (``bench.runtime.records``):
+``load`` migrates a stored record of any earlier schema on read, ``write`` writes the current one. No other module
+builds a path into the store.
 
 **Faults.** Each file is written to a temporary file in the same folder (``.<name>.<random>.tmp``), fsynced and
 renamed into place (atomic on POSIX), so a reader never sees half a file. A record's files are written as one group
@@ -18,7 +21,7 @@ removes the leftovers under the lock. Readers take no lock: they read ``result.j
 support it: NFSv4, Lustre with ``flock``); on a file system without it the lock is skipped and the atomic renames
 alone still keep every file whole.
 
-A ``result.json`` that cannot be read (truncated, not JSON, not UTF-8, a wrong shape or schema) is reported by
+A ``result.json`` that cannot be read (truncated, not JSON, not UTF-8, a wrong shape, an unknown schema) is reported by
 ``CorruptRecordWarning`` naming the file, in one line, and treated as absent: the board skips it and a run redoes
 it. ``report_corrupt_records`` turns those warnings into one ``ubench: warning:`` line per file on stderr.
 """
@@ -31,19 +34,30 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
 from bench.runtime.distributed import is_main
+from bench.runtime.records import (
+    Record,
+    RecordFormatError,
+    ReferenceRecord,
+    RunRecord,
+    SearchRecord,
+    record_from_json,
+)
 
 try:
     import fcntl
 except ImportError:  # not POSIX: atomic renames only
     fcntl = None
 
-SCHEMA_VERSION = 1
 LOCK_NAME = ".lock"
+RESULT = "result.json"
+PER_ITEM = "per_item.jsonl"
+GEFFECT_FILE = "geffect.jsonl"
+SEARCHES = "searches"
 TMP_SUFFIX = ".tmp"
 
 
@@ -98,77 +112,88 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _shape_problem(record: Any) -> str | None:
-    """Why a parsed ``result.json`` is not a record the board can read, or None."""
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    if record.get("schema_version") != SCHEMA_VERSION:
-        return f"unknown record schema {record.get('schema_version')!r} (expected {SCHEMA_VERSION})"
-    expected = {"status": (str,), "error": (dict, type(None)), "metrics": (dict,), "spec": (dict,),
-                "timings": (dict,), "env": (dict,), "control": (dict, type(None)), "train": (dict, type(None))}
-    for key, types in expected.items():
-        if key in record and not isinstance(record[key], types):
-            names = " or ".join("null" if t is type(None) else {"str": "string", "dict": "object"}[t.__name__]
-                                for t in types)
-            return f"field {key!r} must be {names}, got {type(record[key]).__name__}"
-    return None
-
-
 class Store:
+    """The result store (see the module docstring). It alone knows where a record's files are: the other modules ask
+    it for typed records (``load``, ``load_search``), per-item rows, G-effect measurements and a record's files."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
     def folder(self, kind: str, record_id: str) -> Path:
+        """The folder of record ``record_id`` of ``kind`` (``runs`` or ``refs``): where it is, to name in a message."""
         return self.root / kind / record_id
 
-    def load(self, kind: str, record_id: str) -> dict | None:
-        """The record, or None when absent. A corrupt file is reported by name (``CorruptRecordWarning``, one line)
-        and treated as absent."""
-        return self.load_file(self.folder(kind, record_id) / "result.json")
+    def load(self, kind: str, record_id: str) -> Record | None:
+        """The typed record (``RunRecord`` under ``runs``, ``ReferenceRecord`` under ``refs``), migrated to the current
+        schema, or None when absent. A corrupt file is reported by name (``CorruptRecordWarning``, one line) and
+        treated as absent."""
+        path = self.folder(kind, record_id) / RESULT
+        data = _read_json(path, "record")
+        if data is _ABSENT:
+            return None
+        try:
+            return record_from_json(kind, data, record_id)
+        except RecordFormatError as exc:
+            warnings.warn(f"{path}: malformed record skipped ({_one_line(exc)})", CorruptRecordWarning, stacklevel=2)
+            return None
 
-    @staticmethod
-    def load_file(path: Path) -> dict | None:
-        """``Store.load`` on a ``result.json`` path."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:  # absent, or removed by a writer between two reads: no record (yet)
-            return None
-        except OSError as exc:
-            warnings.warn(f"{path}: unreadable record skipped ({_one_line(exc.strerror or exc)})",
-                          CorruptRecordWarning, stacklevel=3)
-            return None
-        try:
-            record = json.loads(data.decode("utf-8"))
-        except (ValueError, RecursionError) as exc:  # JSON / UTF-8 errors are ValueErrors
-            detail = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            warnings.warn(f"{path}: corrupt record skipped ({_one_line(detail)})", CorruptRecordWarning,
-                          stacklevel=3)
-            return None
-        problem = _shape_problem(record)
-        if problem is not None:
-            warnings.warn(f"{path}: malformed record skipped ({_one_line(problem)})", CorruptRecordWarning,
-                          stacklevel=3)
-            return None
-        return record
+    def load_run(self, run_id: str) -> RunRecord | None:
+        """``load`` of a run record."""
+        return self.load(RunRecord.FOLDER, run_id)  # type: ignore[return-value]
+
+    def load_reference(self, ref_id: str) -> ReferenceRecord | None:
+        """``load`` of a reference record."""
+        return self.load(ReferenceRecord.FOLDER, ref_id)  # type: ignore[return-value]
+
+    def has_per_item(self, kind: str, record_id: str) -> bool:
+        return (self.folder(kind, record_id) / PER_ITEM).exists()
 
     def per_item(self, kind: str, record_id: str) -> list[dict]:
-        path = self.folder(kind, record_id) / "per_item.jsonl"
+        """The per-item rows of a record (``per_item.jsonl``)."""
+        path = self.folder(kind, record_id) / PER_ITEM
         return [json.loads(line) for line in path.read_text().splitlines() if line]
 
-    def write(self, kind: str, record_id: str, record: dict, per_item: Iterable[dict] = (),
-              extra: dict[str, str] | None = None) -> Path:
-        """Write spec, per-item rows and ``extra`` files (name -> text, e.g. ``geffect.jsonl``) first and
-        ``result.json`` last; each atomically, all under the record's lock (see the module docstring). In a
-        data-parallel run only process 0 writes (every process holds the same record)."""
+    def measurements(self, run_id: str) -> list[dict]:
+        """The G-effect measurements of a run (``geffect.jsonl``: one per recorded step), in step order; empty when
+        the run has none. A malformed file is named in a warning and treated as empty."""
+        path = self.folder(RunRecord.FOLDER, run_id) / GEFFECT_FILE
+        if not path.is_file():
+            return []
+        try:
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            warnings.warn(f"{path}: corrupt G-effect file skipped ({exc})", CorruptRecordWarning, stacklevel=2)
+            return []
+        return sorted((r for r in rows if isinstance(r, dict) and "step" in r), key=lambda r: r["step"])
+
+    def record_files(self, kind: str, record_id: str) -> dict[str, bytes]:
+        """Every file of a record as stored, by name (dot files, an atomic write in progress, left out)."""
         folder = self.folder(kind, record_id)
+        return {file.name: file.read_bytes() for file in sorted(folder.iterdir())
+                if file.is_file() and not file.name.startswith(".")}
+
+    def restore(self, files: Mapping[str, bytes]) -> None:
+        """Write a store's files as they are, by their path under its root (``runs/<id>/result.json``: the
+        ``records/`` of a release bundle)."""
+        for name, data in files.items():
+            path = self.root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    def write(self, record: Record, per_item: Iterable[dict] = (), extra: dict[str, str] | None = None) -> Path:
+        """Write spec, per-item rows and ``extra`` files (name -> text, e.g. ``geffect.jsonl``) first and
+        ``result.json`` (``record.to_dict()``: the current schema) last; each atomically, all under the record's
+        lock (see the module docstring). In a data-parallel run only process 0 writes (every process holds the same
+        record)."""
+        folder = self.folder(record.FOLDER, record.id)
         if not is_main():
             return folder
         lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in per_item)
-        files = {"spec.json": dumps(record.get("spec", {})), "per_item.jsonl": lines, **(extra or {})}
-        result = dumps({"schema_version": SCHEMA_VERSION, **record})
+        files = {"spec.json": dumps(record.spec), PER_ITEM: lines, **(extra or {})}
+        result = dumps(record.to_dict())
         with record_lock(folder) as locked:
             # no record while its files change: a crash from here on leaves none, and a rerun redoes it
-            (folder / "result.json").unlink(missing_ok=True)
+            (folder / RESULT).unlink(missing_ok=True)
             if locked:  # under the lock no other writer is mid-write: temporary files are a killed writer's
                 for leftover in folder.glob(f".*{TMP_SUFFIX}"):
                     leftover.unlink(missing_ok=True)
@@ -177,8 +202,62 @@ class Store:
                     stale.unlink(missing_ok=True)
             for name, text in files.items():
                 atomic_write_text(folder / name, text)
-            atomic_write_text(folder / "result.json", result)
+            atomic_write_text(folder / RESULT, result)
         return folder
+
+    def tables_folder(self, board_name: str) -> Path:
+        """Where tables built from this store go when they must not replace a board's own tables:
+        ``<root>/boards/<name>/``."""
+        return self.root / "boards" / board_name
+
+    def search_path(self, search_id: str) -> Path:
+        """Where the summary of search ``search_id`` is (to name in a message)."""
+        return self.root / SEARCHES / f"{search_id}.json"
+
+    def load_search(self, search_id: str) -> SearchRecord | None:
+        """The stored summary of calibrated search ``search_id``, or None (absent; a corrupt one is named in a
+        ``CorruptRecordWarning`` and treated as absent)."""
+        path = self.search_path(search_id)
+        data = _read_json(path, "search summary")
+        if data is _ABSENT:
+            return None
+        try:
+            return SearchRecord.from_dict(data)
+        except RecordFormatError as exc:
+            warnings.warn(f"{path}: malformed search summary skipped ({_one_line(exc)})", CorruptRecordWarning,
+                          stacklevel=2)
+            return None
+
+    def search_bytes(self, search_id: str) -> bytes | None:
+        """The stored summary file of search ``search_id`` as it is (a release bundles it byte for byte), or None."""
+        path = self.search_path(search_id)
+        return path.read_bytes() if path.is_file() else None
+
+    def write_search(self, record: SearchRecord) -> None:
+        """Store a search summary atomically (``searches/<id>.json``)."""
+        atomic_write_text(self.search_path(record.id), dumps(record.to_dict()))
+
+
+_ABSENT = object()
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """The parsed JSON of ``path``, or ``_ABSENT`` (no file; or unreadable or not JSON: then a one-line
+    ``CorruptRecordWarning`` names the file)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # absent, or removed by a writer between two reads: no record (yet)
+        return _ABSENT
+    except OSError as exc:
+        warnings.warn(f"{path}: unreadable {what} skipped ({_one_line(exc.strerror or exc)})",
+                      CorruptRecordWarning, stacklevel=3)
+        return _ABSENT
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSON / UTF-8 errors are ValueErrors
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        warnings.warn(f"{path}: corrupt {what} skipped ({_one_line(detail)})", CorruptRecordWarning, stacklevel=3)
+        return _ABSENT
 
 
 @contextlib.contextmanager

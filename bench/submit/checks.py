@@ -20,6 +20,7 @@ from bench.methods.base import Method, make_method, search_space_of
 from bench.registry import METHODS, RegistryError
 from bench.run.execute import execute
 from bench.run.runspec import make_run_spec
+from bench.runtime.sections import RecordError
 from bench.runtime.store import Store
 from bench.specs.mapping import SpecError, canonical_json
 from bench.specs.tiers import smallest_tier
@@ -27,7 +28,6 @@ from bench.submit.entry import SubmissionEntry, first_line
 
 SMOKE_SPLIT = "forget10"
 SMOKE_SEED = 0
-VOLATILE_FIELDS = ("timings", "env")  # differ between two identical runs; everything else must match
 
 
 def load_method(method: str, plugin: Path | None) -> tuple[type, str]:
@@ -128,8 +128,8 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
 def smoke_run(method: str, params: dict[str, Any], task: str, folder: Path | None = None) -> tuple[bool, str]:
     """Run ``method`` twice under the smallest tier (split forget10, seed 0), each into a fresh store
     (``folder/run1`` and ``folder/run2``, or temporary folders); (ok, detail) where ok needs status ok, finite
-    losses and identical records without timings and env. ``validate_and_submit`` calls this in the sandboxed
-    subprocess (``run_sandboxed``), never in its own process."""
+    losses and identical records (their evidence: ``bench.runtime.records.evidence``). ``validate_and_submit`` calls
+    this in the sandboxed subprocess (``run_sandboxed``), never in its own process."""
     budget = smallest_tier()
     spec = make_run_spec(task, SMOKE_SPLIT, method, params, budget, SMOKE_SEED)
     where = f"{task}/{SMOKE_SPLIT}, tier {budget.tier} ({budget.steps} steps), seed {SMOKE_SEED}"
@@ -146,16 +146,15 @@ def smoke_run(method: str, params: dict[str, Any], task: str, folder: Path | Non
                 record = execute(spec, Store(root), reuse=False)
             except Exception as exc:  # a plug-in may raise anything; report it instead of crashing the tool
                 return False, f"run {attempt} on {where} raised {type(exc).__name__}: {first_line(exc)}"
-        if record.get("status") != "ok":
-            error = record.get("error") or {}
-            step = f" (step {error['step']})" if error.get("step") is not None else ""
-            return False, (f"run {attempt} on {where} failed{step}: {error.get('type', '?')}: "
-                           f"{first_line(str(error.get('message', '')))}")
-        losses = (record.get("train") or {}).get("losses") or []
+        if not record.ok:
+            error = record.error or RecordError("?")
+            step = f" (step {error.step})" if error.step is not None else ""
+            return False, (f"run {attempt} on {where} failed{step}: {error.type}: {first_line(error.message)}")
+        losses = record.train.losses if record.train else []
         bad = [i + 1 for i, v in enumerate(losses) if not math.isfinite(v)]
         if bad:
             return False, f"run {attempt} on {where}: non-finite training loss at step {bad[0]}"
-        records.append({k: v for k, v in record.items() if k not in VOLATILE_FIELDS})
+        records.append(record.evidence())
     seconds = time.perf_counter() - start
     first, second = (json.loads(canonical_json(r)) for r in records)
     if first != second:

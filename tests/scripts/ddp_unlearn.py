@@ -41,12 +41,12 @@ def main(out: str, store_root: str) -> None:
     checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
     spec = make_run_spec("synthetic-mini", "forget10", "gd", {}, budget, seed=0)
     record = execute(spec, Store(Path(store_root)))
-    if record["status"] != "ok":
-        print(f"rank {world()[0]}: {record.get('error')}", file=sys.stderr)
+    if not record.ok:
+        print(f"rank {world()[0]}: {record.error}", file=sys.stderr)
     if is_main():
         Path(out).write_text(json.dumps({"losses": result.losses, "checksum": checksum,
-                                         "forget_es": record["metrics"]["forget/es"]["value"],
-                                         "status": record["status"], "run_id": spec.run_id}))
+                                         "forget_es": record.metrics["forget/es"].value,
+                                         "status": record.status, "run_id": spec.run_id}))
 
 
 if __name__ == "__main__":

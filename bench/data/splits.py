@@ -1,0 +1,31 @@
+"""The evaluation splits a task may have, in order, with their roles: the one list every stage reads.
+
+The role tells the item metrics how to score a split (``bench.metrics.evaluate``): ``forget``, ``retain`` and
+``holdout`` are scored on the plain answer; ``utility`` (world facts, real authors) normalises Prob against the
+perturbed answers; ``text`` splits are free-text documents of the forget / retain subjects (VerbMem and the
+likelihood metrics of the whole text); ``mia`` splits are a benchmark's own membership-inference texts (MUSE's privleak
+forget / holdout documents). Holdout people were never trained on: the membership-inference non-members. On a
+``forgets`` split less knowledge is better (an item metric's ``forget_direction`` applies). The order is fixed:
+``TaskData.eval_splits`` seeds each split's item subset with its position, so splits are only ever appended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EvalSplit:
+    name: str
+    role: str
+    forgets: bool = False
+
+
+EVAL_SPLITS = (EvalSplit("forget", "forget", forgets=True), EvalSplit("retain", "retain"),
+               EvalSplit("world_facts", "utility"), EvalSplit("holdout", "holdout"),
+               EvalSplit("forget_bio", "text", forgets=True), EvalSplit("retain_bio", "text"),
+               EvalSplit("real_authors", "utility"), EvalSplit("mia_forget", "mia", forgets=True),
+               EvalSplit("mia_holdout", "mia"))
+SPLITS = tuple(s.name for s in EVAL_SPLITS)
+SPLIT_ROLES = {s.name: s.role for s in EVAL_SPLITS}
+FORGET_SPLITS = frozenset(s.name for s in EVAL_SPLITS if s.forgets)
