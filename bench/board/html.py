@@ -13,14 +13,14 @@ cell formatting (``value [low, high]`` with one seed, ``mean ± std`` with sever
   heat map and per-instance plot;
 * the trade-off and G-effect plots embedded as ``data:image/png;base64`` URIs.
 
-Inline CSS and JavaScript only: no CDN, no network. The page is a pure function of the board, the table and the
-records (no timestamp), so the same records give the same bytes. Every text from a board file or a record is
-escaped.
+The markup is jinja2 templates (``bench/board/templates``, autoescaped), the CSS and JavaScript static files
+(``bench/board/static``) inlined into the page: no CDN, no network. The page is a pure function of the board, the
+table and the records (no timestamp), so the same records give the same bytes. Every text from a board file or a
+record is escaped.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,10 +29,10 @@ import pandas as pd
 from bench.board.analysis import GEFFECT_SIGN_LINE, geffect_paragraph, has_geffect, robustness_paragraph
 from bench.board.findings import finding, protocol_line
 from bench.board.geffect_plots import plot_index
-from bench.board.html_assets import CSS, JS
-from bench.board.html_details import EntryDetails, Image, details_html, entry_details, figure_html
-from bench.board.html_tables import esc, table_html
+from bench.board.html_details import EntryDetails, Image, details_html, entry_details
+from bench.board.html_tables import table_html
 from bench.board.plots import PLOT_NAME, plot_paths
+from bench.board.render import render, static_text
 from bench.board.table import order_text
 from bench.grid.cells import BoardRecords
 from bench.runtime.store import Store, atomic_write_text
@@ -41,23 +41,16 @@ from bench.specs.board import LeaderboardSpec
 HTML_NAME = "board.html"
 
 
-def _inline(markdown: str) -> str:
-    """Escaped HTML of a line of the board's markdown prose: ``**bold**`` and ```code``` only."""
-    text = esc(markdown)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+NOTES = ("Click a column header to sort (again to reverse; blank cells last); reference rows (in italics) stay on "
+         "top. ↑/↓: higher/lower is better, →0/→½: best at 0 / 0.5 (PrivLeak, membership AUC), · no direction; hover "
+         "a header for what it measures. On the forget split less knowledge is better, except forget quality and "
+         "truth ratio, which are best when they match the retain oracle. With several seeds a cell is mean ± std "
+         "over seeds; with one seed, `value [low, high]` is the bootstrap 95% interval over items. Click a method "
+         "row for its details.")
 
 
-def _paragraphs(markdown: str) -> str:
-    return "".join(f"<p>{_inline(p.strip())}</p>\n" for p in markdown.split("\n\n") if p.strip())
-
-
-def board_html(board: LeaderboardSpec, table: pd.DataFrame,
-               details: Mapping[tuple[str, str], EntryDetails] | None = None,
-               images: Sequence[Image] = (), release: str | None = None) -> str:
-    """The page (see the module docstring) for ``table`` (``build_table``), the entries' ``details``
-    (``entry_details``; None: no detail views) and the PNGs ``images`` to embed."""
-    details = details or {}
+def _facts(board: LeaderboardSpec, release: str | None) -> list[tuple[str, str]]:
+    """The page's facts before "sorted by": board, version, release, tasks, budget, seeds, control."""
     budget = board.budget
     tier = f"tier {budget.tier}: " if budget.tier else ""
     warmup = f", {budget.warmup_steps} warm-up" if budget.warmup_steps else ""
@@ -68,59 +61,39 @@ def board_html(board: LeaderboardSpec, table: pd.DataFrame,
     control = board.control
     control_text = control.kind if control.kind == "none" else \
         f"{control.kind}, τ = {control.tau:g}, utility {control.utility}, tolerance {control.tolerance:g}"
-    tasks = ", ".join(t.label for t in board.tasks)
-    order = order_text(board)
-    facts = [("board", esc(board.name)), ("version", esc(board.version))]
+    facts = [("board", board.name), ("version", board.version)]
     if release:
-        facts.append(("release", esc(release)))
-    facts += [("tasks", esc(tasks)), ("budget", esc(budget_text)),
-              ("seeds", esc(", ".join(map(str, board.seeds)))), ("control", esc(control_text)),
-              ("sorted by", f"<code>{esc(board.sort.by)}</code> ({order})")]
-    title = f"{board.name} leaderboard (v{board.version})"
-    out = ["<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
-           f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<header>\n",
-           f"<h1>{esc(title)}</h1>\n"]
-    if board.description:
-        out.append(f"<p class=\"description\">{_inline(board.description.strip())}</p>\n")
-    out.append("<dl class=\"facts-top\">" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>\n")
-    notes = (f"{protocol_line(board)}\n\n"
-             "Click a column header to sort (again to reverse; blank cells last); reference rows (in italics) stay "
-             "on top. ↑/↓: higher/lower is better, →0/→½: best at 0 / 0.5 (PrivLeak, membership AUC), · no "
-             "direction; hover a header for what it measures. On the "
-             "forget split less knowledge is better, except forget quality and truth ratio, which are best when "
-             "they match the retain oracle. With several seeds a cell is mean ± std over seeds; with one seed, "
-             "`value [low, high]` is the bootstrap 95% interval over items. Click a method row for its details.")
+        facts.append(("release", release))
+    return facts + [("tasks", ", ".join(t.label for t in board.tasks)), ("budget", budget_text),
+                    ("seeds", ", ".join(map(str, board.seeds))), ("control", control_text)]
+
+
+def board_html(board: LeaderboardSpec, table: pd.DataFrame,
+               details: Mapping[tuple[str, str], EntryDetails] | None = None,
+               images: Sequence[Image] = (), release: str | None = None) -> str:
+    """The page (see the module docstring; markup in ``templates/board.html.j2``) for ``table`` (``build_table``),
+    the entries' ``details`` (``entry_details``; None: no detail views) and the PNGs ``images`` to embed."""
+    details = details or {}
+    notes = f"{protocol_line(board)}\n\n{NOTES}"
     if has_geffect(board, table):
         notes += "\n\n" + GEFFECT_SIGN_LINE
-    out.append(f"<div class=\"note\">{_paragraphs(notes)}</div>\n</header>\n<main>\n")
-    out.append("<section id=\"main-table\">\n<h2>Leaderboard</h2>\n")
-    out.append(table_html(board, table, board.columns, status=True, name="main"))
-    out.append(_paragraphs(finding(board, table)) + "</section>\n")
-    for index, (section, columns) in enumerate(board.tables.items()):
-        out.append(f"<section id=\"table-{index + 1}\">\n<h2>{esc(section)}</h2>\n")
-        out.append(table_html(board, table, columns, status=False, name=section) + "</section>\n")
-    prose = "\n\n".join(p for p in (robustness_paragraph(board, table), geffect_paragraph(board, table)) if p)
-    if prose:
-        out.append(f"<section id=\"analysis\">\n<h2>Analysis</h2>\n{_paragraphs(prose)}</section>\n")
-    per_method = {(i.task, i.method): [] for i in images if i.method is not None}
+    tables = [(section, table_html(board, table, columns, status=False, name=section))
+              for section, columns in board.tables.items()]
+    analysis = "\n\n".join(p for p in (robustness_paragraph(board, table), geffect_paragraph(board, table)) if p)
+    per_method: dict[tuple[str, str | None], list[Image]] = {(i.task, i.method): [] for i in images
+                                                                  if i.method is not None}
     for image in images:
         if image.method is not None:
             per_method[(image.task, image.method)].append(image)
-    shown = [i for i in images if i.method is None or (i.task, i.method) not in details]
-    if shown:
-        out.append("<section id=\"plots\">\n<h2>Plots</h2>\n" + "".join(figure_html(i) for i in shown) + "</section>\n")
-    if details:
-        out.append("<section id=\"methods\">\n<h2>Method details</h2>\n"
-                   "<p class=\"note\">One panel per board entry (a row click opens it over the table).</p>\n")
-        for key, entry in details.items():
-            out.append(details_html(board, key, entry, per_method.get(key, []), table))
-        out.append("</section>\n")
-    out.append("</main>\n<dialog id=\"detail-view\" aria-label=\"method details\"><div class=\"head\"><h3></h3>"
-               "<button type=\"button\" class=\"close\" aria-label=\"close\">✕</button></div>"
-               "<div class=\"content\"></div></dialog>\n")
-    out.append(f"<script>{JS}</script>\n</body>\n</html>\n")
-    return "".join(out)
+    panels = [details_html(board, key, entry, per_method.get(key, []), table) for key, entry in details.items()]
+    return str(render("board.html.j2", title=f"{board.name} leaderboard (v{board.version})",
+                      css=static_text("board.css"), js=static_text("board.js"),
+                      description=board.description.strip() if board.description else None,
+                      facts=_facts(board, release), sort_by=board.sort.by, order=order_text(board), notes=notes,
+                      main_table=table_html(board, table, board.columns, status=True, name="main"),
+                      finding=finding(board, table), tables=tables, analysis=analysis,
+                      figures=[i for i in images if i.method is None or (i.task, i.method) not in details],
+                      panels=panels))
 
 
 def board_images(board: LeaderboardSpec, plot_names: Sequence[str], geffect_names: Sequence[str]) -> list[Image]:

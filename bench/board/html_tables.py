@@ -1,10 +1,10 @@
 """The tables of the HTML board: sortable headers with the direction of better and what each column measures (the
 declaration of its metric or evaluation: ``bench.grid.columns.column_description``), cells formatted as in
-``board.md``, reference rows pinned above their task's method rows."""
+``board.md``, reference rows pinned above their task's method rows. The markup is the template
+``bench/board/templates/table.html.j2``; this module computes what it shows."""
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from collections.abc import Sequence
@@ -12,16 +12,13 @@ from collections.abc import Sequence
 import pandas as pd
 
 from bench.board.format import ARROWS, cell_text
+from bench.board.render import render
 from bench.grid.columns import column_description, column_direction, is_text
 from bench.metrics.base import IDEALS
 from bench.specs.board import LeaderboardSpec
 
 DIRECTION_TEXT = {"higher": "↑ higher is better", "lower": "↓ lower is better", "zero": "→0 closest to 0 is best",
                   "half": "→½ closest to 0.5 is best", "none": "· no direction of better"}
-
-
-def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _number(value: object) -> str:
@@ -33,12 +30,11 @@ def _number(value: object) -> str:
     return repr(number) if math.isfinite(number) else ""
 
 
-def _cell_html(text: str) -> str:
-    """A formatted cell (``bench.board.format.cell_text``) with its interval or spread in a quieter span."""
+def _split_spread(text: str) -> tuple[str, str | None]:
+    """A formatted cell (``bench.board.format.cell_text``) as its value and its interval or spread (None if none),
+    which the page shows in a quieter span."""
     match = re.match(r"^(\S+)(\s(?:\[|±).*)$", text)
-    if not match:
-        return esc(text)
-    return f"{esc(match.group(1))}<span class=\"ci\">{esc(match.group(2))}</span>"
+    return (match.group(1), match.group(2)) if match else (text, None)
 
 
 def detail_id(board: LeaderboardSpec, task_label: str, method: str) -> str | None:
@@ -50,14 +46,19 @@ def detail_id(board: LeaderboardSpec, task_label: str, method: str) -> str | Non
 
 
 def table_html(board: LeaderboardSpec, table: pd.DataFrame, columns: Sequence[str], status: bool, name: str) -> str:
-    show_task = len(board.tasks) > 1
-    heads = []
-    fixed = [("task", "text", "the task and forget split")] if show_task else []
+    """One sortable table of the page (``templates/table.html.j2``): ``columns`` of ``table``, with a status column
+    when ``status``; ``name`` tells the page's tables apart."""
+    return render("table.html.j2", name=name, heads=_heads(board, columns, status),
+                  bodies=_bodies(board, table, columns, status))
+
+
+def _heads(board: LeaderboardSpec, columns: Sequence[str], status: bool) -> list[dict]:
+    """The header cells: label, sort kind (text/num), tooltip, initial sort state; metric columns add the column key,
+    the direction of better and its arrow."""
+    fixed = [("task", "text", "the task and forget split")] if len(board.tasks) > 1 else []
     fixed += [("method", "text", "method label; click a row for its details"),
               ("seeds", "text", "seeds with an ok record / seeds planned")]
-    for label, kind, tip in fixed:
-        heads.append(f"<th scope=\"col\" data-kind=\"{kind}\" title=\"{esc(tip)}\" aria-sort=\"none\">"
-                     f"<button type=\"button\" class=\"sort\">{esc(label)}</button></th>")
+    heads = [{"label": label, "kind": kind, "tip": tip, "sort": "none", "column": None} for label, kind, tip in fixed]
     for column in columns:
         direction = column_direction(column)
         kind = "text" if is_text(column) else "num"
@@ -65,45 +66,40 @@ def table_html(board: LeaderboardSpec, table: pd.DataFrame, columns: Sequence[st
         sort = "none"
         if column == board.sort.by:  # by distance to an ideal value: in neither order of the values ("other")
             sort = "other" if direction in IDEALS else "descending" if board.sort.descending else "ascending"
-        heads.append(f"<th scope=\"col\" data-kind=\"{kind}\" data-column=\"{esc(column)}\" "
-                     f"data-direction=\"{direction}\" title=\"{esc(tip)}\" aria-sort=\"{sort}\">"
-                     f"<button type=\"button\" class=\"sort\">{esc(column)} <span class=\"dir dir-{direction}\">"
-                     f"{ARROWS[direction]}</span></button></th>")
+        heads.append({"label": column, "kind": kind, "tip": tip, "sort": sort, "column": column,
+                      "direction": direction, "arrow": ARROWS[direction]})
     if status:
-        heads.append("<th scope=\"col\" data-kind=\"text\" title=\"ok, or why the entry has no full result\" "
-                     "aria-sort=\"none\"><button type=\"button\" class=\"sort\">status</button></th>")
+        heads.append({"label": "status", "kind": "text", "tip": "ok, or why the entry has no full result",
+                      "sort": "none", "column": None})
+    return heads
+
+
+def _bodies(board: LeaderboardSpec, table: pd.DataFrame, columns: Sequence[str], status: bool) -> list[dict]:
+    """Per task (in table order) its reference rows and its method rows (``_row``)."""
     bodies = []
     for task_label, rows in table.groupby("task", sort=False):
         refs, runs = [], []
         for _, row in rows.iterrows():
             reference = bool(row["reference"])
-            cells = [f"<td>{esc(row['task'])}</td>"] if show_task else []
             detail = None if reference else detail_id(board, str(task_label), str(row["method"]))
-            label = esc(row["method"])
-            if reference:
-                cells.append(f"<th scope=\"row\" class=\"method\">{label} <span class=\"badge\">reference</span></th>")
-            elif detail:
-                cells.append(f"<th scope=\"row\" class=\"method\"><a class=\"detail-link\" href=\"#{detail}\">"
-                             f"{label}</a></th>")
-            else:
-                cells.append(f"<th scope=\"row\" class=\"method\">{label}</th>")
-            cells.append(f"<td class=\"seeds\">{esc(row['seeds'])}</td>")
-            for column in columns:
-                text = cell_text(row, column)
-                if is_text(column):
-                    sort_key = text if text not in ("", "—") else ""
-                    cells.append(f"<td data-sort=\"{esc(sort_key)}\">{esc(text)}</td>")
-                else:
-                    sort_key = "" if text == "" else _number(row[column])
-                    cells.append(f"<td class=\"num\" data-sort=\"{sort_key}\">{_cell_html(text)}</td>")
-            if status:
-                state = str(row["status"])
-                cells.append(f"<td class=\"status{'' if state == 'ok' else ' bad'}\">{esc(state)}</td>")
-            attrs = " class=\"ref\"" if reference else (
-                f" class=\"run\" data-detail=\"{detail}\" tabindex=\"0\"" if detail else " class=\"run\"")
-            (refs if reference else runs).append(f"<tr{attrs}>{''.join(cells)}</tr>")
-        if refs:
-            bodies.append("<tbody class=\"refs\">\n" + "\n".join(refs) + "\n</tbody>")
-        bodies.append("<tbody class=\"runs\">\n" + "\n".join(runs) + "\n</tbody>")
-    return (f"<div class=\"scroll\"><table class=\"board\" data-table=\"{esc(name)}\">\n<thead><tr>{''.join(heads)}"
-            "</tr></thead>\n" + "\n".join(bodies) + "\n</table></div>\n")
+            (refs if reference else runs).append(_row(board, row, columns, status, reference, detail))
+        bodies.append({"refs": refs, "runs": runs})
+    return bodies
+
+
+def _row(board: LeaderboardSpec, row: pd.Series, columns: Sequence[str], status: bool, reference: bool,
+         detail: str | None) -> dict:
+    """One row: task (shown when the board has several), method label, seeds, a cell per column (text columns sort
+    by their text, numbers by ``data-sort``), status."""
+    cells = []
+    for column in columns:
+        text = cell_text(row, column)
+        if is_text(column):
+            cells.append({"text": True, "value": text, "sort": text if text not in ("", "—") else ""})
+        else:
+            value, spread = _split_spread(text)
+            cells.append({"text": False, "value": value, "spread": spread,
+                          "sort": "" if text == "" else _number(row[column])})
+    return {"task": row["task"] if len(board.tasks) > 1 else None, "method": row["method"], "seeds": row["seeds"],
+            "reference": reference, "detail": detail, "cells": cells,
+            "status": str(row["status"]) if status else None}

@@ -1,8 +1,9 @@
 """Frozen specifications from plain mappings: ``SpecError``, YAML reading, validation and content hashes.
 
-Every spec is built from plain YAML/JSON mappings by ``from_mapping``, which rejects unknown fields and wrong types
-with a ``SpecError`` naming the file and the field (with a did-you-mean hint), so a typo never silently drops a
-setting. A ``RunSpec`` hashes to its content-addressed run id (``content_hash``).
+Every spec is built from plain YAML/JSON mappings by ``from_mapping``: pydantic validates the mapping (the schemas
+are in ``bench.specs.schema``), and its first error becomes a one-line ``SpecError`` naming the file and the field
+(with a did-you-mean hint for an unknown key), so a typo never silently drops a setting. A ``RunSpec`` hashes to
+its content-addressed run id (``content_hash``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import math
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+
+from bench.specs.schema import field_path, init_fields, mapping_adapter
 
 
 class SpecError(ValueError):
@@ -76,103 +77,70 @@ def _loc(source: str, path: str) -> str:
     return f"{source}: {path}" if path else source
 
 
-def _check_type(value: Any, annotation: Any, source: str, path: str) -> Any:
-    """Validate (and lightly coerce: int -> float, list -> tuple) ``value`` against a type annotation."""
-    where = _loc(source, path)
-    origin = typing.get_origin(annotation)
-    if annotation is Any:
-        return value
-    if annotation is type(None):
-        if value is not None:
-            raise SpecError(f"{where}: expected null, got {type(value).__name__} {value!r}")
-        return None
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        if isinstance(value, dict):  # a mapping can only mean the structured option: report its own errors
-            structured = [o for o in options if dataclasses.is_dataclass(o)]
-            if structured:
-                return _check_type(value, structured[0], source, path)
-        errors = []
-        for option in options:
-            if option is type(None):  # a non-null value never matches it (the errors of the others say more)
-                continue
-            try:
-                return _check_type(value, option, source, path)
-            except SpecError as exc:
-                errors.append(str(exc))
-        raise SpecError(errors[-1] if errors else f"{where}: invalid value {value!r}")
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise SpecError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        (item_type, *_rest) = typing.get_args(annotation) or (Any,)
-        return tuple(_check_type(v, item_type, source, f"{path}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise SpecError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
-        key_type, value_type = typing.get_args(annotation) or (Any, Any)
-        out = {}
-        for key, item in value.items():
-            if key_type is str and not isinstance(key, str):
-                raise SpecError(f"{where}: keys must be text, got {type(key).__name__} {key!r}")
-            out[key] = _check_type(item, value_type, source, f"{path}.{key}")
-        return out
-    if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
-        return from_mapping(annotation, value, source, path)
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-        try:
-            number = float(value)
-        except OverflowError:  # an integer too large for a float
-            raise SpecError(f"{where}: number out of range: {value!r}") from None
-        if not math.isfinite(number):
-            raise SpecError(f"{where}: expected a finite number, got {value!r}")
-        return number
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if annotation in (str, bool):
-        if not isinstance(value, annotation):
-            raise SpecError(f"{where}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
-        return value
-    return value
-
-
 def from_mapping(cls: type, data: Any, source: str, path: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping; unknown or missing fields and wrong types raise ``SpecError``.
+    """Build dataclass ``cls`` from a mapping, validated by pydantic (``bench.specs.schema``); unknown or missing
+    fields and wrong types raise ``SpecError``.
 
     Messages read ``<source>: <field.path>: <problem>``, e.g. ``leaderboards/x.yaml: budget.stpes: unknown field``.
     A dataclass's ``__post_init__`` may raise ``ValueError("field: problem")``; it is re-raised with the location.
     """
-    where = _loc(source, path)
-    if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    prefix = f"{path}." if path else ""
-    for key in data:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(fields)})"
-            shown = key if isinstance(key, str) and key.isprintable() and key.strip() else repr(key)
-            raise SpecError(f"{source}: {prefix}{shown}: unknown field{hint}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name in data:
-            kwargs[name] = _check_type(data[name], hints[name], source, f"{prefix}{name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise SpecError(f"{source}: {prefix}{name}: missing required field")
     try:
-        return cls(**kwargs)
-    except SpecError as exc:
-        message = str(exc)
-        if source and not message.startswith(source):  # a __post_init__ raising SpecError("field: problem")
-            raise SpecError(f"{source}: {prefix}{message}") from exc
-        raise
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        raise SpecError(f"{source}: {prefix}{_one_line(exc)}") from exc
+        return mapping_adapter(cls).validate_python(data)
+    except ValidationError as exc:
+        raise _spec_error(cls, exc, source, path) from None
+
+
+def _spec_error(cls: type, exc: ValidationError, source: str, path: str) -> SpecError:
+    """The one-line ``SpecError`` of the error the input shows first: the one in the first field (declaration order)
+    that has an error, where unknown keys of a mapping come before the errors inside it."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    unknown = [e for e in errors if e["type"] in ("extra_forbidden", "invalid_key")
+               and first["loc"][:len(e["loc"]) - 1] == e["loc"][:-1]]
+    error = min(unknown, key=lambda e: len(e["loc"])) if unknown else first
+    loc, kind, value = error["loc"], error["type"], error.get("input")
+    if kind in ("extra_forbidden", "invalid_key"):
+        where, owner = field_path(cls, loc[:-1], path)
+        return SpecError(f"{source}: {_unknown_field(owner, loc[-1], where)}")
+    if loc[-1:] == ("[key]",):
+        where, _ = field_path(cls, loc[:-2], path)
+        return SpecError(f"{_loc(source, where)}: keys must be text, got {type(loc[-2]).__name__} {loc[-2]!r}")
+    where, _ = field_path(cls, loc, path)
+    if kind == "value_error":
+        return _check_error(error["ctx"]["error"], source, where)
+    return SpecError(f"{_loc(source, where)}: {_problem(kind, value, error['msg'])}")
+
+
+def _unknown_field(owner: type, key: Any, where: str) -> str:
+    """``<path>.<key>: unknown field`` with the closest field name of ``owner`` (or all of them)."""
+    fields = init_fields(owner)
+    close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(fields)})"
+    shown = key if isinstance(key, str) and key.isprintable() and key.strip() else repr(key)
+    return f"{where}.{shown}: unknown field{hint}" if where else f"{shown}: unknown field{hint}"
+
+
+def _check_error(error: BaseException, source: str, where: str) -> SpecError:
+    """A ``__post_init__`` check's ``"field: problem"`` located at its dataclass ``where``."""
+    prefix = f"{where}." if where else ""
+    if isinstance(error, SpecError):
+        message = str(error)
+        return SpecError(f"{source}: {prefix}{message}" if source and not message.startswith(source) else message)
+    return SpecError(f"{source}: {prefix}{_one_line(error)}")
+
+
+_EXPECTED = {"int_type": "an integer", "float_type": "a number", "string_type": "str", "bool_type": "bool",
+             "tuple_type": "a list", "dict_type": "a mapping", "none_required": "null"}
+
+
+def _problem(kind: str, value: Any, message: str) -> str:
+    """What is wrong with ``value``, in the words of the checks pydantic replaced."""
+    if kind == "missing":
+        return "missing required field"
+    if kind == "finite_number":
+        return f"expected a finite number, got {value!r}"
+    if kind == "float_type" and isinstance(value, int) and not isinstance(value, bool):
+        return f"number out of range: {value!r}"  # an integer too large for a float
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {type(value).__name__} {value!r}"
+    return _one_line(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -12,20 +13,34 @@ from bench.specs.run import Budget
 TIERS_FILE = Path(__file__).with_name("tiers.yaml")
 
 
-TIER_ONLY = ("seeds", "trials")  # board-level allowances of a tier (not part of a run's Budget)
+@dataclass(frozen=True)
+class Allowances:
+    """The board-level allowances of a tier (not part of a run's Budget): the seeds a board runs by default and the
+    hyper-parameter trials per method."""
+
+    seeds: int = 1
+    trials: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("seeds", "trials"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+
+
+TIER_ONLY = tuple(f.name for f in dataclasses.fields(Allowances))
 
 
 @cache
-def _read() -> dict[str, tuple[Budget, dict[str, int]]]:
-    data = read_yaml(TIERS_FILE)
+def _read() -> dict[str, tuple[Budget, Allowances]]:
+    """Tier name -> (its Budget, its allowances), validated: a tier is a mapping of Budget and Allowances fields."""
+    source = str(TIERS_FILE)
     out = {}
-    for name, body in data.items():
-        body = dict(body)
-        allowances = {key: int(body.pop(key, 1)) for key in TIER_ONLY}
-        for key, value in allowances.items():
-            if value < 1:
-                raise SpecError(f"{TIERS_FILE}: {name}.{key}: must be >= 1, got {value}")
-        out[name] = (dataclasses.replace(from_mapping(Budget, body, str(TIERS_FILE), name), tier=name), allowances)
+    for name, body in read_yaml(TIERS_FILE).items():
+        if not isinstance(body, dict):
+            raise SpecError(f"{source}: {name}: expected a mapping, got {type(body).__name__} {body!r}")
+        budget = {key: value for key, value in body.items() if key not in TIER_ONLY}
+        allowances = from_mapping(Allowances, {k: v for k, v in body.items() if k in TIER_ONLY}, source, name)
+        out[name] = (dataclasses.replace(from_mapping(Budget, budget, source, name), tier=name), allowances)
     return out
 
 
@@ -36,12 +51,12 @@ def tiers() -> dict[str, Budget]:
 
 def tier_seeds(name: str) -> int:
     """Seeds a board on tier ``name`` runs by default (1 for a custom budget)."""
-    return _read()[name][1]["seeds"] if name in _read() else 1
+    return _read()[name][1].seeds if name in _read() else 1
 
 
 def tier_trials(name: str) -> int:
     """Hyper-parameter trials per method the tier allows (1: the declared defaults only)."""
-    return _read()[name][1]["trials"] if name in _read() else 1
+    return _read()[name][1].trials if name in _read() else 1
 
 
 def tier(name: str, source: str = "", path: str = "budget") -> Budget:
