@@ -383,7 +383,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case: str, tmp_path: P
         assert main([command, str(board), *extra]) == 2, case
         err = capsys.readouterr().err
         assert err.startswith("ubench: error: ") and err.count("\n") == 1, err
-        for part in expected:
+        # a rebuild loads no task data: the board of an empty forget set has no record, which is what it says
+        wanted = [str(board), "no record of any"] if (command, case) == ("board", "empty forget set") else expected
+        for part in wanted:
             assert part in err, (part, err)
     assert not env_results.exists()
     assert not (board.parent / "mini").exists()

@@ -137,6 +137,8 @@ class RunRecord:
         """The record of a JSON form of the current schema (``migrate`` first)."""
         data = _typed(data, "")
         known, extra = known_fields(cls, {k: v for k, v in data.items() if k not in ("schema_version", "kind")})
+        if "search" in known:  # never stored: a key of that name is another version's section, kept as read
+            extra["search"] = known.pop("search")
         control, geffect, train, budget = (known.pop(k, None) for k in ("control", "geffect", "train", "budget"))
         metrics, error = metrics_from_dict(known.pop("metrics", None)), RecordError.from_dict(known.pop("error", None))
         return cls(**known, metrics=metrics, error=error,
