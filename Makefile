@@ -15,15 +15,17 @@ STAMP := $(VENV)/.installed
 # local wheel where the machine has one) and uv, a pinned installer that fetches the lock's wheels in parallel:
 # the whole install takes about 30 s instead of 85 s with pip alone (2 cores, empty caches).
 # pip installs uv; uv installs torch, looking first in pip's find-links folder (PIP_FIND_LINKS, where a machine
-# keeps its local torch wheel: 11 s instead of pip's 28 s); if uv cannot, pip installs it.
+# keeps its local torch wheel, from $PIP_FIND_LINKS or pip's config: 11 s instead of pip's 28 s); without such a
+# folder, or if uv fails, pip installs torch (uv would fetch the multi-GB CUDA build from PyPI).
 UV_SPEC ?= uv==0.13.9
 UV = $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps
-FIND_LINKS = $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
+TORCH_INSTALL = $(if $(FIND_LINKS),$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --find-links \
+  $(FIND_LINKS) "$(TORCH_SPEC)" ||) $(VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q "$(UV_SPEC)"
-	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python $(FIND_LINKS) "$(TORCH_SPEC)" \
-	  || $(VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(TORCH_INSTALL)
 	$(UV) -r requirements.lock
 	$(UV) -e .
 	touch $(STAMP)
