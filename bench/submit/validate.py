@@ -84,7 +84,7 @@ def _plugin_copy(board: LeaderboardSpec, slug: str, plugin: Path) -> tuple[Path,
     return folder / f"{re.sub(r'[^a-z0-9_]', '_', slug)}.py", True  # a valid module name for the plug-in loader
 
 
-def _tier_check(entry: SubmissionEntry, board: LeaderboardSpec) -> tuple[str, str]:
+def check_tier(entry: SubmissionEntry, board: LeaderboardSpec) -> tuple[str, str]:
     """``tier``: (PASS or FAIL, detail): the entry's tier is a known tier and the board's own."""
     board_tier = board.budget.tier
     if entry.tier not in tiers():
@@ -97,7 +97,7 @@ def _tier_check(entry: SubmissionEntry, board: LeaderboardSpec) -> tuple[str, st
     return "PASS", board_tier
 
 
-def _label_check(entry: SubmissionEntry, board: LeaderboardSpec, target: Path,
+def check_label(entry: SubmissionEntry, board: LeaderboardSpec, target: Path,
                  plugin: Path | None) -> tuple[str, str]:
     """``label``: (PASS or FAIL, detail), from files only: the label is new on the board, its entry file name is
     free, and no other entry brings different code under the method's name."""
@@ -147,14 +147,14 @@ def validate_and_submit(entry_path: str | Path, board_path: str | Path | None = 
     report = SubmissionReport(echo=echo)
     report.say(f"submission {entry_path}: method {entry.method!r} v{entry.version} as {entry.label!r} "
                f"-> board {board.name} ({board_file})")
-    status, detail = _tier_check(entry, board)
+    status, detail = check_tier(entry, board)
     report.add(status, "tier", detail)
 
     # d. label (decided here, from files only; printed after the code checks a-c, before the smoke run)
     plugin_path = _entry_plugin(entry, entry_path, plugin)
     slug = label_slug(entry.label)
     target = board.entries_dir / f"{slug}.yaml"
-    label = _label_check(entry, board, target, plugin_path)
+    label = check_label(entry, board, target, plugin_path)
 
     # a. method, b. documentation, c. hyper-parameters, e. smoke run: the entry's code, in the sandbox
     label_said = False
