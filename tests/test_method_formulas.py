@@ -15,6 +15,7 @@ from bench.data.tokenize import Encoded, collate
 from bench.methods.base import LossContext, ReferenceModel, UnlearnBatch, make_method, search_space_of
 from bench.methods.rmu import control_vector
 from bench.registry import METHODS
+from bench.release.citations import ARXIV_ID
 
 from .test_methods import FORGET_SHAPES, PAD, RETAIN_SHAPES, answer_logprobs, tiny_llama, toy_sequences
 
@@ -371,8 +372,6 @@ def test_npo_gradient_direction_tends_to_ga_as_beta_goes_to_zero() -> None:
 def test_every_method_declares_paper_formula_and_search_space(name: str) -> None:
     """Each registered method states its loss in its own docstring (an ``L = ...`` formula), cites a paper by arXiv
     id, and declares a search space whose every field exists and holds the field's default."""
-    from bench.release.citations import ARXIV_ID
-
     cls = METHODS.get(name)
     if not cls.__module__.startswith("bench."):
         pytest.skip("plug-in from a test")
