@@ -25,10 +25,6 @@ LAZY = ("ray", "lm_eval", "peft", "selenium", "bitsandbytes", "quanto", "optimum
 # torch loads only after bench/__init__ has pinned the kernel environment (bench.runtime.numerics)
 # datasets, lm-eval's own dependency, is quieted only where lm-eval runs: reading configs and records loads neither
 LAZY_IN = {"bench/runtime/numerics.py": ("torch",), "bench/metrics/lm_eval_utility.py": ("datasets",)}
-# the tests16 branch splits the long functions of these files (geffect_cost, build_parser, the run, the submission
-# checks and sandbox); the function-length rule covers them once it lands
-SPLIT_ELSEWHERE = frozenset({"bench/perf/geffect.py", "bench/cli/main.py", "bench/run/execute.py",
-                             "bench/submit/validate.py", "bench/submit/sandbox.py"})
 
 
 def _modules() -> Iterator[tuple[str, str]]:
@@ -78,7 +74,7 @@ def test_no_module_is_over_400_lines() -> None:
 
 def test_no_function_is_over_60_lines() -> None:
     offenders = [f"{name}:{line}: {function} is {length} lines" for name, source in _modules()
-                 if name not in SPLIT_ELSEWHERE for function, line, length in long_functions(source)]
+                 for function, line, length in long_functions(source)]
     assert not offenders, "\n".join(offenders)
 
 
