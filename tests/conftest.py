@@ -40,16 +40,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", help="run tests marked slow")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    import torch
+def _cuda() -> bool:
+    import torch  # only where a test is marked gpu: a pytest run of a board file need not load torch to collect
 
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     skip_slow = pytest.mark.skip(reason="slow: pass --runslow")
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "slow" in item.keywords and not config.getoption("--runslow"):
-            item.add_marker(skip_slow)
-        if "gpu" in item.keywords and not torch.cuda.is_available():
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if gpu_items and not _cuda():
+        for item in gpu_items:
             item.add_marker(skip_gpu)
+    if not config.getoption("--runslow"):
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip_slow)
 
 
 @pytest.fixture
