@@ -157,3 +157,7 @@ def load_muse(config: TaskConfig, split: str) -> TaskData:
         train_corpus=train_corpus(load, config.forget_splits),
         mia_forget=mia_schema(load.get("privleak", "forget"), load.prefix("privleak", "forget")),
         mia_holdout=mia_schema(load.get("privleak", "holdout"), load.prefix("privleak", "holdout")))
+
+
+# the scored splits (``bench.data.tasks.family_splits``: their metrics' versions enter the run ids)
+load_muse.eval_splits = ("forget", "retain", "forget_bio", "mia_forget", "mia_holdout")

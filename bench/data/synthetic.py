@@ -292,3 +292,5 @@ def load_synthetic(config: TaskConfig, split: str) -> TaskData:
 
 
 load_synthetic.offline = True  # generated from its seed in about a second: checked when a board is planned
+# the scored splits (``bench.data.tasks.family_splits``: their metrics' versions enter the run ids)
+load_synthetic.eval_splits = ("forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio")

@@ -91,6 +91,19 @@ class TaskConfig:
         return content_hash(self)
 
 
+# every split a task can be scored on, in ``TaskData.eval_splits`` order (append only: the order seeds the subsets)
+SCORED_SPLITS = ("forget", "retain", "world_facts", "holdout", "forget_bio", "retain_bio", "real_authors",
+                 "mia_forget", "mia_holdout")
+
+
+def family_splits(config: TaskConfig) -> tuple[str, ...]:
+    """The scored splits the task's family declares it produces (``family.eval_splits``, read without loading any
+    data: run and reference ids need them, ``bench.metrics.identity``); every split of ``SCORED_SPLITS`` for a
+    family that declares none (an out-of-tree family), so the ids cover too many metrics rather than too few."""
+    declared = getattr(TASKS.get(config.family), "eval_splits", None)
+    return SCORED_SPLITS if declared is None else tuple(declared)
+
+
 @dataclass
 class TaskData:
     """The datasets of one (task, forget split). Every QA row has ``id``, ``question``, ``answer``,
@@ -180,6 +193,17 @@ class TaskData:
             pairs += list(zip(text["question"], text["text"], text["idk_answer"]))
         return pairs
 
+    def _scored(self) -> dict[str, Dataset | None]:
+        retain = self.retain_eval if self.retain_eval is not None else self.retain
+        splits = {"forget": self.forget, "retain": retain, "world_facts": self.world_facts,
+                  "holdout": self.holdout, "forget_bio": self.forget_bio, "retain_bio": self.retain_bio,
+                  "real_authors": self.real_authors, "mia_forget": self.mia_forget, "mia_holdout": self.mia_holdout}
+        return splits
+
+    def split_names(self) -> tuple[str, ...]:
+        """The names of the scored splits this task has (``eval_splits``' keys, without building the subsets)."""
+        return tuple(name for name, ds in self._scored().items() if ds is not None)
+
     def eval_splits(self) -> dict[str, Dataset]:
         """The scored splits, each capped at ``eval.max_items`` by a fixed seeded subset (as TOFU caps at 300).
 
@@ -187,12 +211,8 @@ class TaskData:
         (MUSE, Shi et al. 2024), or ``mia_forget`` / ``mia_holdout`` where the benchmark has its own MIA texts.
         Splits are only ever appended: the subset seed of a split is its position, so the items of earlier splits
         never change when a split is added."""
-        retain = self.retain_eval if self.retain_eval is not None else self.retain
-        splits = {"forget": self.forget, "retain": retain, "world_facts": self.world_facts,
-                  "holdout": self.holdout, "forget_bio": self.forget_bio, "retain_bio": self.retain_bio,
-                  "real_authors": self.real_authors, "mia_forget": self.mia_forget, "mia_holdout": self.mia_holdout}
         return {name: _subset(ds, self.config.eval.max_items, seed=i)
-                for i, (name, ds) in enumerate(splits.items()) if ds is not None}
+                for i, (name, ds) in enumerate(self._scored().items()) if ds is not None}
 
 
 def _subset(ds: Dataset, n: int, seed: int) -> Dataset:
@@ -274,6 +294,10 @@ def load_task(name: str, split: str) -> TaskData:
             raise empty_forget_set(config, split)
     except EmptyForgetSetError as exc:
         raise SpecError(f"{task_file(name)}: {exc}") from exc
+    undeclared = [s for s in data.split_names() if s not in family_splits(config)]
+    if undeclared:  # the ids would miss the versions of the metrics these splits add
+        raise SpecError(f"{task_file(name)}: family: {config.family} scores split(s) {', '.join(undeclared)} that "
+                        f"its eval_splits ({', '.join(family_splits(config))}) do not declare")
     return data
 
 

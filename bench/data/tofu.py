@@ -73,3 +73,7 @@ def load_tofu(config: TaskConfig, split: str) -> TaskData:
                     world_facts=to_schema(get("world_facts_perturbed"), "tofu/world_facts", True, seed),
                     retain_eval=to_schema(get("retain_perturbed"), "tofu/retain_perturbed", False, seed),
                     real_authors=to_schema(get("real_authors_perturbed"), "tofu/real_authors", True, seed))
+
+
+# the scored splits (``bench.data.tasks.family_splits``: their metrics' versions enter the run ids)
+load_tofu.eval_splits = ("forget", "retain", "world_facts", "real_authors")

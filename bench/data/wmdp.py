@@ -197,6 +197,10 @@ def load_wmdp(config: TaskConfig, split: str) -> TaskData:
                     forget_corpus=forget_corpus, retain_corpus=retain_corpus)
 
 
+# the scored splits (``bench.data.tasks.family_splits``: their metrics' versions enter the run ids)
+load_wmdp.eval_splits = ("forget", "retain")
+
+
 def _hub_mc_rows(rows: Dataset, with_subject: bool) -> list[dict]:
     """Rows of an lm-eval data file, in the hub's schema (question, [subject,] choices, answer index)."""
     keys = ("question", "subject", "choices", "answer") if with_subject else ("question", "choices", "answer")
