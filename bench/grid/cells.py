@@ -94,7 +94,9 @@ def search_file(cell: Cell, board: LeaderboardSpec, store: Store) -> Path | None
 
 
 def cell_record(cell: Cell, board: LeaderboardSpec, store: Store) -> dict | None:
-    """The stored record that represents ``cell`` (see ``run_cell``), or None if it has not run."""
+    """The stored record that represents ``cell`` (see ``run_cell``), or None if it has not run. A search summary
+    whose chosen trial is not the run the current code would make of its parameters (a method or metric version
+    bumped since: another run id) counts as not run, so the search is redone rather than its stale record shown."""
     if trials_per_cell(board) == 1:
         return store.load("runs", cell.spec.run_id)
     path = search_file(cell, board, store)
@@ -104,7 +106,11 @@ def cell_record(cell: Cell, board: LeaderboardSpec, store: Store) -> dict | None
     trials = summary.get("trials") or []
     index = summary.get("selected")
     chosen = trials[index] if index is not None else (trials[0] if trials else None)
-    return store.load("runs", chosen["run_id"]) if chosen else None
+    if not chosen:
+        return None
+    current = make_run_spec(cell.task.task, cell.task.split, cell.method.method, chosen["params"], board.budget,
+                            cell.seed, control=board.control)
+    return store.load("runs", chosen["run_id"]) if chosen["run_id"] == current.run_id else None
 
 
 def ok_cell_records(board: LeaderboardSpec, store: Store):

@@ -28,6 +28,7 @@ from bench.board.table import build_table, ranking
 from bench.grid.cells import cell_record, plan
 from bench.release.bundle import BUNDLE, load_manifest, read_bundle, read_manifests
 from bench.release.snapshot import releases_dir
+from bench.run.migrate import migrate_store
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError
@@ -86,14 +87,17 @@ class Report:
 
 
 def released_store(board: LeaderboardSpec, version: str, root: Path) -> Store:
-    """A store at ``root`` holding the release's records (from its bundle)."""
+    """A store at ``root`` holding the release's records (from its bundle), re-keyed where the release predates
+    the versions in the ids (``bench.run.migrate``), so the current code finds them."""
     files = read_bundle(releases_dir(board) / version / BUNDLE)
     for path, data in files.items():
         if path.startswith("records/"):
             dest = root / path.removeprefix("records/")
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-    return Store(root)
+    store = Store(root)
+    migrate_store(store)
+    return store
 
 
 def latest_version(board: LeaderboardSpec) -> str:
