@@ -6,6 +6,7 @@ a ``TaskConfig`` and a forget split into ``TaskData``: the forget, retain, holdo
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import random
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from bench.data.schema import IDK_ANSWERS
 from bench.registry import TASKS, RegistryError
 from bench.runtime.paths import tasks_dir
 from bench.specs.mapping import SpecError, content_hash, from_mapping, read_yaml
+from bench.specs.papers import Paper
+
+CITATION_FIELDS = ("papers",)  # task YAML fields outside the digest (``citation``, older, stays inside it)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class TaskConfig:
     # lm-eval tasks run on every evaluated model (real-world utility): the task's embedded offline YAMLs, or any
     # lm-eval task name (mmlu, arc_easy, wmdp_bio, ...) for users with hub access
     lm_eval_tasks: tuple[str, ...] = ()
+    # the papers of the benchmark (BibTeX entries ``ubench cite`` prints for the task family)
+    papers: tuple[Paper, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -87,8 +93,9 @@ class TaskConfig:
 
     @property
     def digest(self) -> str:
-        """Hash of everything in the YAML that can change a number."""
-        return content_hash(self)
+        """Hash of everything in the YAML that can change a number (``papers`` cannot: left out, so adding a
+        citation keeps the task's model and run ids)."""
+        return content_hash({k: v for k, v in dataclasses.asdict(self).items() if k not in CITATION_FIELDS})
 
 
 # every split a task can be scored on, in ``TaskData.eval_splits`` order (append only: the order seeds the subsets)

@@ -6,6 +6,7 @@ import torch
 
 from bench.methods.base import LossContext, Method, UnlearnBatch, answer_mask, next_token_logits, row_mean
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 def ceu_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -22,6 +23,12 @@ class CEU(Method):
     cross-entropy towards the model's own prediction without the true answer token. Bounded, reference-free."""
 
     paper = "Yang 2025, CE-U: Cross Entropy Unlearning (arXiv 2503.01224)"
+    bibtex = (
+        Paper("yang2025ceu",
+              author="Yang, Bo",
+              title="{CE-U}: Cross Entropy Unlearning",
+              year=2025, eprint="2503.01224"),
+    )
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
                     ctx: LossContext) -> tuple[torch.Tensor, dict]:

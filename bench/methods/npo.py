@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, token_logprobs
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,12 @@ class NPO(Method):
     reweighted by w = 2 p_theta^beta / (p_theta^beta + p_ref^beta), logged as ``npo_weight``."""
 
     paper = "Zhang et al. 2024, Negative Preference Optimization (arXiv 2404.05868)"
+    bibtex = (
+        Paper("zhang2024negative",
+              author="Zhang, Ruiqi and Lin, Licong and Bai, Yu and Mei, Song",
+              title="Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
+              year=2024, eprint="2404.05868", note="COLM 2024"),
+    )
     Params = NPOParams
     needs_reference = True
 

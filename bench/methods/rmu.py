@@ -17,6 +17,7 @@ from bench.methods.base import (
     hidden_state,
 )
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ class RMU(Method):
 
     paper = ("Li et al. 2024, The WMDP Benchmark: Measuring and Reducing Malicious Use with Unlearning "
              "(arXiv 2403.03218)")
+    bibtex = (
+        Paper("li2024wmdp",
+              author="Li, Nathaniel and Pan, Alexander and Gopal, Anjali and Yue, Summer and Berrios, Daniel and "
+                     "Gatti, Alice and others",
+              title="The {WMDP} Benchmark: Measuring and Reducing Malicious Use with Unlearning",
+              year=2024, eprint="2403.03218", note="ICML 2024"),
+    )
     Params = RMUParams
     needs_reference = True
     needs_retain = True

@@ -8,6 +8,7 @@ import torch
 
 from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, sequence_nll
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,13 @@ class TaskVector(Method):
     theta_unl = theta_0 - lambda (theta_ft - theta_0), i.e. subtract the forget task vector from the target."""
 
     paper = "Ilharco et al. 2023, Editing Models with Task Arithmetic (arXiv 2212.04089)"
+    bibtex = (
+        Paper("ilharco2023editing",
+              author="Ilharco, Gabriel and Ribeiro, Marco Tulio and Wortsman, Mitchell and Gururangan, Suchin and "
+                     "Schmidt, Ludwig and Hajishirzi, Hannaneh and Farhadi, Ali",
+              title="Editing Models with Task Arithmetic",
+              year=2023, eprint="2212.04089", note="ICLR 2023"),
+    )
     Params = TaskVectorParams
     # negating the adapter's factors A and B separately is not negating their product B A
     supports_adapter = False

@@ -8,6 +8,7 @@ import torch
 
 from bench.methods.base import LossContext, Method, UnlearnBatch, check_positive, token_logprobs
 from bench.methods.ga import AscentParams, weight_stats, weighted_ascent
+from bench.methods.papers import WANG2025_RETHINKING
 from bench.registry import METHODS
 
 
@@ -32,6 +33,7 @@ class TNPO(Method):
     reweighting of GA applied per token, against the frozen target's token probabilities p_ref,i."""
 
     paper = "Wang et al. 2025, Rethinking LLM Unlearning Objectives: A Gradient Perspective (arXiv 2502.19301)"
+    bibtex = (WANG2025_RETHINKING,)
     Params = TNPOParams
     needs_reference = True
 

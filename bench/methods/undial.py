@@ -17,6 +17,7 @@ from bench.methods.base import (
     row_mean,
 )
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,13 @@ class UNDIAL(Method):
     the frozen target's next-token distribution with the true token's logit lowered by gamma."""
 
     paper = "Dong et al. 2024, UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning (arXiv 2402.10052)"
+    bibtex = (
+        Paper("dong2024undial",
+              author="Dong, Yijiang River and Lin, Hongzhou and Belkin, Mikhail and Huerta, Ramon and "
+                     "Vuli{\\'c}, Ivan",
+              title="{UNDIAL}: Self-Distillation with Adjusted Logits for Robust Unlearning in Large Language Models",
+              year=2024, eprint="2402.10052", note="NAACL 2025"),
+    )
     Params = UNDIALParams
     needs_reference = True
 
