@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", help="folder for the tables (default: <name>/ next to the board file; with "
                                      "--results naming another store, <results>/boards/<name>/ for a committed "
                                      "board)")
-    sub.add_parser("docs", help="regenerate docs/metrics.md from the metric registry")
+    sub.add_parser("docs", help="regenerate docs/metrics.md and README.md's method table from the registries")
     ls = sub.add_parser("ls", help="list registered methods, metrics or tasks")
     ls.add_argument("what", choices=["methods", "metrics", "tasks"])
     perf = sub.add_parser("perf", help="harness/bare step time ratio; calibration scoring passes per probe; "

@@ -22,6 +22,7 @@ class CEU(Method):
     """L = E_forget[(1/T) sum_i CE(q_i, p_theta(.|x_<i))], q_i = stopgrad(softmax(z_i with z_i[a_i] = -inf)):
     cross-entropy towards the model's own prediction without the true answer token. Bounded, reference-free."""
 
+    summary = "E (1/T) Σ_i CE(softmax(z_i with z_i[a_i] = −∞), p_θ,i), target detached"
     paper = "Yang 2025, CE-U: Cross Entropy Unlearning (arXiv 2503.01224)"
     bibtex = (
         Paper("yang2025ceu",

@@ -66,6 +66,7 @@ class GradientAscent(Method):
     """L = -E_forget[NLL(a)] = E_forget[(1/T) sum_i log p_i]: minimising it raises the forget NLL. With
     ``cap = q < 1`` only the q fraction of lowest-NLL answer tokens contribute (likelihood capping)."""
 
+    summary = "E (1/T) Σ_i c_i log p_i; c_i = 1, or likelihood capping with `cap: q`"
     paper = "Jang et al. 2023, Knowledge Unlearning for Mitigating Privacy Risks in Language Models (arXiv 2210.01504)"
     bibtex = (
         Paper("jang2023knowledge",
@@ -102,6 +103,7 @@ class GDParams(AscentParams):
 class GradientDifference(GradientAscent):
     """L = -E_forget[NLL(a)] + lambda * E_retain[NLL(a)] (``retain_loss: kl`` makes it GA+KL)."""
 
+    summary = "GA + λ·NLL(retain)"
     paper = "Liu et al. 2022, Continual Learning and Private Unlearning (arXiv 2203.12817)"
     bibtex = (
         Paper("liu2022continual",

@@ -30,6 +30,7 @@ class IdkDPO(Method):
     with sequence log-likelihoods (sums over answer tokens), p_ref the frozen target, the IDK answer preferred and
     the true answer rejected. The 2/beta scale matches NPO's (NPO is this loss without the preferred term)."""
 
+    summary = "−(2/β)·E log σ(β·[(log p_θ − log p_ref)(idk) − (log p_θ − log p_ref)(a)]), plus λ·NLL(retain)"
     paper = "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290); IDK targets from TOFU"
     bibtex = (
         Paper("rafailov2023direct",

@@ -28,6 +28,7 @@ class NPO(Method):
     with sequence log-likelihoods (sums over answer tokens) and p_ref the frozen target. Its gradient is GA's
     reweighted by w = 2 p_theta^beta / (p_theta^beta + p_ref^beta), logged as ``npo_weight``."""
 
+    summary = "(2/β)·E softplus(β·(log p_θ(a|q) − log p_ref(a|q)))"
     paper = "Zhang et al. 2024, Negative Preference Optimization (arXiv 2404.05868)"
     bibtex = (
         Paper("zhang2024negative",

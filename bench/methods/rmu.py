@@ -62,6 +62,8 @@ class RMU(Method):
     parameters whose name matches ``trainable`` are updated. Forget positions are those that predict an answer
     token (the prompt's last token and the answer), so the steering hits where the knowledge is read out."""
 
+    summary = ("mean ‖h_l(x_f) − c·u‖²/d + α·mean ‖h_l(x_r) − h_l^ref(x_r)‖²/d; trains only parameters matching "
+               "`trainable`")
     paper = ("Li et al. 2024, The WMDP Benchmark: Measuring and Reducing Malicious Use with Unlearning "
              "(arXiv 2403.03218)")
     bibtex = (

@@ -28,6 +28,7 @@ class SatImp(Method):
     """L = E_forget[(1/T) sum_i w_i log p_i], w_i = stopgrad(p_i^beta1 (1 - p_i)^beta2): high-likelihood
     (important) tokens count more, and tokens near p = 1 (saturated) are damped."""
 
+    summary = "E (1/T) Σ_i w_i log p_i, w_i = p_i^β1·(1 − p_i)^β2"
     paper = "Yang et al. 2025, Exploring Criteria of Loss Reweighting to Enhance LLM Unlearning (arXiv 2505.11953)"
     bibtex = (
         Paper("yang2025exploring",

@@ -30,6 +30,7 @@ class SimNPO(Method):
     likelihood replaces NPO's ratio to p_ref. Its gradient is GA's (per token) reweighted by
     w = 2 sigmoid((beta/|a|) log p + delta), logged as ``simnpo_weight``."""
 
+    summary = "(2/β)·E softplus((β/|a|)·log p_θ(a|q) + δ)"
     paper = "Fan et al. 2024, Simplicity Prevails: Rethinking Negative Preference Optimization (arXiv 2410.07163)"
     bibtex = (
         Paper("fan2024simplicity",

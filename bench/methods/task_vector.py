@@ -27,6 +27,7 @@ class TaskVector(Method):
     """Fine-tune on the forget set (L = E_forget[NLL(a)], descent) for the budget, giving theta_ft; then return
     theta_unl = theta_0 - lambda (theta_ft - theta_0), i.e. subtract the forget task vector from the target."""
 
+    summary = "fine-tune on forget (descent), then θ₀ − λ·(θ_ft − θ₀)"
     paper = "Ilharco et al. 2023, Editing Models with Task Arithmetic (arXiv 2212.04089)"
     bibtex = (
         Paper("ilharco2023editing",
