@@ -201,11 +201,11 @@ class TaskData:
         return pairs
 
     def _scored(self) -> dict[str, Dataset | None]:
+        """Every split of ``SCORED_SPLITS`` in that order, None where the task has none."""
         retain = self.retain_eval if self.retain_eval is not None else self.retain
-        splits = {"forget": self.forget, "retain": retain, "world_facts": self.world_facts,
-                  "holdout": self.holdout, "forget_bio": self.forget_bio, "retain_bio": self.retain_bio,
-                  "real_authors": self.real_authors, "mia_forget": self.mia_forget, "mia_holdout": self.mia_holdout}
-        return splits
+        return {"forget": self.forget, "retain": retain, "world_facts": self.world_facts, "holdout": self.holdout,
+                "forget_bio": self.forget_bio, "retain_bio": self.retain_bio, "real_authors": self.real_authors,
+                "mia_forget": self.mia_forget, "mia_holdout": self.mia_holdout}
 
     def split_names(self) -> tuple[str, ...]:
         """The names of the scored splits this task has (``eval_splits``' keys, without building the subsets)."""
