@@ -49,12 +49,15 @@ def _copy_board(root: Path, methods: list[str] | None = None) -> Path:
 @pytest.fixture(scope="module")
 def bundle() -> dict[str, bytes]:
     """The files of the newest committed release of the default board (its records among them)."""
-    from bench.release.bundle import read_bundle
+    from bench.release.bundle import BUNDLE, read_bundle, read_manifests
+    from bench.release.snapshot import releases_dir
+    from bench.specs.board import LeaderboardSpec
 
-    releases = sorted(p for p in (COMMITTED / "releases").glob("*") if (p / "bundle.tar.gz").is_file())
-    if not releases:
+    board = LeaderboardSpec.load(SPEC)
+    manifests = read_manifests(board)  # oldest first: by creation, so 10 comes after 9
+    if not manifests:
         pytest.skip("the synthetic board has no committed release to take records from")
-    return read_bundle(releases[-1] / "bundle.tar.gz")
+    return read_bundle(releases_dir(board) / manifests[-1]["version"] / BUNDLE)
 
 
 def _store_from_release(bundle: dict[str, bytes], root: Path, labels: list[str]) -> Path:

@@ -19,6 +19,7 @@ from bench.cli.main import main
 from .conftest import PLUGINS, mini_board, run_board
 
 METHODS = "[{method: ga}, {method: npo}]"
+SYNTHETIC = Path(__file__).parent.parent / "leaderboards" / "synthetic.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -280,11 +281,12 @@ def test_a_board_without_releases_keeps_its_tables(tmp_path: Path) -> None:
 def test_the_committed_synthetic_release_verifies() -> None:
     """Every committed release of the default board matches its manifest (file hashes and content hash), and the
     committed board.md names one of them."""
-    from bench.release.bundle import verify
+    from bench.release.bundle import read_manifests, verify
+    from bench.release.snapshot import releases_dir
     from bench.specs.board import LeaderboardSpec
 
-    board = LeaderboardSpec.load(Path(__file__).parent.parent / "leaderboards" / "synthetic.yaml")
-    releases = sorted((board.out_dir / "releases").iterdir()) if (board.out_dir / "releases").exists() else []
+    board = LeaderboardSpec.load(SYNTHETIC)
+    releases = [releases_dir(board) / m["version"] for m in read_manifests(board)]  # oldest first (10 after 9)
     if not releases:
         pytest.skip("the synthetic board has no release yet")
     for folder in releases:
@@ -300,3 +302,25 @@ def test_the_committed_synthetic_release_verifies() -> None:
     released = json.loads(next(data for path, data in bundle.items() if path.endswith("board/spec.json")))
     assert _canonical_spec(board) == released
     assert _canonical_spec(dataclasses.replace(board, output="elsewhere")) == released  # where tables go
+
+
+def test_a_release_bundles_the_references_of_every_replicate(tmp_path: Path) -> None:
+    """Each seed's cells are scored against its own replicate's target and retain oracle, so a release holds the
+    reference records of every seed the board uses (the newest committed release, re-read from its bundle)."""
+    from bench.grid.cells import read_board
+    from bench.release.reproduce import latest_version, released_store
+    from bench.release.snapshot import snapshot
+    from bench.specs.board import LeaderboardSpec
+
+    board = LeaderboardSpec.load(SYNTHETIC)
+    store = released_store(board, latest_version(board), tmp_path / "released")
+    records = read_board(board, store)
+    expected = {ref_id for ids in records.reference_ids.values() for ref_id in ids}
+    assert len(expected) == 2 * len(board.seeds) == 6  # target and oracle of each replicate
+    snap = snapshot(board, store, records)
+    assert {path.split("/")[2] for path in snap.files if path.startswith("records/refs/")} == expected
+    assert not snap.incomplete and snap.n_expected == len(expected) + len(records.cells)
+
+    store.root.joinpath("refs", sorted(expected)[0], "result.json").unlink()  # one replicate's reference gone
+    snap = snapshot(board, store)
+    assert len(snap.incomplete) == 1 and sorted(expected)[0] in snap.incomplete[0]
