@@ -13,14 +13,14 @@ import pytest
 from bench.cli.main import main
 from bench.data.splits import FAMILY_SPLITS, SPLITS
 from bench.data.tasks import load_task, load_task_config
-from bench.grid.cells import plan
+from bench.grid.cells import cell_record, cell_search_id, plan, trials_per_cell
 from bench.metrics.identity import evaluated_metrics
 from bench.models.tiny import TaskSplit, model_identity
 from bench.registry import METHODS, METRICS
 from bench.run.migrate import LEGACY_METRICS, migrate_store
 from bench.run.references import EVAL_VERSION, REFERENCE_KINDS, reference_id, reference_key
 from bench.run.runspec import make_run_spec
-from bench.runtime.records import SearchRecord, Trial, record_from_json
+from bench.runtime.records import RunRecord, SearchRecord, Trial, record_from_json
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import content_hash
@@ -94,6 +94,29 @@ def test_a_family_declares_every_split_it_scores(monkeypatch: pytest.MonkeyPatch
         load_task(MINI, "forget10")
     message = str(info.value)
     assert "mini.yaml: family: synthetic scores split(s) forget_bio, retain_bio" in message and "\n" not in message
+
+
+def test_a_search_summary_whose_chosen_trial_is_stale_is_not_a_cells_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search-tier cell is represented by its summary's chosen trial only while that trial's run id is the one the
+    current code gives its parameters: after a version bump the cell counts as not run (its search is redone)."""
+    board_path = tmp_path / "search.yaml"
+    board_path.write_text(f"name: search\nversion: '1'\ntasks: [{{task: {MINI}, split: forget10}}]\n"
+                          "methods: [{method: npo}]\nseeds: [0]\nbudget: smoke-search\ncolumns: [forget/es]\n"
+                          "sort: {by: forget/es}\n")
+    board = LeaderboardSpec.load(board_path)
+    (cell,) = plan(board, check_data=False)
+    store = Store(tmp_path / "results")
+    params = {"beta": 0.2}
+    run_id = make_run_spec(MINI, "forget10", "npo", params, board.budget, 0, control=board.control).run_id
+    store.write(RunRecord(id=run_id, status="ok"))
+    trial = Trial(0, params, run_id, "ok", 0.1, 0.5, 0.7)
+    store.write_search(SearchRecord(id=cell_search_id(cell, board), task=cell.spec.task, split="forget10",
+                                    method="npo", base_params={}, budget=board.budget, seed=0, control=board.control,
+                                    n_trials=2, trials=(trial,), selected=0))
+    assert trials_per_cell(board) == 2 and cell_record(cell, board, store).id == run_id
+    monkeypatch.setattr(METHODS.get("npo"), "version", "2")  # the stored trial was made by version 1
+    assert cell_record(cell, board, store) is None
 
 
 # --- migration --------------------------------------------------------------------------------------------------
