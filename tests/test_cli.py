@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli.main import main
 
-from .conftest import mini_board
+from .conftest import copy_mini_records, fixture_board, mini_board
 
 
 def _one_line_error(capsys: pytest.CaptureFixture) -> str:
@@ -46,11 +46,13 @@ def test_bad_hyperparameter_and_unknown_column(tmp_path: Path, env_results: Path
 
 
 def test_run_then_board_from_records(tmp_path: Path, env_results: Path, capsys) -> None:
-    """A ``-k`` subset leaves the store partial: its tables go to ``<store>/boards/<name>/``, not next to the board."""
-    board = mini_board(tmp_path, methods="[{method: ga}, {method: gd}]")
-    assert main(["run", str(board), "-k", "gd"]) == 0
+    """A ``-k`` subset leaves the store partial: its tables go to ``<store>/boards/<name>/``, not next to the board.
+    The store is a copy of the fixture records: ``ga``'s cell is stored, ``gd``'s is not."""
+    copy_mini_records(env_results)
+    board = fixture_board(tmp_path, methods="[{method: ga}, {method: gd}]")
+    assert main(["run", str(board), "-k", "ga"]) == 0
     out = capsys.readouterr().out
-    assert "/gd/seed0: ok" in out and "/ga/" not in out.split("#")[0]
+    assert "/ga/seed0: ok [stored]" in out and "/gd/" not in out.split("#")[0]
     assert main(["board", str(board)]) == 0
     out = capsys.readouterr().out
     assert ("| ga " in out or "| **ga** " in out) and "missing 1 of 1" in out

@@ -13,8 +13,9 @@ from bench.grid.executor import ExecutorError, InProcessExecutor
 from bench.grid.executors import default_jobs, make_executor
 from bench.grid.pool import LocalPoolExecutor
 from bench.grid.ray_tasks import RayExecutor
+from bench.perf.grid import GridReport, GridRun
 
-from .conftest import PLUGINS, mini_board
+from .conftest import MINI, PLUGINS, copy_mini_records, fixture_board, mini_board
 
 # three cells, one of them a plug-in method that fails (NaN loss): workers must load the plug-in file
 METHODS = "[{method: ga}, {method: npo}, {method: nan_loss}]"
@@ -132,9 +133,12 @@ def test_cli_j_1_runs_in_process(tmp_path: Path, env_results: Path, capsys, monk
 
 def test_pytest_xdist_runs_each_item_once_and_the_controller_writes_the_board(pytester: pytest.Pytester,
                                                                              tmp_path: Path) -> None:
+    """Two xdist workers share a board's items; the cells are stored (the fixture records: nothing trains, the
+    workers read the controller's store), each item runs once, and the controller alone writes the tables."""
     pytest.importorskip("xdist")
-    board = mini_board(pytester.path, methods="[{method: ga}, {method: npo}]")
-    results = tmp_path / "results"
+    board = fixture_board(pytester.path, methods="[{method: ga}, {method: npo}]")
+    results = copy_mini_records(tmp_path / "results")
+    stored = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
     result = pytester.runpytest_subprocess("-p", "no:randomly", f"--ubench-results={results}", str(board),
                                            "-n", "2", "-v")
     result.assert_outcomes(passed=2)
@@ -142,12 +146,37 @@ def test_pytest_xdist_runs_each_item_once_and_the_controller_writes_the_board(py
     assert "[gw0]" in out and "[gw1]" in out
     assert out.count("leaderboard mini v1") == 1
     assert re.search(r"\| (\*\*)?ga(\*\*)? ", out) and re.search(r"\| (\*\*)?npo(\*\*)? ", out)
-    assert len(list((results / "runs").glob("*/result.json"))) == 2
+    assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == stored  # reused, nothing rewritten
     assert (pytester.path / "leaderboards" / "mini" / "board.md").exists()
 
 
+def _grid_report(seconds: tuple[float, ...], identical: bool = True) -> GridReport:
+    """A report of hand-made runs: 4 cells each, in ``seconds`` for 1 worker, 2 workers and 1 worker x 2 threads."""
+    runs = [GridRun(w, t, 4, s, 1.5) for (w, t), s in zip([(1, 1), (2, 1), (1, 2)], seconds)]
+    return GridReport(MINI, "forget10", "smoke", ["ga", "gd", "npo", "simnpo"], runs, identical, 0.0 if len(runs) > 2
+                      else None, (1.0, 2.0))
+
+
+def test_grid_benchmark_report_text() -> None:
+    """The report's lines and ratios on hand-made timings (the benchmark itself runs in the slow test below)."""
+    report = _grid_report((10.0, 5.0, 8.0))
+    assert report.ratio(1) == pytest.approx(2.0) and report.ratio(1, 2) == pytest.approx(1.6)
+    text = report.text()
+    assert "1 worker x 1 thread vs 2 workers x 1 thread (and 1 worker x 2 threads)" in text
+    assert re.search(r"(?m)^  2 workers x 1 thread +5\.0 s  0\.800 cells/s \(worker start 1\.5 s, not timed\)$", text)
+    assert "ratio 2 workers x 1 thread / 1 worker x 1 thread: 2.00x (goal >= 1.6: ok)" in text
+    assert "ratio 2 workers x 1 thread / 1 worker x 2 threads: 1.60x" in text
+    assert "records identical across the 1-thread configurations (timings and env aside): yes" in text
+    slow = _grid_report((10.0, 8.0), identical=False).text()
+    assert "1.25x (goal >= 1.6: under goal)" in slow and "(timings and env aside): NO" in slow
+    assert "1 worker x 2 threads" not in slow
+
+
+@pytest.mark.slow
 def test_grid_benchmark_report() -> None:
-    """The report's structure on a one-cell grid (no timing is asserted)."""
+    """The benchmark on a one-cell grid (no timing is asserted): two pool configurations, identical records. Also
+    covered fast: the report by test_grid_benchmark_report_text, the pool's records equal to the in-process ones by
+    test_local_pool_of_two_gives_the_in_process_records."""
     from bench.perf.grid import grid_throughput
 
     report = grid_throughput(cells=1, workers=2, all_cores=False)

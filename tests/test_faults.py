@@ -1,11 +1,13 @@
 """A suite that survives faults and bad input (issue 8): kill -9 mid-run then rerun, concurrent writers of one
 store, NaN and divergent losses, corrupt records, bad specs and inputs (exit 2, nothing written), byte-identical
 records for the same seed, and ``ubench submit``'s sandbox (time limit, memory limit, working directory).
+Stores that need cells already run start from the committed fixture records (tests/fixtures/mini_records/); only the
+cells a test is about (the killed run, the NaN and diverging methods, the redone corrupt cells) run.
 
 Faults already shown elsewhere: ``test_runs.py::test_nan_loss_is_recorded_as_failed_with_its_step`` and
 ``test_corrupt_record_is_named_and_skipped`` (the store level), ``test_cli.py`` (bad input, a failed cell exits 1),
 ``test_registry_and_specs.py::test_plugin_that_raises_on_import_names_its_file``,
-``test_runs.py::test_same_seed_same_record_other_seed_other_record`` (records equal as dicts)."""
+``test_runs.py::test_other_seed_other_record`` (another seed trains otherwise)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,12 +27,14 @@ import pandas as pd
 import pytest
 
 from bench.cli.main import main
+from bench.grid.cells import plan
 from bench.runtime.paths import REPO_ROOT
 from bench.runtime.records import SCHEMA_VERSION, RunRecord
 from bench.runtime.sections import MetricEntry
-from bench.runtime.store import CorruptRecordWarning, Store
+from bench.runtime.store import CorruptRecordWarning, Store, dumps
+from bench.specs.board import LeaderboardSpec
 
-from .conftest import MINI, PLUGINS, mini_board
+from .conftest import BROKEN, MINI, PLUGINS, copy_mini_records, fixture_board, mini_board
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,11 +53,14 @@ def _tmp_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob(".*.tmp"))
 
 
-def _assert_complete_or_absent(runs: Path) -> list[Path]:
-    """Every run folder holds a complete record (result.json parses, spec.json and per_item.jsonl are there) or
-    none (no result.json). Returns the folders with a record."""
+def _assert_complete_or_absent(runs: Path, names: set[str] | None = None) -> list[Path]:
+    """Every run folder (of ``names`` when given: the committed fixture records keep only ``result.json``) holds a
+    complete record (result.json parses, spec.json and per_item.jsonl are there) or none (no result.json). Returns
+    the folders with a record."""
     complete = []
-    for folder in sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []:
+    folders = sorted(p for p in runs.iterdir() if p.is_dir() and (names is None or p.name in names)) \
+        if runs.is_dir() else []
+    for folder in folders:
         result = folder / "result.json"
         if result.exists():
             record = json.loads(result.read_text())  # never half a file
@@ -68,10 +76,16 @@ def _assert_complete_or_absent(runs: Path) -> list[Path]:
 
 def test_kill_9_mid_run_then_rerun_resumes_without_partial_or_duplicate_records(tmp_path: Path) -> None:
     """``ubench run --jobs 2`` in its own process group is killed with SIGKILL (the CLI and both workers) right
-    after its first cell finished, while the next cells are running; the store holds only complete records, and a
-    rerun reuses them, runs the rest and builds a board with every cell once."""
-    board = mini_board(tmp_path)  # ga, gd, npo
-    results = tmp_path / "results"
+    after a cell finished in it (Broken: its NaN loss fails it at step 1) while npo is running; GA's record was
+    stored before (a fixture record). The store holds only complete records, and a rerun reuses them, runs npo
+    and builds a board with every cell once."""
+    board = fixture_board(tmp_path, methods=f"[{{method: ga, label: GA}}, {BROKEN}, {{method: npo}}]")
+    results = copy_mini_records(tmp_path / "results")
+    cells = _cell_records(board, results)
+    ran = {cells[label].parent.name for label in ("Broken", "npo")}  # the cells this run writes
+    for label in ("Broken", "npo"):
+        shutil.rmtree(cells[label].parent)
+    stored = cells["GA"].read_bytes()
     command = [*_ubench(), "run", str(board), "--results", str(results), "--jobs", "2"]
     proc = subprocess.Popen(command, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
@@ -81,33 +95,35 @@ def test_kill_9_mid_run_then_rerun_resumes_without_partial_or_duplicate_records(
         assert proc.stdout is not None
         for line in proc.stdout:
             seen.append(line)
-            if re.match(r"\[1/3\] .*: ok", line):
+            if re.match(r"\[\d/3\] .*/Broken/seed0: failed", line):
                 break
             assert time.monotonic() < deadline, "".join(seen)
         else:
-            pytest.fail("the run ended before its first cell was reported:\n" + "".join(seen))
+            pytest.fail("the run ended before Broken's cell was reported:\n" + "".join(seen))
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its worker processes, mid-cell
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
-    runs = results / "runs"
-    before = {p.name: (p / "result.json").read_bytes() for p in _assert_complete_or_absent(runs)}
-    assert 1 <= len(before) < 3, seen
+    _assert_complete_or_absent(results / "runs", ran)
+    before = {label: path.read_bytes() for label, path in cells.items() if path.exists()}
+    assert set(before) == {"GA", "Broken"} and before["GA"] == stored, seen  # npo was killed before its record
     assert not (board.parent / "mini" / "board.md").exists()  # killed before the board was written
 
     rerun = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert rerun.returncode == 1, rerun.stdout + rerun.stderr  # a failed cell (Broken) exits 1
     progress = [x for x in rerun.stdout.splitlines() if re.match(r"\[\d/3\] ", x)]
-    assert len(progress) == 3 and sum("[stored]" in x for x in progress) == len(before), progress
-    after = _assert_complete_or_absent(runs)
-    assert len(after) == 3 and len({p.name for p in after}) == 3
-    for name, data in before.items():  # finished cells were reused, not redone
-        assert (runs / name / "result.json").read_bytes() == data
+    assert len(progress) == 3 and sum("[stored]" in x for x in progress) == 2, progress
+    assert all(path.exists() for path in cells.values())
+    assert len(_assert_complete_or_absent(results / "runs", ran)) == 2
+    for label, data in before.items():  # finished cells were reused, not redone
+        assert cells[label].read_bytes() == data
     assert _tmp_files(results) == []
-    table = pd.read_csv(board.parent / "mini" / "board.csv")
+    table = pd.read_csv(board.parent / "mini" / "board.csv").set_index("method")
     methods = table[~table["reference"]]
-    assert sorted(methods["method"]) == ["ga", "gd", "npo"] and set(methods["status"]) == {"ok"}
+    assert sorted(methods.index) == ["Broken", "GA", "npo"]
+    assert (methods.loc["GA", "status"], methods.loc["npo", "status"]) == ("ok", "ok")
+    assert methods.loc["Broken", "status"].startswith("failed: non-finite loss nan")
 
 
 # --- two processes writing one store ---------------------------------------------------------------------------
@@ -186,52 +202,85 @@ from bench.runtime.logs import quiet
 from bench.runtime.store import Store
 from bench.specs.run import Budget
 quiet()
-spec = make_run_spec("synthetic-mini", "forget10", "ga", {}, Budget(steps=4, lr=5e-4, batch_size=8), seed=5)
+spec = make_run_spec("synthetic-mini", "forget10", "npo", {}, Budget(steps=4, lr=1e-3, batch_size=8, callback_every=2),
+                     seed=0)
 record = execute(spec, Store(sys.argv[1]), reuse=False)
 print(json.dumps({"run_id": spec.run_id, "status": record.status}))
 """
 
 
-def test_two_processes_run_the_same_spec_into_one_store(tmp_path: Path) -> None:
-    """Two processes execute the same RunSpec into one store at the same time: one complete record remains, its
-    files agree, and it equals a record of the same spec run alone (up to timings and env)."""
-    root = tmp_path / "results"
+def _execute_in(*roots: Path) -> list[dict]:
+    """Run ``_EXECUTE`` (npo, the G-effect recorded every 2 of 4 steps) in one process per store root, all at the
+    same time; returns what each printed."""
     procs = [subprocess.Popen([sys.executable, "-c", _EXECUTE, str(root)], env=_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+                              stderr=subprocess.PIPE, text=True) for root in roots]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
-    done = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    assert done[0] == done[1] and done[0]["status"] == "ok"
-    (folder,) = _assert_complete_or_absent(root / "runs")
-    assert folder.name == done[0]["run_id"]
-    from bench.run.execute import execute
-    from bench.run.runspec import make_run_spec
-    from bench.specs.run import Budget
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
 
-    spec = make_run_spec(MINI, "forget10", "ga", {}, Budget(steps=4, lr=5e-4, batch_size=8), seed=5)
-    alone = Store(tmp_path / "alone")
-    execute(spec, alone)
-    stored = Store(root).load("runs", spec.run_id)
-    assert stored.evidence() == alone.load("runs", spec.run_id).evidence()
-    alone_rows = alone.folder("runs", spec.run_id) / "per_item.jsonl"
-    assert (folder / "per_item.jsonl").read_bytes() == alone_rows.read_bytes()
-    assert _tmp_files(root) == []
+
+def test_one_spec_alone_and_by_two_concurrent_processes_gives_byte_identical_records(tmp_path: Path) -> None:
+    """One RunSpec runs alone into one store, then in two processes at the same time into another. The second
+    store holds one complete record, and it is the first one byte for byte: spec.json, per_item.jsonl and
+    geffect.jsonl, and result.json once its ``timings`` (wall times) are removed (``env``, which holds no timing:
+    versions, device, threads, commit, is compared too). So the same seed gives the same bytes, and two writers of
+    one record leave one writer's whole files."""
+    (alone,) = _execute_in(tmp_path / "alone")
+    done = _execute_in(tmp_path / "shared", tmp_path / "shared")
+    assert done[0] == done[1] == alone and alone["status"] == "ok"
+    (a,) = _assert_complete_or_absent(tmp_path / "alone" / "runs")
+    (b,) = _assert_complete_or_absent(tmp_path / "shared" / "runs")
+    assert a.name == b.name == alone["run_id"]
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    assert {"spec.json", "per_item.jsonl", "geffect.jsonl", "result.json"} <= {p.name for p in a.iterdir()}
+
+    def without_timings(folder: Path) -> str:
+        record = json.loads((folder / "result.json").read_text())
+        assert set(record["timings"]) >= {"total_seconds", "train_seconds"}
+        record.pop("timings")
+        return dumps(record)
+
+    assert without_timings(a) == without_timings(b)
+    for name in ("spec.json", "per_item.jsonl", "geffect.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    # the re-serialisation above is the stored one: only the timings block differs in the file bytes
+    assert dumps(json.loads((a / "result.json").read_text())) == (a / "result.json").read_text()
+    assert _tmp_files(tmp_path) == []
 
 
 # --- NaN / inf loss and divergence ------------------------------------------------------------------------------
 
 
+def _fixture_results(results: Path, keep_failed: bool = True) -> Path:
+    """``results`` as a copy of the committed fixture records; without their failed (NaN) run unless
+    ``keep_failed``."""
+    copy_mini_records(results)
+    if not keep_failed:
+        for record in (results / "runs").glob("*/result.json"):
+            if json.loads(record.read_text())["status"] == "failed":
+                record.unlink()
+    return results
+
+
+def _cell_records(board: Path, results: Path) -> dict[str, Path]:
+    """The ``result.json`` path of each cell of ``board`` in ``results``, by the entry's display label."""
+    return {c.method.display: results / "runs" / c.spec.run_id / "result.json"
+            for c in plan(LeaderboardSpec.load(board))}
+
+
 def test_nan_and_divergent_losses_are_failed_records_with_the_step_on_the_board(tmp_path: Path,
                                                                               env_results: Path, capsys) -> None:
-    board = mini_board(tmp_path, methods="[{method: ga}, {method: nan_loss}, {method: diverging_loss}]")
+    """The NaN and the diverging method run (GA's record is a stored fixture): failed records with the step."""
+    board = fixture_board(tmp_path, methods="[{method: ga}, {method: nan_loss}, {method: diverging_loss}]")
+    _fixture_results(env_results, keep_failed=False)
     plugins = ["--plugin", str(PLUGINS / "nan_method.py"), "--plugin", str(PLUGINS / "diverging_method.py")]
     assert main(["run", str(board), "--jobs", "1", *plugins]) == 1
     out = capsys.readouterr().out
     assert "/nan_loss/seed0: failed (non-finite loss nan at step 1)" in out
     assert "/diverging_loss/seed0: failed (non-finite loss -inf at step 3)" in out
+    assert "/ga/seed0: ok [stored]" in out
 
-    records = {r["spec"]["method"]: r for r in (json.loads(p.read_text())
-                                               for p in (env_results / "runs").glob("*/result.json"))}
+    records = {label: json.loads(path.read_text()) for label, path in _cell_records(board, env_results).items()}
     for method, step in (("nan_loss", 1), ("diverging_loss", 3)):
         error = records[method]["error"]
         assert records[method]["status"] == "failed" and error["type"] == "NonFiniteLoss" and error["step"] == step
@@ -254,16 +303,15 @@ def test_nan_and_divergent_losses_are_failed_records_with_the_step_on_the_board(
 
 
 def test_corrupt_records_are_named_once_on_stderr_and_skipped(tmp_path: Path, env_results: Path, capsys) -> None:
-    board = mini_board(tmp_path)
-    assert main(["run", str(board), "--jobs", "1"]) == 0
-    capsys.readouterr()
-    runs = env_results / "runs"
-    files = sorted(runs.glob("*/result.json"))
-    by_method = {json.loads(p.read_text())["spec"]["method"]: p for p in files}
-    truncated, garbage = by_method["ga"], by_method["gd"]
+    """Two stored records of a board (the fixture records: GA ok, Broken failed, npo ok) are corrupted: the board
+    names each once and skips it, and a run redoes exactly those two cells."""
+    board = fixture_board(tmp_path, methods=f"[{{method: ga, label: GA}}, {BROKEN}, {{method: npo}}]")
+    _fixture_results(env_results)
+    cells = _cell_records(board, env_results)
+    truncated, garbage = cells["GA"], cells["Broken"]
     truncated.write_text(truncated.read_text()[:100])
     garbage.write_bytes(b"\xff\xfe\x00 not json")
-    kept = by_method["npo"].read_bytes()
+    kept = cells["npo"].read_bytes()
 
     assert main(["board", str(board)]) == 0
     captured = capsys.readouterr()
@@ -273,17 +321,18 @@ def test_corrupt_records_are_named_once_on_stderr_and_skipped(tmp_path: Path, en
     assert any(x.startswith(f"ubench: warning: {garbage}: corrupt record skipped (") for x in warnings_)
     # a store with cells missing never replaces the board's own tables: its tables go to <store>/boards/<name>/
     table = pd.read_csv(env_results / "boards" / "mini" / "board.csv").set_index("method")
-    assert table.loc["ga", "status"] == "missing 1 of 1" and table.loc["gd", "status"] == "missing 1 of 1"
+    assert table.loc["GA", "status"] == "missing 1 of 1" and table.loc["Broken", "status"] == "missing 1 of 1"
     assert table.loc["npo", "status"] == "ok"
-    assert by_method["npo"].read_bytes() == kept  # nothing else lost
+    assert cells["npo"].read_bytes() == kept  # nothing else lost
 
-    # a run names them once more, redoes those two cells and leaves the good record alone
-    assert main(["run", str(board), "--jobs", "1"]) == 0
+    # a run names them once more, redoes those two cells (Broken fails again) and leaves the good record alone
+    assert main(["run", str(board), "--jobs", "1"]) == 1
     captured = capsys.readouterr()
     assert len([x for x in captured.err.splitlines() if x.startswith("ubench: warning: ")]) == 2, captured.err
-    assert "npo/seed0: ok [stored]" in captured.out
-    assert json.loads(truncated.read_text())["status"] == "ok" and json.loads(garbage.read_text())["status"] == "ok"
-    assert by_method["npo"].read_bytes() == kept
+    assert "npo/seed0: ok [stored]" in captured.out and "Broken/seed0: failed (non-finite loss nan" in captured.out
+    assert json.loads(truncated.read_text())["status"] == "ok"
+    assert json.loads(garbage.read_text())["error"]["type"] == "NonFiniteLoss"
+    assert cells["npo"].read_bytes() == kept
     assert main(["board", str(board)]) == 0
     assert capsys.readouterr().err == ""
 
@@ -401,42 +450,6 @@ def test_bad_input_from_the_installed_command(tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists() and not (board.parent / "mini").exists()
 
 
-# --- determinism: the same seed gives the same bytes -------------------------------------------------------------
-
-
-def test_same_seed_gives_byte_identical_records(tmp_path: Path) -> None:
-    """Two runs of one spec (G-effect recorded every 2 steps) into two stores: result.json is byte-identical once
-    its ``timings`` (wall times) are removed, and spec.json, per_item.jsonl and geffect.jsonl are byte-identical.
-    ``env`` holds no timing (versions, device, threads, commit) and is compared too."""
-    from bench.run.execute import execute
-    from bench.run.runspec import make_run_spec
-    from bench.runtime.store import dumps
-    from bench.specs.run import Budget
-
-    spec = make_run_spec(MINI, "forget10", "npo", {}, Budget(steps=4, lr=5e-4, batch_size=8, callback_every=2),
-                         seed=11)
-    folders = []
-    for name in ("a", "b"):
-        store = Store(tmp_path / name)
-        assert execute(spec, store).ok
-        folders.append(store.folder("runs", spec.run_id))
-    a, b = folders
-    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
-    assert {"spec.json", "per_item.jsonl", "geffect.jsonl", "result.json"} <= {p.name for p in a.iterdir()}
-
-    def without_timings(folder: Path) -> str:
-        record = json.loads((folder / "result.json").read_text())
-        assert set(record["timings"]) >= {"total_seconds", "train_seconds"}
-        record.pop("timings")
-        return dumps(record)
-
-    assert without_timings(a) == without_timings(b)
-    for name in ("spec.json", "per_item.jsonl", "geffect.jsonl"):
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    # the re-serialisation above is the stored one: only the timings block differs in the file bytes
-    assert dumps(json.loads((a / "result.json").read_text())) == (a / "result.json").read_text()
-
-
 # --- ubench submit: the entry's code runs in a subprocess with limits -------------------------------------------
 
 
@@ -490,17 +503,17 @@ def test_submission_that_sleeps_forever_is_killed_at_the_time_limit(tmp_path: Pa
     entry, board = _submission(tmp_path, "sleeper", SLEEPER)
     work = tmp_path / "work"
     start = time.monotonic()
-    code = main(["submit", str(entry), "--board", str(board), "--task", MINI, "--time-limit", "30",
+    code = main(["submit", str(entry), "--board", str(board), "--task", MINI, "--time-limit", "12",
                  "--workdir", str(work)])
     took = time.monotonic() - start
     assert code == 1
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "submission FAILED"
-    assert "FAIL method: killed at the time limit of 30 s (wall clock; raise it with --time-limit if the method " \
+    assert "FAIL method: killed at the time limit of 12 s (wall clock; raise it with --time-limit if the method " \
            "is just slow)" in out, out
     assert [x.split(":")[0] for x in out if x.startswith(("PASS", "FAIL", "SKIP"))] == [
         "PASS tier", "FAIL method", "SKIP documentation", "SKIP hyper-parameters", "PASS label", "SKIP smoke run"]
-    assert 30 <= took < 60
+    assert 12 <= took < 42
     pid_file = work / "sleeper.pid"
     if pid_file.exists():  # the plug-in got to run (not killed while the subprocess was still importing torch)
         with pytest.raises(ProcessLookupError):

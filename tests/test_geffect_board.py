@@ -1,5 +1,6 @@
-"""The G-effect on the leaderboard (columns, markdown, plots) and the ``ubench geffect`` command, on a
-synthetic-mini board whose budget records the G-effect every 2 of its 4 steps."""
+"""The G-effect on the leaderboard (columns, markdown, plots) and the ``ubench geffect`` command, on the
+synthetic-mini fixture board, whose budget records the G-effect every 2 of its 4 steps (its records are the
+committed fixture records: nothing trains)."""
 
 from __future__ import annotations
 
@@ -24,32 +25,25 @@ from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError
 
-from .conftest import MINI, board_records, mini_board, run_board
+from .conftest import FIXTURE_METHODS, MINI, board_records, copy_mini_records, fixture_board
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-METHODS = "[{method: ga, label: GA}, {method: ga, label: GA+KL, params: {retain_loss: kl}}, {method: npo}]"
+METHODS = FIXTURE_METHODS  # GA, GA+KL, npo
 G_COLUMNS = ("geffect/cumulative/forget", "geffect/cumulative/retain", "geffect/cumulative/holdout",
              "geffect/cumulative/world_facts", "geffect/top_group_share", "geffect/top_group")
 COLUMNS = f"[forget/es, retain/es, {', '.join(G_COLUMNS)}]"
 
 
 def geffect_board(folder: Path, columns: str = COLUMNS, sort: str | None = None) -> Path:
-    """``mini_board`` with GA, GA+KL and NPO, a budget that records the G-effect at steps 0, 2 and 4, and
+    """``fixture_board`` with GA, GA+KL and npo (a budget that records the G-effect at steps 0, 2 and 4) and
     G-effect columns."""
-    path = mini_board(folder, methods=METHODS)
-    text = path.read_text().replace("budget: {steps: 4, lr: 0.0005, batch_size: 8}",
-                                    "budget: {steps: 4, lr: 0.001, batch_size: 8, callback_every: 2}")
-    text = re.sub(r"(?m)^columns: .*$", f"columns: {columns}", text)
-    if sort is not None:
-        text = re.sub(r"(?m)^sort: .*$", f"sort: {sort}", text)
-    path.write_text(text)
-    return path
+    return fixture_board(folder, methods=METHODS, columns=columns, sort=sort, geffect=True)
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory, one_torch_thread) -> tuple[LeaderboardSpec, Store]:
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[LeaderboardSpec, Store]:
     folder = tmp_path_factory.mktemp("geffect")
-    return run_board(geffect_board(folder))
+    return LeaderboardSpec.load(geffect_board(folder)), Store(copy_mini_records(folder / "results"))
 
 
 _records = board_records

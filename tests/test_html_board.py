@@ -14,12 +14,11 @@ from bench.board.html import board_html, board_images
 from bench.board.html_details import entry_details
 from bench.grid.cells import plan
 from bench.release.publish import write_tables
-from bench.run.execute import execute
 from bench.runtime.paths import REPO_ROOT
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 
-from .conftest import PLUGINS, mini_board
+from .conftest import BROKEN, copy_mini_records, fixture_board
 
 EVIL = "<script>alert('x')</script>&GA"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -29,17 +28,15 @@ SORT_COLUMN = "forget/prob"  # not the board's sort key (forget_quality), so the
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, one_torch_thread):
-    """A mini board with a label that is an HTML injection, NPO with a non-default beta and a method whose loss is
-    NaN (its run fails: blank cells, a status and an error), run and written with ``write_tables``."""
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """The fixture board with GA labelled by an HTML injection, GA+KL (a non-default hyper-parameter), NPO and a
+    method whose loss is NaN (its run failed: blank cells, a status and an error), written with ``write_tables``
+    from the committed fixture records."""
     folder = tmp_path_factory.mktemp("html_board")
-    methods = (f'[{{method: ga, label: "{EVIL}"}}, {{method: gd, label: GD}}, '
-               f'{{method: npo, label: NPO, params: {{beta: 0.2}}}}, '
-               f'{{method: nan_loss, label: Broken, plugin: "{PLUGINS / "nan_method.py"}"}}]')
-    board = LeaderboardSpec.load(mini_board(folder, methods=methods))
-    store = Store(folder / "results")
-    for cell in plan(board):
-        execute(cell.spec, store)
+    methods = (f'[{{method: ga, label: "{EVIL}"}}, {{method: ga, label: GA+KL, params: {{retain_loss: kl}}}}, '
+               f'{{method: npo, label: NPO}}, {BROKEN}]')
+    board = LeaderboardSpec.load(fixture_board(folder, methods=methods))
+    store = Store(copy_mini_records(folder / "results"))
     table, paths = write_tables(board, store)
     return board, store, table, paths
 
@@ -67,7 +64,7 @@ def test_html_is_deterministic_escaped_and_self_contained(built) -> None:
     # headers carry the direction and the metric's description; the detail panels the hyper-parameters
     assert re.search(r'data-column="forget/es" data-direction="lower" title="forget/es: extraction strength', text)
     assert 'data-column="model_utility" data-direction="higher"' in text
-    assert "<th scope=\"row\">beta</th><td>0.2</td>" in text
+    assert "<th scope=\"row\">retain_loss</th><td>kl</td>" in text
     assert "NonFiniteLoss" in text
     assert text.count('class="ref"') == 2 * (1 + len(board.tables))  # target and oracle, in every table
 
@@ -136,15 +133,15 @@ def test_sort_and_detail_view_in_headless_chromium(built) -> None:
         assert "retain oracle" in rows[1].text
 
         # a row click opens the method's detail view with its hyper-parameters, run id and budget used
-        npo = next(r for r in rows if r.get_attribute("class") == "run" and r.text.startswith("NPO"))
-        npo.click()
+        kl = next(r for r in rows if r.get_attribute("class") == "run" and r.text.startswith("GA+KL"))
+        kl.click()
         dialog = driver.find_element(By.ID, "detail-view")
         WebDriverWait(driver, 5).until(lambda d: dialog.get_attribute("open") is not None)
         text = dialog.text
-        npo_cell = next(c for c in plan(board) if c.method.display == "NPO")
-        assert "registered method npo" in text
-        assert "beta 0.2" in text and "Hyper-parameters" in text
-        assert npo_cell.spec.run_id in text and "used: optimizer steps 4" in text
+        kl_cell = next(c for c in plan(board) if c.method.display == "GA+KL")
+        assert "registered method ga" in text
+        assert "retain_loss kl" in text and "Hyper-parameters" in text
+        assert kl_cell.spec.run_id in text and "used: optimizer steps 4" in text
         driver.save_screenshot(str(_screenshot_path()))
         dialog.find_element(By.CSS_SELECTOR, "button.close").click()
         WebDriverWait(driver, 5).until(lambda d: dialog.get_attribute("open") is None)

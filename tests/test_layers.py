@@ -2,14 +2,12 @@
 
 The layer order lives in ``pyproject.toml`` (``[tool.importlinter]``, no listed exceptions) and ``lint-imports``
 (import-linter) checks it on the package as it is; a second test proves that the contract catches an upward import,
-on a copy of the package with one added. Imports sit at the top of their module (an import inside a function hides
-a dependency from the contract), apart from optional heavy dependencies, each with a comment saying why; and every
-module stays small enough to read whole.
+on a copy of the package with one added. That imports sit at the top of their module (an import inside a function
+hides a dependency from the contract) is checked with the other shape rules, in ``tests/test_code_shape.py``.
 """
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import subprocess
@@ -20,12 +18,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "bench"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-# imported where they are used, never at the top: optional or heavy dependencies (the comment on the line says why)
-LAZY = ("ray", "lm_eval", "peft", "selenium", "bitsandbytes")
-# torch loads only after bench/__init__ has pinned the kernel environment (bench.runtime.numerics)
-# datasets, lm-eval's own dependency, is quieted only where lm-eval runs: reading configs and records loads neither
-LAZY_IN = {"bench/runtime/numerics.py": ("torch",), "bench/metrics/lm_eval_utility.py": ("datasets",)}
-MAX_LINES = 400
 
 
 def _lint(root: Path) -> subprocess.CompletedProcess:
@@ -57,38 +49,3 @@ def test_an_upward_import_breaks_the_layer_contract(tmp_path: Path) -> None:
     assert result.returncode != 0, result.stdout
     assert "BROKEN" in result.stdout and "bench.specs.run -> bench.board.table" in result.stdout, result.stdout
 
-
-def _nested_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
-    """Imports inside a function or class body (module-level ``if`` / ``try`` blocks count as the top)."""
-    out: list[ast.Import | ast.ImportFrom] = []
-
-    def walk(node: ast.AST, nested: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.Import, ast.ImportFrom)) and nested:
-                out.append(child)
-            walk(child, nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
-
-    walk(tree, False)
-    return out
-
-
-def test_imports_are_at_the_top_of_their_module() -> None:
-    problems = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        name = path.relative_to(REPO).as_posix()
-        source = path.read_text()
-        lines = source.splitlines()
-        for node in _nested_imports(ast.parse(source)):
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            allowed = (*LAZY, *LAZY_IN.get(name, ()))
-            if not all(m.split(".")[0] in allowed for m in modules):
-                problems.append(f"{name}:{node.lineno}: import of {', '.join(modules)} inside a function")
-            elif "#" not in lines[node.lineno - 1]:
-                problems.append(f"{name}:{node.lineno}: a deferred import without a comment saying why")
-    assert not problems, "\n".join(problems)
-
-
-def test_no_module_is_over_400_lines() -> None:
-    long = {path.relative_to(REPO).as_posix(): n for path in sorted(PACKAGE.rglob("*.py"))
-            if (n := len(path.read_text().splitlines())) > MAX_LINES}
-    assert not long, long

@@ -1,5 +1,6 @@
 """The control columns of a leaderboard (calibrated metrics, alpha, trade-off AUC), its protocol line and "Finding"
-paragraph, and the trade-off plot, on synthetic-mini boards under the ``smoke`` budget tier."""
+paragraph, and the trade-off plot, on synthetic-mini fixture boards (their records are the committed fixture
+records: nothing trains)."""
 
 from __future__ import annotations
 
@@ -20,44 +21,37 @@ from bench.board.table import build_table
 from bench.grid.cells import plan
 from bench.grid.columns import column_direction
 from bench.release.publish import write_tables
-from bench.run.execute import execute
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError
 
-from .conftest import MINI, board_records, mini_board, run_board
+from .conftest import CONTROL_NONE, FIXTURE_METHODS, MINI, board_records, copy_mini_records, fixture_board
 
 COLUMNS = ("[forget/es, forget_quality, retain/es, calibrated/forget/es, calibrated/forget_quality, "
            "calibrated/model_utility, alpha, tradeoff_auc]")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def control_board(folder: Path, methods: str = "[{method: ga, label: GA}, {method: gd}, {method: npo}]",
-                  columns: str = COLUMNS, sort: str = "{by: calibrated/forget/es, descending: false}",
-                  extra: str = "") -> Path:
-    """``mini_board`` under the smoke tier, with control columns and a calibrated sort."""
-    path = mini_board(folder, methods=methods, extra=extra)
-    text = path.read_text().replace("budget: {steps: 4, lr: 0.0005, batch_size: 8}", "budget: smoke")
-    text = re.sub(r"(?m)^columns: .*$", f"columns: {columns}", text)
-    text = re.sub(r"(?m)^sort: .*$", f"sort: {sort}", text)
-    path.write_text(text)
-    return path
+def control_board(folder: Path, methods: str = FIXTURE_METHODS, columns: str = COLUMNS,
+                  sort: str = "{by: calibrated/forget/es, descending: false}", extra: str = "") -> Path:
+    """``fixture_board`` (GA, GA+KL, npo) with control columns and a calibrated sort."""
+    return fixture_board(folder, methods=methods, columns=columns, sort=sort, extra=extra)
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory, one_torch_thread) -> tuple[LeaderboardSpec, Store]:
-    """One smoke board over GA, GD and NPO, run once for the module."""
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[LeaderboardSpec, Store]:
+    """The control board over GA, GA+KL and npo, on a copy of the fixture records."""
     folder = tmp_path_factory.mktemp("control")
-    return run_board(control_board(folder))
+    return LeaderboardSpec.load(control_board(folder)), Store(copy_mini_records(folder / "results"))
 
 
 _records = board_records
 
 
-# Three smoke steps barely move the mini model (alpha* = 1, calibrated = raw), so these tests also read copies of
+# Four small steps barely move the mini model (alpha* = 1, calibrated = raw), so these tests also read copies of
 # the records whose control section carries a real calibration: alpha < 1, calibrated metrics that differ from the
 # raw ones, and a trade-off curve, in a ranking that the calibration reverses.
-CALIBRATION = {"GA": (0.25, 0.0, 0.6), "gd": (0.75, 0.3, 0.2), "npo": (0.5, 0.1, 0.4)}  # alpha, raw ES, cal ES
+CALIBRATION = {"GA": (0.25, 0.0, 0.6), "GA+KL": (0.75, 0.3, 0.2), "npo": (0.5, 0.1, 0.4)}  # alpha, raw ES, cal ES
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +82,7 @@ def test_calibrated_columns_and_alpha_equal_the_records(ran) -> None:
     table = build_table(board, store)
     records = _records(board, store)
     methods = table[~table["reference"]].set_index("method")
-    assert set(methods.index) == {"GA", "gd", "npo"}
+    assert set(methods.index) == {"GA", "GA+KL", "npo"}
     for label, record in records.items():
         row, control = methods.loc[label], record.control
         for key in ("forget/es", "forget_quality", "model_utility"):
@@ -115,7 +109,7 @@ def test_calibrated_values_come_from_the_control_section(calibrated) -> None:
     board, store = calibrated
     table = build_table(board, store)
     methods = table[~table["reference"]].set_index("method")
-    assert list(methods.index) == ["gd", "npo", "GA"]  # by calibrated/forget/es, ascending
+    assert list(methods.index) == ["GA+KL", "npo", "GA"]  # by calibrated/forget/es, ascending
     for label, (alpha, raw_es, cal_es) in CALIBRATION.items():
         row = methods.loc[label]
         assert (row["alpha"], row["forget/es"], row["calibrated/forget/es"]) == (alpha, raw_es, cal_es)
@@ -124,8 +118,8 @@ def test_calibrated_values_come_from_the_control_section(calibrated) -> None:
     paragraph = finding(board, table)
     assert "Kendall τ_b = -1.00" in paragraph and "strongly reversed" in paragraph
     # fixture records carry no item draws and one seed each: no difference can be shown significant
-    assert ("Raw, GA has the best mean (0.000) but is not significantly better than gd, npo; calibrated, gd has the "
-            "best mean (0.200) but is not significantly better than npo, GA.") in paragraph
+    assert ("Raw, GA has the best mean (0.000) but is not significantly better than GA+KL, npo; calibrated, GA+KL has "
+            "the best mean (0.200) but is not significantly better than npo, GA.") in paragraph
     assert "No method's rank interval moves clear of its other one." in paragraph
     assert "GA's raw retain ES (`retain/es`) is 0.750 against the target's 1.000 (75% of it), below the " \
            "calibration threshold τ·U(target) = 0.900: its raw `forget/es` of 0.000 is reached by losing retained " \
@@ -255,7 +249,8 @@ def test_robustness_paragraph_is_computed_from_the_table(tmp_path: Path) -> None
     lm-eval: methods below tau times the target's accuracy are named; no columns, no paragraph."""
     from bench.board.analysis import robustness_paragraph
 
-    board = LeaderboardSpec.load(control_board(tmp_path))
+    board = LeaderboardSpec.load(control_board(tmp_path, methods="[{method: ga, label: GA}, {method: gd}, "
+                                                                 "{method: npo}]"))
     task = f"{MINI}/forget10"
     rows = [("target (before unlearning)", True, 0.9, 1.0, 1.0), ("retain oracle", True, 0.2, 0.15, 1.0),
             ("GA", False, 0.6, 0.05, 0.4), ("gd", False, 0.25, 0.2, 0.95), ("npo", False, 0.45, 0.2, 0.85),
@@ -285,14 +280,15 @@ def test_one_plot_per_task_on_a_multi_task_board(tmp_path: Path) -> None:
     assert names == [f"tradeoff-{MINI}-forget10.png", "tradeoff-synthetic-forget05.png"]
 
 
-def test_control_none_has_blank_calibrated_columns_and_no_plot(tmp_path: Path, store, one_torch_thread) -> None:
-    board = LeaderboardSpec.load(control_board(tmp_path, methods="[{method: ga}]", extra="control: {kind: none}\n"))
+def test_control_none_has_blank_calibrated_columns_and_no_plot(tmp_path: Path, mini_results: Path) -> None:
+    board = LeaderboardSpec.load(control_board(tmp_path, methods="[{method: ga, label: GA}]", extra=CONTROL_NONE))
     cells = plan(board)
     assert cells[0].spec.control.kind == "none"  # the board's control reaches the run spec
-    for cell in cells:
-        execute(cell.spec, store)
+    store = Store(mini_results)
+    assert store.load_run(cells[0].spec.run_id).control.spec["kind"] == "none"
     table, paths = write_tables(board, store)
     row = table[~table["reference"]].iloc[0]
+    assert row["status"] == "ok"
     assert np.isnan(row["calibrated/forget/es"]) and np.isnan(row["alpha"]) and not np.isnan(row["forget/es"])
     assert "tradeoff" not in paths and not (board.out_dir / "tradeoff.png").exists()
     markdown = paths["markdown"].read_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from bench.data.tokenize import Encoded, collate
 from bench.methods.base import LossContext, ReferenceModel, UnlearnBatch, make_method, search_space_of
 from bench.methods.rmu import control_vector
 from bench.registry import METHODS
+from bench.release.citations import ARXIV_ID
 
 from .test_methods import FORGET_SHAPES, PAD, RETAIN_SHAPES, answer_logprobs, tiny_llama, toy_sequences
 
@@ -368,15 +370,22 @@ def test_npo_gradient_direction_tends_to_ga_as_beta_goes_to_zero() -> None:
 
 @pytest.mark.parametrize("name", sorted(set(METHODS.names()) - {"nan_loss", "raise_loss"}))
 def test_every_method_declares_paper_formula_and_search_space(name: str) -> None:
-    """Each registered method documents its loss (docstring), cites a paper, and every field of its declared
-    search space exists; defaults construct."""
+    """Each registered method states its loss in its own docstring (an ``L = ...`` formula), cites a paper by arXiv
+    id, and declares a search space whose every field exists and holds the field's default."""
     cls = METHODS.get(name)
     if not cls.__module__.startswith("bench."):
         pytest.skip("plug-in from a test")
-    assert cls.__doc__ and "L" in cls.__doc__, name
-    assert cls.paper, name
+    doc = cls.__dict__.get("__doc__") or ""  # its own, not a base class's
+    assert re.search(r"(?<![\w/])L = \S", doc), (name, doc[:80])
+    assert ARXIV_ID.search(cls.paper or ""), (name, cls.paper)
     space = search_space_of(cls.Params)
     assert space, name
     instance = make_method(name)
     for field, values in space.items():
         assert hasattr(instance.params, field) and values, (name, field)
+        default = getattr(instance.params, field)
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers and isinstance(default, (int, float)) and not isinstance(default, bool):
+            assert min(numbers) <= default <= max(numbers), (name, field, default, values)
+        else:
+            assert default in list(values), (name, field, default, values)

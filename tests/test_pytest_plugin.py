@@ -1,42 +1,57 @@
-"""The pytest plug-in: a leaderboard YAML collects one item per entry; -k selects; --lf reruns failures."""
+"""The pytest plug-in: a leaderboard YAML collects one item per entry; -k selects; a stored cell is reused; --lf
+reruns failures. The stores start as copies of the committed fixture records (tests/fixtures/mini_records/)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import datasets  # noqa: F401 -- imported before any in-process run (see _run)
 import pytest
 
-from .conftest import PLUGINS, mini_board
+from .conftest import PLUGINS, copy_mini_records, fixture_board, mini_board
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _run(pytester: pytest.Pytester, results: Path, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:randomly", f"--ubench-results={results}", *args)
+    """pytest in this process (no second torch import): it forgets the modules that a run imported afterwards, and
+    ``datasets`` registers its pyarrow types once per process, so it is imported at the top of this module."""
+    return pytester.runpytest_inprocess("-p", "no:randomly", f"--ubench-results={results}", *args)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_collects_entries_and_writes_the_board(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    board = mini_board(pytester.path)
-    results = tmp_path / "results"
+    board = fixture_board(pytester.path, methods="[{method: ga, label: GA}, {method: gd}, {method: npo}]")
+    results = copy_mini_records(tmp_path / "results")  # GA and npo are stored, gd is not
+    stored = _tree(results)
     collected = _run(pytester, results, str(board), "--collect-only", "-q")
     names = [line for line in collected.outlines if "mini.yaml::" in line]
     assert len(names) == 3 and any("/npo/seed0" in n for n in names)
-    assert not results.exists() and not (pytester.path / "leaderboards" / "mini").exists()  # nothing ran
+    assert _tree(results) == stored and not (pytester.path / "leaderboards" / "mini").exists()  # nothing ran
     selected = _run(pytester, results, str(board), "-k", "npo")
     selected.assert_outcomes(passed=1, deselected=2)
     assert "leaderboard mini v1" in selected.stdout.str()
-    # two of the three cells have no record: the tables go under the store, not next to the board
-    assert "2 of 3 cells missing in" in selected.stdout.str()
+    # gd has no record: the tables go under the store, not next to the board
+    assert "1 of 3 cells missing in" in selected.stdout.str()
     assert (results / "boards" / "mini" / "board.md").exists()
     assert not (pytester.path / "leaderboards" / "mini").exists()
+    # the npo item reused its stored record, and gd was deselected: no record was written or rewritten
+    assert {k: v for k, v in _tree(results).items() if not k.startswith("boards/")} == stored
 
 
 def test_failed_entry_fails_and_last_failed_reruns_only_it(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    board = mini_board(pytester.path, methods="[{method: ga}, {method: nan_loss}]")
-    results = tmp_path / "results"
+    board = fixture_board(pytester.path, methods="[{method: ga, label: GA}, {method: nan_loss}]")
+    results = copy_mini_records(tmp_path / "results")
+    for record in (results / "runs").glob("*/result.json"):
+        if json.loads(record.read_text())["status"] == "failed":
+            record.unlink()  # the NaN run is not stored: its item runs it (GA's is reused)
     plugin = f"--ubench-plugin={PLUGINS / 'nan_method.py'}"
     first = _run(pytester, results, str(board), plugin)
     first.assert_outcomes(passed=1, failed=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -79,5 +80,16 @@ def test_invalid_yaml_is_one_line(tmp_path: Path) -> None:
         LeaderboardSpec.load(path)
 
 
-def test_budget_defaults_are_valid() -> None:
-    assert Budget().steps >= 1
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("steps", 0, "steps: must be >= 1, got 0"), ("batch_size", 0, "batch_size: must be >= 1, got 0"),
+    ("grad_accum", -2, "grad_accum: must be >= 1, got -2"), ("lr", 0.0, "lr: must be > 0, got 0.0"),
+    ("warmup_steps", -1, "warmup_steps: must be >= 0, got -1"),
+    ("callback_every", -1, "callback_every: must be >= 0, got -1"),
+    ("schedule", "step", "schedule: must be constant, linear or cosine, got 'step'"),
+    ("forward_passes_per_step", 0, "forward_passes_per_step: must be >= 1, got 0"),
+])
+def test_budget_rejects_each_invalid_field(field: str, value: object, expected: str) -> None:
+    """Each bound of a budget is enforced on construction, naming the field (the defaults construct)."""
+    Budget()
+    with pytest.raises(ValueError, match="^" + re.escape(expected) + "$"):
+        Budget(**{field: value})

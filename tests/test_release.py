@@ -1,6 +1,7 @@
 """Citable releases (``ubench release``, ``ubench cite``, ``bench.release``, ``bench.release.citations``): a release is
 a content-hashed, byte-reproducible bundle of a board's spec, task digests and records; board.md names it; BibTeX
-cites the suite, the release and the papers on the board. One small board is run once per module and copied."""
+cites the suite, the release and the papers on the board. The board's records are the committed fixture records
+(``tests/fixtures/mini_records/``): nothing trains."""
 
 from __future__ import annotations
 
@@ -15,18 +16,21 @@ import pytest
 import yaml
 
 from bench.cli.main import main
+from bench.grid.cells import plan
+from bench.specs.board import LeaderboardSpec
 
-from .conftest import PLUGINS, mini_board, run_board
+from .conftest import BROKEN, copy_mini_records, fixture_board, mini_board
 
-METHODS = "[{method: ga}, {method: npo}]"
+METHODS = "[{method: ga, label: GA}, {method: npo}]"
 SYNTHETIC = Path(__file__).parent.parent / "leaderboards" / "synthetic.yaml"
 
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with ``leaderboards/mini.yaml`` (GA, NPO) and ``results/`` holding all its records."""
+    """A folder with ``leaderboards/mini.yaml`` (GA, npo) and ``results/`` holding all its records."""
     folder = tmp_path_factory.mktemp("release")
-    run_board(mini_board(folder, methods=METHODS))
+    fixture_board(folder, methods=METHODS)
+    copy_mini_records(folder / "results")
     return folder
 
 
@@ -45,6 +49,12 @@ def _only_release(board: Path) -> Path:
     folders = [p for p in (board.parent / "mini" / "releases").iterdir() if not p.name.startswith(".")]
     assert len(folders) == 1, folders
     return folders[0]
+
+
+def _ga_record(board: Path, results: Path) -> Path:
+    """The stored ``result.json`` of the board's GA cell."""
+    (cell,) = [c for c in plan(LeaderboardSpec.load(board)) if c.method.display == "GA"]
+    return results / "runs" / cell.spec.run_id / "result.json"
 
 
 def _snapshot_tree(folder: Path) -> dict[str, tuple[int, bytes]]:
@@ -75,13 +85,21 @@ def test_same_records_same_version_and_bytes(ran: Path, tmp_path: Path, capsys) 
     hashed = sorted(p for p in files if not p.startswith(("tables/", "provenance/")))
     listing = "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in hashed)
     assert hashlib.sha256(listing.encode()).hexdigest() == manifest["content_hash"]
-    # what it holds: the board, task digests, every record with its per-item rows, the run env, the tables
+    # what it holds: the board, task digests, every record with all its stored files (the fixture oracle's per-item
+    # rows among them), the run env, the tables
     assert files["board/board.yaml"] == board_a.read_bytes()
     assert json.loads(files["tasks.json"])[0]["digest"] == load_task_config("synthetic-mini").digest
     runs = {p.split("/")[2] for p in files if p.startswith("records/runs/")}
     refs = {p.split("/")[2] for p in files if p.startswith("records/refs/")}
     assert len(runs) == 2 and len(refs) == 2
-    assert all(f"records/runs/{r}/per_item.jsonl" in files for r in runs)
+    for kind, ids in (("runs", runs), ("refs", refs)):
+        for record_id in ids:
+            stored_files = {p.name: p.read_bytes() for p in (results_a / kind / record_id).iterdir()}
+            bundled = {p.rsplit("/", 1)[1]: data for p, data in files.items()
+                       if p.startswith(f"records/{kind}/{record_id}/")}
+            assert set(bundled) == set(stored_files)
+            assert all(bundled[name] == data for name, data in stored_files.items() if name != "result.json")
+    assert any(p.startswith("records/refs/") and p.endswith("/per_item.jsonl") for p in files)
     env = json.loads(files["provenance/env.json"])
     assert env and {"python", "torch", "transformers", "git_commit"} <= set(env[0]["env"])
     # records are hashed as evidence (no timings / env); the stored bytes travel as provenance
@@ -91,7 +109,7 @@ def test_same_records_same_version_and_bytes(ran: Path, tmp_path: Path, capsys) 
     assert "timings" not in evidence and "env" not in evidence and "timings" in stored and "env" in stored
     assert {k: v for k, v in stored.items() if k not in ("timings", "env")} == evidence
     markdown = files["tables/board.md"]
-    assert (b"| ga " in markdown or b"| **ga** " in markdown) and files["tables/board.csv"].startswith(b"task,method")
+    assert (b"| GA " in markdown or b"| **GA** " in markdown) and files["tables/board.csv"].startswith(b"task,method")
 
     # board.md names the release; an unchanged store keeps naming it
     markdown = (board_a.parent / "mini" / "board.md").read_text()
@@ -111,7 +129,7 @@ def test_changed_record_gives_a_new_version(ran: Path, tmp_path: Path, capsys) -
     board, results = _copy(ran, tmp_path / "w")
     assert _release(board, results) == 0
     first = _only_release(board).name
-    record_path = sorted((results / "runs").glob("*/result.json"))[0]
+    record_path = _ga_record(board, results)
     # a rerun that reproduces every number (other timings, another machine's env) is the same release
     record = json.loads(record_path.read_text())
     record["timings"] = {k: v * 3 for k, v in record["timings"].items()}
@@ -136,7 +154,7 @@ def test_changed_record_gives_a_new_version(ran: Path, tmp_path: Path, capsys) -
 
 def test_incomplete_board_is_refused_and_nothing_written(ran: Path, tmp_path: Path, capsys) -> None:
     board, results = _copy(ran, tmp_path / "w")
-    mini_board(board.parent.parent, methods="[{method: ga}, {method: gd}, {method: npo}]")  # gd never ran
+    fixture_board(board.parent.parent, methods="[{method: ga, label: GA}, {method: gd}, {method: npo}]")  # no gd
     assert _release(board, results) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ubench: error: ") and "\n" not in err, err
@@ -145,19 +163,16 @@ def test_incomplete_board_is_refused_and_nothing_written(ran: Path, tmp_path: Pa
     assert not (board.parent / "mini").exists()
 
     # a failed cell is refused too
-    mini_board(board.parent.parent, methods=METHODS)
-    record_path = sorted((results / "runs").glob("*/result.json"))[0]
-    record = json.loads(record_path.read_text())
-    record.update(status="failed", error={"type": "NonFiniteLoss", "message": "non-finite loss nan at step 1"})
-    record_path.write_text(json.dumps(record))
+    fixture_board(board.parent.parent, methods=f"[{{method: ga, label: GA}}, {BROKEN}]")
     assert _release(board, results) == 2
-    assert "failed (non-finite loss nan at step 1)" in capsys.readouterr().err
+    assert "/Broken/seed0: failed (non-finite loss nan at step 1)" in capsys.readouterr().err
     assert not (board.parent / "mini").exists()
 
     assert _release(board, results, "--allow-incomplete") == 0
     capsys.readouterr()
     manifest = json.loads((_only_release(board) / "manifest.json").read_text())
-    assert len(manifest["incomplete"]) == 1 and "failed" in manifest["incomplete"][0]
+    assert len(manifest["incomplete"]) == 1 and "Broken" in manifest["incomplete"][0]
+    assert "failed" in manifest["incomplete"][0]
 
 
 def _bibtex_entries(text: str) -> dict[str, str]:
@@ -208,8 +223,8 @@ def test_cite_prints_bibtex_for_suite_release_and_papers(ran: Path, tmp_path: Pa
 
 def test_cite_comments_a_method_without_an_entry(ran: Path, tmp_path: Path, capsys) -> None:
     board, results = _copy(ran, tmp_path / "w")
-    mini_board(board.parent.parent, methods="[{method: ga}, {method: nan_loss}]")
-    code = main(["cite", str(board), "--results", str(results), "--plugin", str(PLUGINS / "nan_method.py")])
+    fixture_board(board.parent.parent, methods=f"[{{method: ga, label: GA}}, {BROKEN}]")
+    code = main(["cite", str(board), "--results", str(results)])
     assert code == 0
     out = capsys.readouterr().out
     assert "% method nan_loss: no BibTeX entry" in out

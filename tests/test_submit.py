@@ -1,6 +1,10 @@
 """``ubench submit`` and ``ubench new-method``: an outside method is checked (registration, documentation,
 hyper-parameters within the search space, label, two deterministic smoke runs) and only then written into the
-board's entries folder; the installed-package path is tested end to end with a real ``pip install``."""
+board's entries folder; the installed-package path is tested end to end with a real ``pip install``.
+
+Each ``validate_and_submit`` starts a sandboxed subprocess and, whenever the method builds, two smoke runs: the
+tier, label and hyper-parameter rules are tested on their check functions, and whole submissions where the
+subprocess, the report or the smoke run is what is tested."""
 
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ from bench.registry import METHODS
 from bench.runtime.paths import REPO_ROOT
 from bench.specs.board import LeaderboardSpec, label_slug
 from bench.specs.mapping import SpecError
-from bench.submit.entry import SubmissionReport
-from bench.submit.validate import validate_and_submit
+from bench.submit.checks import check_params, load_method
+from bench.submit.entry import SubmissionEntry, SubmissionReport
+from bench.submit.validate import check_label, check_tier, validate_and_submit
 
 from .conftest import MINI, PLUGINS, mini_board
 
@@ -101,31 +106,33 @@ def test_unknown_method_suggests_a_name(tmp_path: Path) -> None:
     assert_failed_and_nothing_written(report, board)
 
 
+def _params_check(tmp_path: Path, method: str, params: str, label: str = "x") -> tuple[object, list[str]]:
+    """``check_params`` (what the sandbox runs for ``hyper-parameters``) on an entry of ``method`` with ``params``."""
+    entry = SubmissionEntry.load(write_entry(tmp_path, entry_yaml(method, label, params=params)))
+    cls, _ = load_method(method, None)
+    return check_params(cls, entry, "entry")
+
+
 def test_param_outside_the_search_space(tmp_path: Path) -> None:
-    board = tier_board(tmp_path)
-    report = submit(write_entry(tmp_path, entry_yaml(params="{cap: 0.1}")), board)
-    assert line(report, "hyper-parameters") == (
-        "FAIL hyper-parameters: params.cap: 0.1 is outside the search space [0.25, 1.0]")
-    assert line(report, "method").startswith("PASS method: 'ga' from built in")
-    assert_failed_and_nothing_written(report, board)
+    instance, problems = _params_check(tmp_path, "ga", "{cap: 0.1}")
+    assert problems == ["params.cap: 0.1 is outside the search space [0.25, 1.0]"]
+    assert instance is not None  # it builds: the smoke run still runs, so one submission reports every problem
+    assert load_method("ga", None)[1].startswith("built in (bench.methods.")
+    assert _params_check(tmp_path, "ga", "{cap: 0.25}")[1] == []  # the bound itself is inside
 
 
 def test_param_outside_the_search_space_must_keep_its_default(tmp_path: Path) -> None:
-    board = tier_board(tmp_path)
-    report = submit(write_entry(tmp_path, entry_yaml("rmu", "RMU x", params="{trainable: 'layers'}")), board)
-    reason = line(report, "hyper-parameters")
-    assert reason.startswith("FAIL hyper-parameters: params.trainable: 'layers' differs from the default")
-    assert "fixed by the method's version" in reason
-    assert_failed_and_nothing_written(report, board)
+    _, problems = _params_check(tmp_path, "rmu", "{trainable: 'layers'}")
+    assert len(problems) == 1 and problems[0].startswith("params.trainable: 'layers' differs from the default")
+    assert "fixed by the method's version" in problems[0]
 
 
 def test_listed_choices_of_a_non_numeric_field(tmp_path: Path) -> None:
     """retain_loss is searched over its listed choices: GA may add the KL regulariser; GD may not drop its own."""
-    board = tier_board(tmp_path)
-    ok = submit(write_entry(tmp_path, entry_yaml(label="GA+KL x", params="{retain_loss: kl}")), board)
-    assert line(ok, "hyper-parameters").startswith("PASS hyper-parameters")
-    bad = submit(write_entry(tmp_path, entry_yaml("gd", "GD x", params="{retain_loss: none}")), board)
-    assert line(bad, "hyper-parameters").startswith("FAIL hyper-parameters")
+    assert _params_check(tmp_path, "ga", "{retain_loss: kl}")[1] == []
+    instance, problems = _params_check(tmp_path, "gd", "{retain_loss: none}")
+    assert instance is None  # it does not build: the smoke run is skipped
+    assert problems == ["entry: params.retain_loss: gd needs a retain term (nll or kl); use ga for plain ascent"]
 
 
 def test_invalid_param_value_is_a_fail_line(tmp_path: Path) -> None:
@@ -137,20 +144,33 @@ def test_invalid_param_value_is_a_fail_line(tmp_path: Path) -> None:
 
 
 def test_wrong_tier(tmp_path: Path) -> None:
-    board = tier_board(tmp_path, tier="smoke")
-    report = submit(write_entry(tmp_path, entry_yaml(tier="standard")), board)
-    assert line(report, "tier") == "FAIL tier: the entry targets tier 'standard' but board mini runs tier 'smoke'"
-    assert_failed_and_nothing_written(report, board)
-    report = submit(write_entry(tmp_path, entry_yaml(tier="huge")), board)
-    assert line(report, "tier") == "FAIL tier: unknown budget tier 'huge' (known: smoke, smoke-search, standard, full)"
+    board = LeaderboardSpec.load(tier_board(tmp_path, tier="smoke"))
+
+    def tier_of(tier: str) -> tuple[str, str]:
+        return check_tier(SubmissionEntry.load(write_entry(tmp_path, entry_yaml(tier=tier))), board)
+
+    assert tier_of("smoke") == ("PASS", "smoke")
+    assert tier_of("standard") == ("FAIL", "the entry targets tier 'standard' but board mini runs tier 'smoke'")
+    assert tier_of("huge") == ("FAIL", "unknown budget tier 'huge' (known: smoke, smoke-search, standard, full)")
+    custom = LeaderboardSpec.load(mini_board(tmp_path / "custom"))
+    status, detail = check_tier(SubmissionEntry.load(write_entry(tmp_path, entry_yaml())), custom)
+    assert status == "FAIL" and detail.startswith("board mini runs a custom budget, not a named tier")
 
 
 def test_duplicate_label(tmp_path: Path) -> None:
-    board = tier_board(tmp_path, methods="[{method: ga, label: GA}, {method: gd}]")
-    report = submit(write_entry(tmp_path, entry_yaml(label="GA")), board)
-    assert line(report, "label") == "FAIL label: 'GA' is already on board mini; choose another label"
-    assert line(report, "smoke run").startswith("PASS smoke run")
-    assert_failed_and_nothing_written(report, board)
+    board = LeaderboardSpec.load(tier_board(tmp_path, methods="[{method: ga, label: GA}, {method: gd}]"))
+
+    def label_of(label: str) -> tuple[str, str]:
+        entry = SubmissionEntry.load(write_entry(tmp_path, entry_yaml(label=label)))
+        return check_label(entry, board, board.entries_dir / f"{label_slug(label)}.yaml", None)
+
+    assert label_of("GA") == ("FAIL", "'GA' is already on board mini; choose another label")
+    assert label_of("gd") == ("FAIL", "'gd' is already on board mini; choose another label")
+    assert label_of("GA cap") == ("PASS", "'GA cap' is new on board mini")
+    board.entries_dir.mkdir(parents=True)
+    (board.entries_dir / "ga-cap.yaml").write_text("method: ga\n")  # a submitted entry with the same file name
+    status, detail = label_of("GA  cap")
+    assert status == "FAIL" and detail.startswith(f"{board.entries_dir / 'ga-cap.yaml'} already exists")
 
 
 def test_nan_plugin_fails_the_smoke_run_with_the_step(tmp_path: Path) -> None:
@@ -217,9 +237,10 @@ def test_new_method_passes_submit_and_lands_in_the_entries_folder(tmp_path: Path
         "submit_test_method", "submit_test_method", {"alpha": 1.0}, str(copy.resolve()))
     assert "submitted:" in written.read_text()
 
-    # the same label again fails, and leaves the folder as it was
-    report = validate_and_submit(entry, board, MINI)
-    assert not report.ok and "is already on board mini" in line(report, "label")
+    # the same label again fails: the written entry is on the board now
+    again = LeaderboardSpec.load(board)
+    status, detail = check_label(SubmissionEntry.load(entry), again, written, None)
+    assert status == "FAIL" and "'submit_test_method' is already on board mini" in detail
     assert sorted(p.name for p in spec.entries_dir.iterdir()) == ["submit_test_method.py", "submit_test_method.yaml"]
 
     # a fresh process plans the board from the copied plug-in alone (the generated files can go away)
@@ -257,10 +278,6 @@ def test_installed_package_entry_point_submit_and_run(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([ubench, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
-    listed = run("ls", "methods")
-    assert listed.returncode == 0, listed.stderr
-    assert any(x.startswith("example_ga ") for x in listed.stdout.splitlines()), listed.stdout
-
     board = tier_board(tmp_path, tier="smoke", methods="[{method: ga}]")
     submitted = run("submit", str(package / "entry.yaml"), "--board", str(board), "--task", MINI)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
@@ -270,9 +287,10 @@ def test_installed_package_entry_point_submit_and_run(tmp_path: Path) -> None:
     entries = board.parent / "mini" / "entries"
     assert [p.name for p in entries.iterdir()] == ["examplega-tau-0.25.yaml"]
 
-    ran = run("run", str(board))
+    # the board's next run includes the entry (only its cell here: GA's is another test's business)
+    ran = run("run", str(board), "-k", "ExampleGA", "--jobs", "1")
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "ExampleGA (tau 0.25)/seed0: ok" in ran.stdout
-    table = (board.parent / "mini" / "board.md").read_text()
+    table = (tmp_path / "results" / "boards" / "mini" / "board.md").read_text()
     row = next(x for x in table.splitlines() if "ExampleGA (tau 0.25)" in x)
     assert "1/1" in row and row.rstrip(" |").endswith("ok")

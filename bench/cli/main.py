@@ -31,9 +31,8 @@ from bench.runtime.store import report_corrupt_records
 from bench.specs.mapping import SpecError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ubench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_run_and_board(sub: argparse._SubParsersAction) -> None:
+    """``ubench run`` and ``ubench board``, with the store, plug-in and output options they share."""
     run = sub.add_parser("run", help="run a leaderboard's missing cells, then write its tables")
     run.add_argument("board", help="leaderboard YAML, e.g. leaderboards/synthetic.yaml")
     run.add_argument("-k", help="only entries whose name contains this (or matches this glob)")
@@ -53,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", help="folder for the tables (default: <name>/ next to the board file; with "
                                      "--results naming another store, <results>/boards/<name>/ for a committed "
                                      "board)")
-    sub.add_parser("docs", help="regenerate docs/metrics.md and README.md's method table from the registries")
-    ls = sub.add_parser("ls", help="list registered methods, metrics or tasks")
-    ls.add_argument("what", choices=["methods", "metrics", "tasks"])
+
+
+def _add_perf(sub: argparse._SubParsersAction) -> None:
+    """``ubench perf``: the harness's overhead benchmarks."""
     perf = sub.add_parser("perf", help="harness/bare step time ratio; calibration scoring passes per probe; "
                                        "G-effect recording cost; evaluation tokens over the minimum; grid "
                                        "throughput on 2 workers vs 1")
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="cells: the board whose records to summarise (default: leaderboards/synthetic.yaml)")
     perf.add_argument("--cells", type=int, default=8,
                       help="grid benchmark: cells, the default board's first entries on synthetic-mini (default: 8)")
+
+
+def _add_submit(sub: argparse._SubParsersAction) -> None:
+    """``ubench submit``: an entry's checks, run in a sandboxed subprocess with these limits."""
     submit = sub.add_parser("submit", help="check a method entry (smoke runs included) and add it to a board")
     submit.add_argument("entry", help="submission entry YAML, e.g. mymethod.entry.yaml")
     submit.add_argument("--board", help="leaderboard YAML (default: leaderboards/synthetic.yaml)")
@@ -85,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "on CUDA)")
     submit.add_argument("--workdir", help="working directory of that subprocess, kept afterwards (default: a "
                                           "temporary folder, removed)")
+
+
+def _add_tune_and_geffect(sub: argparse._SubParsersAction) -> None:
+    """``ubench tune`` (hyper-parameter search per entry) and ``ubench geffect`` (one measurement, no run)."""
     tune = sub.add_parser("tune", help="search each entry's hyper-parameters on calibrated endpoints (tier allowance)")
     tune.add_argument("board", help="leaderboard YAML, e.g. leaderboards/synthetic.yaml")
     tune.add_argument("--method", help="only the entry with this label (its display name on the board)")
@@ -101,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     geffect.add_argument("--items", type=int, default=16, help="items per data set (default: 16)")
     geffect.add_argument("--out", help="write the measurement JSON to this file")
     geffect.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
+
+
+def _add_oracle_and_reproduce(sub: argparse._SubParsersAction) -> None:
+    """``ubench build-oracle`` (a preset's retain oracle) and ``ubench reproduce`` (cells against a release)."""
     oracle = sub.add_parser("build-oracle", help="fine-tune a model preset's base into the retain oracle of a "
                                                  "task split (the task's recipe; cached where runs find it)")
     oracle.add_argument("task", help="task name, e.g. tofu")
@@ -112,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
     repro.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: as ubench run)")
     repro.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
+
+
+def _add_models_and_new_method(sub: argparse._SubParsersAction) -> None:
+    """``ubench checkpoints``, ``ubench presets`` and ``ubench new-method``."""
     ckpt = sub.add_parser("checkpoints", help="build the embedded task's tokenizer, targets and oracles (--ship: into "
                                               "tasks/<family>/checkpoints/), or verify a local build against them")
     ckpt.add_argument("action", choices=("build", "verify"))
@@ -124,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new-method", help="write a method file and its submission entry from the template")
     new.add_argument("name", help="registered name of the new method, e.g. my_method")
     new.add_argument("--dir", default=".", help="folder to write NAME.py and NAME.entry.yaml into (default: .)")
+
+
+def _add_release_and_cite(sub: argparse._SubParsersAction) -> None:
+    """``ubench release`` and ``ubench cite``, with the store, plug-in and output options they share."""
     rel = sub.add_parser("release", help="freeze a board's records, spec and tables into a content-hashed, "
                                          "citable release (leaderboards/<name>/releases/<version>/)")
     rel.add_argument("board", help="leaderboard YAML, e.g. leaderboards/synthetic.yaml")
@@ -136,12 +156,33 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
         p.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
         p.add_argument("--out", help="the board's tables and releases folder (as for ubench board)")
+
+
+def _add_store(sub: argparse._SubParsersAction) -> None:
+    """``ubench store migrate``: re-key the records stored before the ids carried the code versions."""
     store = sub.add_parser("store", help="maintain a result store: migrate re-keys the records stored before run "
                                          "ids carried the method and metric versions (the old folders are kept)")
     store.add_argument("action", choices=["migrate"])
     store.add_argument("--store", help="result store folder (default: $UBENCH_RESULTS or ./results); the shared "
                                        "reference cache is one too (<cache>/refs)")
     store.add_argument("-v", "--verbose", action="store_true", help="one line per record, left alone or not")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ubench`` argument parser: one sub-command per handler of ``main``, in the order ``--help`` lists."""
+    parser = argparse.ArgumentParser(prog="ubench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_and_board(sub)
+    sub.add_parser("docs", help="regenerate docs/metrics.md and README.md's method table from the registries")
+    ls = sub.add_parser("ls", help="list registered methods, metrics or tasks")
+    ls.add_argument("what", choices=["methods", "metrics", "tasks"])
+    _add_perf(sub)
+    _add_submit(sub)
+    _add_tune_and_geffect(sub)
+    _add_oracle_and_reproduce(sub)
+    _add_models_and_new_method(sub)
+    _add_release_and_cite(sub)
+    _add_store(sub)
     return parser
 
 

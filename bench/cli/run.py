@@ -26,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = select_cells(plan(board), args.k)
     if not cells:
         raise SpecError(f"{args.board}: -k {args.k!r} selects no entry")
-    plugins = [*args.plugin, *(c.method.plugin for c in cells if c.method.plugin)]
+    plugins = [*args.plugin, *board.plugin_files]
     executor = make_executor(args.executor, jobs=args.jobs, address=args.address, plugins=plugins)
     store = Store(args.results or results_dir())
     quiet()

@@ -41,12 +41,12 @@ def plan(board: LeaderboardSpec, check_data: bool = True) -> list[Cell]:
     """Every cell of ``board``; raises SpecError/RegistryError naming the file and entry on any bad input. Without
     ``check_data`` the task families and forget sets are not checked (no task data is loaded): the cells a board
     rebuild reads the records of."""
+    for path in board.plugin_files:  # before the columns are checked: a plug-in may register a column's metric
+        METHODS.load_plugin_file(path)
     check_columns(board)
     cells = []
     for t_index, task in enumerate(board.tasks):
         for m_index, entry in enumerate(board.methods):
-            if entry.plugin:
-                METHODS.load_plugin_file(entry.plugin)
             for seed in board.seeds:
                 try:
                     spec = make_run_spec(task.task, task.split, entry.method, entry.params, board.budget, seed,

@@ -210,6 +210,55 @@ def _encoded_once(key: tuple, build) -> list[Encoded]:
     return _ENCODED[key]
 
 
+@dataclass(frozen=True)
+class _QALayout:
+    """Where one item's sequences sit among its ``width`` consecutive sequences of a QA split: the answer at 0,
+    the paraphrased answer at 1 (``with_para``), the ``k`` perturbed answers from ``first`` = 1 + with_para, and the
+    answer after the paraphrased question last (``with_rephrased``)."""
+
+    with_para: bool
+    k: int
+    with_rephrased: bool
+
+    @property
+    def first(self) -> int:
+        return 1 + self.with_para
+
+    @property
+    def width(self) -> int:
+        return 1 + self.with_para + self.k + self.with_rephrased
+
+
+def _encode_items(tokenizer, template: str, ds: Dataset, split: str, perturbed: Sequence[Sequence[str]],
+                  layout: _QALayout) -> list[Encoded]:
+    """The ``layout.width`` sequences of every item of ``ds``, item after item (``_QALayout``)."""
+    paraphrases = ds["paraphrased_answer"] if layout.with_para else None
+    rephrased = ds["paraphrased_question"] if layout.with_rephrased else None
+    out: list[Encoded] = []
+    for i, (q, a, perts) in enumerate(zip(ds["question"], ds["answer"], perturbed)):
+        if len(perts) != layout.k:
+            raise ValueError(f"split {split}: every item needs {layout.k} perturbed answers")
+        texts = (a, *((paraphrases[i],) if layout.with_para else ()), *perts)
+        out += [encode_qa(tokenizer, template, q, text, add_eos=False) for text in texts]
+        if layout.with_rephrased:
+            out.append(encode_qa(tokenizer, template, rephrased[i], a, add_eos=False))
+    return out
+
+
+def _ledger_lengths(ledger: CostLedger, split: str, encoded: Sequence[Encoded], layout: _QALayout, n: int,
+                    with_perturbed: bool) -> None:
+    """Record in ``ledger`` the token lengths of every scored sequence of ``split``, by product."""
+    lengths = [len(e.ids) for e in encoded]
+    width, first, k = layout.width, layout.first, layout.k
+    ledger.products[split] = {"answer": lengths[0::width]}
+    if layout.with_para:
+        ledger.products[split]["paraphrase"] = lengths[1::width]
+    if with_perturbed:
+        ledger.products[split]["perturbed"] = [lengths[i * width + first + j] for i in range(n) for j in range(k)]
+    if layout.with_rephrased:
+        ledger.products[split]["rephrased"] = lengths[first + k::width]
+
+
 def score_split(model, tokenizer, template: str, ds: Dataset, split: str, role: str, batch_size: int,
                 max_new_tokens: int, lexicon: frozenset[str] | None = None,
                 products: Sequence[str] = QA_PRODUCTS) -> SplitScores:
@@ -221,38 +270,21 @@ def score_split(model, tokenizer, template: str, ds: Dataset, split: str, role: 
     if "answer" not in products or unknown:
         raise ValueError(f"split {split}: products must include 'answer' and be among {QA_PRODUCTS}, got {products}")
     questions, answers = ds["question"], ds["answer"]
-    perturbed = ds["perturbed_answers"] if "perturbed" in products else [[] for _ in answers]
-    k = len(perturbed[0]) if len(ds) else 0
-    with_para, with_rephrased = "paraphrase" in products, "rephrased" in products
-    if with_rephrased and "paraphrased_question" not in ds.column_names:
-        with_rephrased = False
-    width = 1 + with_para + k + with_rephrased
-
-    def build() -> list[Encoded]:
-        paraphrases = ds["paraphrased_answer"] if with_para else None
-        rephrased = ds["paraphrased_question"] if with_rephrased else None
-        out: list[Encoded] = []
-        for i, (q, a, perts) in enumerate(zip(questions, answers, perturbed)):
-            if len(perts) != k:
-                raise ValueError(f"split {split}: every item needs {k} perturbed answers")
-            texts = (a, *((paraphrases[i],) if with_para else ()), *perts)
-            out += [encode_qa(tokenizer, template, q, text, add_eos=False) for text in texts]
-            if with_rephrased:
-                out.append(encode_qa(tokenizer, template, rephrased[i], a, add_eos=False))
-        return out
-
+    with_perturbed = "perturbed" in products
+    perturbed = ds["perturbed_answers"] if with_perturbed else [[] for _ in answers]
+    layout = _QALayout("paraphrase" in products, len(perturbed[0]) if len(ds) else 0,
+                       "rephrased" in products and "paraphrased_question" in ds.column_names)
+    width, first, k = layout.width, layout.first, layout.k
     encoded = _encoded_once((tokenizer.name_or_path, len(tokenizer), template, ds._fingerprint, split, width,
-                             tuple(products)), build)
+                             tuple(products)), lambda: _encode_items(tokenizer, template, ds, split, perturbed, layout))
     # Min-K%++ reads the answer's moments only: the other products skip them
     scores = teacher_forced(model, encoded, tokenizer.pad_token_id, batch_size,
                             moments=[i % width == 0 for i in range(len(encoded))])
     n = len(ds)
-    answer = scores[0::width]
-    paraphrase_nll = np.array([s.mean_nll for s in scores[1::width]]) if with_para else None
-    first = 1 + with_para
+    paraphrase_nll = np.array([s.mean_nll for s in scores[1::width]]) if layout.with_para else None
     perturbed_nll = (np.array([[scores[i * width + first + j].mean_nll for j in range(k)] for i in range(n)])
-                     .reshape(n, k) if "perturbed" in products else None)
-    answer_rephrased = scores[first + k::width] if with_rephrased else None
+                     .reshape(n, k) if with_perturbed else None)
+    answer_rephrased = scores[first + k::width] if layout.with_rephrased else None
     generations = None
     generated: list[int] = []
     prompts: list[list[int]] = []
@@ -261,18 +293,11 @@ def score_split(model, tokenizer, template: str, ds: Dataset, split: str, role: 
         generations = greedy_generate(model, tokenizer, prompts, max_new_tokens, batch_size, generated)
     ledger = active_ledger()
     if ledger is not None:
-        lengths = [len(e.ids) for e in encoded]
         ledger.batch_size = batch_size
-        ledger.products[split] = {"answer": lengths[0::width]}
-        if with_para:
-            ledger.products[split]["paraphrase"] = lengths[1::width]
-        if "perturbed" in products:
-            ledger.products[split]["perturbed"] = [lengths[i * width + first + j] for i in range(n) for j in range(k)]
-        if with_rephrased:
-            ledger.products[split]["rephrased"] = lengths[first + k::width]
+        _ledger_lengths(ledger, split, encoded, layout, n, with_perturbed)
         if generations is not None:
             ledger.generations[split] = ([len(p) for p in prompts], generated)
-    return SplitScores(split, role, list(ds["id"]), list(answers), answer, paraphrase_nll, perturbed_nll,
+    return SplitScores(split, role, list(ds["id"]), list(answers), scores[0::width], paraphrase_nll, perturbed_nll,
                        generations, answer_rephrased, lexicon)
 
 

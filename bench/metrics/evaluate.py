@@ -118,52 +118,44 @@ def available_products(ds, role: str) -> tuple[str, ...]:
     return tuple(products)
 
 
-def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference | None,
-             gradnorm: bool = False, text: bool = True) -> Evaluation:
-    """All metrics of ``model`` on ``data.eval_splits()``. ``oracle`` is the retain oracle's per-item values;
-    reference-relative metrics raise ``MissingReferenceError`` without it. ``gradnorm`` adds the per-item gradient
-    norms of the membership splits' answers (``membership_splits``: forget and holdout, or the task's MIA texts;
-    one backward pass per item: the GradNorm MIA), which the engine's forward passes cannot give; model metrics
-    whose inputs were not computed are left out. ``text=False`` skips
-    the free-text splits (their 80-token generations are the most expensive part; the calibrated model's
-    evaluation leaves them out)."""
+def _score(model, tokenizer, data: TaskData, split: str, ds, lexicon: frozenset[str], gradnorm: bool):
+    """The engine's pass over one split (``score_text_split`` for free text, ``score_split`` for QA with the
+    split's ``available_products``), plus the answers' per-item gradient norms where ``gradnorm``."""
     cfg = data.config
-    item_metrics = [m for m in (METRICS.get(n) for n in METRICS.names()) if isinstance(m, ItemMetric)]
-    model_metrics = [m for m in (METRICS.get(n) for n in METRICS.names()) if isinstance(m, ModelMetric)]
-    metrics: dict[str, MetricValue] = {}
-    per_item: dict[str, dict[str, np.ndarray]] = {}
-    ids: dict[str, list[str]] = {}
-    generations: dict[str, list[str]] = {}
-    lexicon = task_lexicon(data)
-    splits = data.eval_splits()
-    gradnorm_splits = (membership_splits(splits) or ()) if gradnorm else ()
-    for split, ds in splits.items():
-        if SPLIT_ROLES[split] == "text" and not text:
+    role = SPLIT_ROLES[split]
+    if role == "text":
+        scores = score_text_split(model, tokenizer, cfg.prompt_template, ds, split, cfg.eval.batch_size,
+                                  cfg.eval.max_new_tokens_text, lexicon)
+    else:
+        scores = score_split(model, tokenizer, cfg.prompt_template, ds, split, role, cfg.eval.batch_size,
+                             cfg.eval.max_new_tokens, lexicon, available_products(ds, role))
+    if gradnorm:
+        encoded = [encode_qa(tokenizer, cfg.prompt_template, q, a, add_eos=False)
+                   for q, a in zip(ds["question"], ds["answer"])]
+        scores.grad_norm = per_item_grad_norms(model, encoded, tokenizer.pad_token_id)
+    return scores
+
+
+def _item_values(scores, split: str, item_metrics: list[ItemMetric], metrics: dict[str, MetricValue]
+                 ) -> dict[str, np.ndarray]:
+    """Every applicable item metric's per-item values on one split's ``scores``; their aggregates go into
+    ``metrics`` under ``"<split>/<metric>"`` (and the reads into the active ledger, if any)."""
+    values: dict[str, np.ndarray] = {}
+    for metric in item_metrics:
+        if not metric.applies(scores):
             continue
-        if SPLIT_ROLES[split] == "text":
-            scores = score_text_split(model, tokenizer, cfg.prompt_template, ds, split, cfg.eval.batch_size,
-                                      cfg.eval.max_new_tokens_text, lexicon)
-        else:
-            role = SPLIT_ROLES[split]
-            scores = score_split(model, tokenizer, cfg.prompt_template, ds, split, role, cfg.eval.batch_size,
-                                 cfg.eval.max_new_tokens, lexicon, available_products(ds, role))
-        if split in gradnorm_splits:
-            encoded = [encode_qa(tokenizer, cfg.prompt_template, q, a, add_eos=False)
-                       for q, a in zip(ds["question"], ds["answer"])]
-            scores.grad_norm = per_item_grad_norms(model, encoded, tokenizer.pad_token_id)
-        ids[split] = scores.ids
-        generations[split] = scores.generations if scores.generations is not None else [""] * len(scores.ids)
-        per_item[split] = {}
-        for metric in item_metrics:
-            if not metric.applies(scores):
-                continue
-            if (ledger := active_ledger()) is not None:
-                ledger.reads.setdefault(split, []).append(metric.reads)
-            values = metric.per_item(scores)
-            per_item[split][metric.name] = values
-            metrics[f"{split}/{metric.name}"] = metric.aggregate(values, split)
-    if oracle is SELF:
-        oracle = per_item
+        if (ledger := active_ledger()) is not None:
+            ledger.reads.setdefault(split, []).append(metric.reads)
+        values[metric.name] = metric.per_item(scores)
+        metrics[f"{split}/{metric.name}"] = metric.aggregate(values[metric.name], split)
+    return values
+
+
+def _add_model_metrics(metrics: dict[str, MetricValue], model_metrics: list[ModelMetric], per_item: PerItem,
+                       oracle: PerItem | None, ids: Mapping[str, list[str]]) -> None:
+    """Add every computable model metric to ``metrics`` with its percentile interval over bootstrap draws of the
+    items (one shared draw per split, ``bootstrap_draws``), then give every item metric its replicates on the
+    same draws (the mean over each draw's items)."""
     values = {}
     for metric in model_metrics:
         try:
@@ -184,4 +176,32 @@ def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference 
             values_ = per_item[metric.split][key.split("/", 1)[1]]
             reps = draw_matrix(np.asarray(values_), draws, metric.split).mean(axis=1).astype(np.float64)
             metrics[key] = dataclasses.replace(metric, replicates=reps)
+
+
+def evaluate(model, tokenizer, data: TaskData, oracle: PerItem | _SelfReference | None,
+             gradnorm: bool = False, text: bool = True) -> Evaluation:
+    """All metrics of ``model`` on ``data.eval_splits()``. ``oracle`` is the retain oracle's per-item values;
+    reference-relative metrics raise ``MissingReferenceError`` without it. ``gradnorm`` adds the per-item gradient
+    norms of the membership splits' answers (``membership_splits``: forget and holdout, or the task's MIA texts;
+    one backward pass per item: the GradNorm MIA), which the engine's forward passes cannot give; model metrics
+    whose inputs were not computed are left out. ``text=False`` skips
+    the free-text splits (their 80-token generations are the most expensive part; the calibrated model's
+    evaluation leaves them out)."""
+    item_metrics = [m for m in (METRICS.get(n) for n in METRICS.names()) if isinstance(m, ItemMetric)]
+    model_metrics = [m for m in (METRICS.get(n) for n in METRICS.names()) if isinstance(m, ModelMetric)]
+    metrics: dict[str, MetricValue] = {}
+    per_item: dict[str, dict[str, np.ndarray]] = {}
+    ids: dict[str, list[str]] = {}
+    generations: dict[str, list[str]] = {}
+    lexicon = task_lexicon(data)
+    splits = data.eval_splits()
+    gradnorm_splits = (membership_splits(splits) or ()) if gradnorm else ()
+    for split, ds in splits.items():
+        if SPLIT_ROLES[split] == "text" and not text:
+            continue
+        scores = _score(model, tokenizer, data, split, ds, lexicon, split in gradnorm_splits)
+        ids[split] = scores.ids
+        generations[split] = scores.generations if scores.generations is not None else [""] * len(scores.ids)
+        per_item[split] = _item_values(scores, split, item_metrics, metrics)
+    _add_model_metrics(metrics, model_metrics, per_item, per_item if oracle is SELF else oracle, ids)
     return Evaluation(metrics, per_item, ids, generations)

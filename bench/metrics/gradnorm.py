@@ -44,6 +44,7 @@ paying off on the larger model (32: 2.3 s), hence the default of 16.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -66,6 +67,47 @@ def default_chunk_size(params: Sequence[torch.Tensor]) -> int:
     least 1): 16 for the tiny models, 3 for SmolLM2-135M in fp32, 1 for a 7B model (one gradient at a time)."""
     size = sum(p.numel() * p.element_size() for p in params)
     return max(1, min(MAX_CHUNK, GRADIENT_MEMORY // max(size, 1)))
+
+
+def _answer_nll(model: torch.nn.Module, values: dict[str, torch.Tensor], ids: torch.Tensor, attention: torch.Tensor,
+                labels: torch.Tensor, start: int) -> torch.Tensor:
+    """NLL(x) of one (unbatched) item at parameters ``values``: the mean over its answer tokens (``labels`` not
+    ``IGNORE``) of -log p(a_t | q, a_<t); the output head computes only the positions from ``start`` on."""
+    keep = ids.shape[0] - start
+    logits = functional_call(model, values, args=(), kwargs={
+        "input_ids": ids.unsqueeze(0), "attention_mask": attention.unsqueeze(0),
+        "logits_to_keep": keep}).logits[0]
+    logits = logits[logits.shape[0] - keep: -1]  # predicts positions start+1 .. L-1
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    targets = labels[start + 1:]
+    mask = (targets != IGNORE).float()
+    logp = -torch.nn.functional.cross_entropy(logits, targets.clamp_min(0), reduction="none")
+    return -(logp * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def _squared_norms(model: torch.nn.Module, values: dict[str, torch.Tensor], ids: torch.Tensor,
+                   attention: torch.Tensor, labels: torch.Tensor, start: int) -> torch.Tensor:
+    """(K,) ||g_k||^2 in float64: the squared norm of each parameter tensor's gradient of ``_answer_nll``."""
+    def nll(values: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _answer_nll(model, values, ids, attention, labels, start)
+
+    grads = grad(nll)(values)
+    return torch.stack([g.square().sum() for g in grads.values()]).double()
+
+
+def _chunk_norms(model: torch.nn.Module, params: dict[str, torch.Tensor], encoded: Sequence[Encoded],
+                 rows: list[int], pad_id: int, out: np.ndarray) -> None:
+    """Write G and G_2 of the items ``rows`` of ``encoded`` into ``out``, from one vmapped call over the chunk."""
+    device = next(iter(params.values())).device
+    batch = collate([encoded[i] for i in rows], pad_id).to(device)
+    # first position whose next token is an answer token, over the chunk: the output head skips the
+    # prompt-only positions before it (same values: the logits of kept positions are unchanged)
+    start = max(0, min(encoded[i].n_prompt for i in rows) - 1)
+    squares = vmap(partial(_squared_norms, model), in_dims=(None, 0, 0, 0, None))(
+        params, batch.input_ids, batch.attention_mask, batch.labels, start).cpu().numpy()  # (B, K)
+    out[TENSOR_MEAN][rows] = np.sqrt(squares).mean(axis=1)
+    out[GLOBAL_L2][rows] = np.sqrt(squares.sum(axis=1))
 
 
 def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int,
@@ -92,42 +134,12 @@ def per_item_grad_norms(model: torch.nn.Module, encoded: Sequence[Encoded], pad_
         raise ValueError("model has no trainable parameters")
     chunk_size = chunk_size or default_chunk_size([p for _, p in named])
     params = {name: p.detach() for name, p in named}
-    device = named[0][1].device
-
-    def sq_norms(values: dict[str, torch.Tensor], ids: torch.Tensor, attention: torch.Tensor,
-                labels: torch.Tensor, start: int) -> torch.Tensor:
-        def nll(values: dict[str, torch.Tensor]) -> torch.Tensor:
-            keep = ids.shape[0] - start
-            logits = functional_call(model, values, args=(), kwargs={
-                "input_ids": ids.unsqueeze(0), "attention_mask": attention.unsqueeze(0),
-                "logits_to_keep": keep}).logits[0]
-            logits = logits[logits.shape[0] - keep: -1]  # predicts positions start+1 .. L-1
-            if logits.dtype in (torch.float16, torch.bfloat16):
-                logits = logits.float()
-            targets = labels[start + 1:]
-            mask = (targets != IGNORE).float()
-            logp = -torch.nn.functional.cross_entropy(logits, targets.clamp_min(0), reduction="none")
-            return -(logp * mask).sum() / mask.sum().clamp_min(1.0)
-
-        grads = grad(nll)(values)
-        return torch.stack([g.square().sum() for g in grads.values()]).double()  # (K,) ||g_k||^2
-
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
     was_training = model.training
     model.eval()
     try:
         with eager_attention(model), torch.enable_grad():
-            def chunk(rows: list[int]) -> None:
-                batch = collate([encoded[i] for i in rows], pad_id).to(device)
-                # first position whose next token is an answer token, over the chunk: the output head skips the
-                # prompt-only positions before it (same values: the logits of kept positions are unchanged)
-                start = max(0, min(encoded[i].n_prompt for i in rows) - 1)
-                squares = vmap(sq_norms, in_dims=(None, 0, 0, 0, None))(
-                    params, batch.input_ids, batch.attention_mask, batch.labels, start).cpu().numpy()  # (B, K)
-                out[TENSOR_MEAN][rows] = np.sqrt(squares).mean(axis=1)
-                out[GLOBAL_L2][rows] = np.sqrt(squares.sum(axis=1))
-
-            adaptive_batches(order, chunk_size, chunk)
+            adaptive_batches(order, chunk_size, lambda rows: _chunk_norms(model, params, encoded, rows, pad_id, out))
     finally:
         model.train(was_training)
     return out

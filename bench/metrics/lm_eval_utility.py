@@ -48,6 +48,7 @@ from bench.data.lm_eval_files import embedded_tasks, render_task_dir
 from bench.data.tasks import TaskData
 from bench.registry import EVALUATIONS
 from bench.runtime.keys import EvaluationSpec, MetricKey
+from bench.runtime.sections import MetricEntry
 
 # lm-eval's per-simple_evaluate seeds (its own defaults), passed explicitly so a change of default cannot move a number
 SEEDS = {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234, "fewshot_random_seed": 1234}
@@ -225,6 +226,22 @@ def _key_problem(key: MetricKey, text: str) -> str | None:
     return None if key.split and "/" not in key.split else f"unknown column {text!r}; write lm_eval/<task>/<metric>"
 
 
+def lm_eval_metrics(model, tokenizer, data: TaskData) -> dict[str, MetricEntry]:
+    """The task's ``lm_eval_tasks`` through lm-eval (``lm_eval_utility``), as record metrics
+    ``lm_eval/<task>/<metric>`` with lm-eval's standard error and a normal 95% interval value +- 1.96 stderr
+    (clipped to [0, 1]; lm-eval reports no per-item values to bootstrap without logging every sample)."""
+    if not data.config.lm_eval_tasks:
+        return {}
+    out = {}
+    for key, value in lm_eval_utility(model, tokenizer, data, data.config.lm_eval_tasks,
+                                      batch_size=data.config.eval.batch_size).items():
+        stderr = value["stderr"]
+        low, high = ((max(0.0, value["value"] - 1.96 * stderr), min(1.0, value["value"] + 1.96 * stderr))
+                     if stderr is not None else (None, None))
+        out["lm_eval/" + key] = MetricEntry(value["value"], stderr, value["n"], "lm_eval", low, high)
+    return out
+
+
 EVALUATIONS.add("lm_eval", EvaluationSpec(
     "lm_eval", better="higher", keys="`lm_eval/<task>/<metric>`",
     description="lm-eval (`simple_evaluate` with the model object) on the task's `lm_eval_tasks`. The synthetic task "
@@ -235,4 +252,4 @@ EVALUATIONS.add("lm_eval", EvaluationSpec(
     source="Gao et al., lm-evaluation-harness; real-world utility as in arXiv 2406.09179",
     direction=lambda key: "higher",
     describe=lambda key: f"lm-eval task {key.split}: {key.name} of the model (real-world utility)",
-    problem=_key_problem))
+    problem=_key_problem, compute=lm_eval_metrics))

@@ -52,6 +52,7 @@ from bench.metrics.engine import teacher_forced
 from bench.metrics.memorization import extraction_strength, probability
 from bench.registry import EVALUATIONS
 from bench.runtime.keys import EvaluationSpec, MetricKey
+from bench.runtime.sections import MetricEntry
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,13 @@ def _key_problem(key: MetricKey, text: str) -> str | None:
     return f"unknown column {text!r}; write relearn/forget/es or relearn/forget/prob"
 
 
+def relearn_metrics(model, tokenizer, data: TaskData) -> dict[str, MetricEntry]:
+    """The relearning attack (``bench.metrics.robustness``, default ``RelearnSpec``) as record metrics
+    ``relearn/...``."""
+    attack = relearn_attack(model, tokenizer, data)
+    return {key: MetricEntry(value, None, 1, "relearn") for key, value in attack.items()}
+
+
 EVALUATIONS.add("relearn", EvaluationSpec(
     "relearn", better="lower", keys="`relearn/forget/es`, `relearn/forget/prob`",
     description="relearning attack: fine-tune a copy of the model on a seeded slice of the forget items, then the "
@@ -177,4 +185,5 @@ EVALUATIONS.add("relearn", EvaluationSpec(
                 "before the attack). Compare with the retain oracle's row: a model that suppressed rather than "
                 "removed the knowledge recovers far more than one that never learned it.",
     source="Hu et al. 2024 (arXiv 2406.13356); robustness checks of arXiv 2406.09179",
-    direction=lambda key: "lower", describe=_describe, problem=_key_problem))
+    direction=lambda key: "lower", describe=_describe, problem=_key_problem,
+    compute=relearn_metrics))

@@ -21,8 +21,8 @@ from bench.geffect.compute import (
     risk_gradient,
     trainable,
 )
-from bench.methods.base import LossContext, ReferenceModel, UnlearnBatch, make_method
-from bench.models.tiny import get_model, get_tokenizer
+from bench.methods.base import LossContext, Method, ReferenceModel, UnlearnBatch, make_method
+from bench.models.tiny import BuiltModel, get_model, get_tokenizer
 from bench.run.train import unlearn
 from bench.specs.run import Budget
 
@@ -120,13 +120,36 @@ def _timed(fn) -> tuple[float, object]:
     return (time.perf_counter() - start) * 1000, value
 
 
-def geffect_cost(task: str = "synthetic", split: str = "forget10", method: str = "ga", batch_size: int = 16,
-                 repeats: int = 5, steps: int = 10) -> GEffectReport:
-    """Time a G-effect measurement as the recorder makes it during training (``measure`` on D = forget + retain
-    with grad L_u taken from the step's own accumulated gradient, so two risk gradients and the blockwise
-    products) against ``train.unlearn`` steps, and the jvp per-instance path against one backward pass per item,
-    on the task's cached target model (on CUDA when available). Batches are the first ``batch_size`` forget /
-    retain items, built the way the recorder builds them (objective rows with EOS, risk rows without)."""
+@dataclass
+class _Bench:
+    """What ``geffect_cost`` measures on: the method and its loss context, the objective batch and the risk batches
+    (built the way the recorder builds them), the model the measurements differentiate, and the unlearning inputs
+    of the harness steps it is compared against."""
+
+    target: BuiltModel  # the task's cached target model (``load()`` gives a fresh copy)
+    instance: Method
+    ctx: LossContext
+    reference: ReferenceModel | None
+    objective: UnlearnBatch
+    risks: dict[str, TokenBatch]
+    forget: list
+    retain: list
+    idk: list
+    pad: int
+    model: torch.nn.Module
+    names: list[str]
+    params: list[torch.Tensor]
+    single: list[TokenBatch]
+    device: torch.device
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def _prepare(task: str, split: str, method: str, batch_size: int) -> _Bench:
+    """The first ``batch_size`` forget / retain items of the task split, encoded (objective rows with EOS, risk rows
+    without) and collated on the device (CUDA when available), with the method and a copy of the target model."""
     data = load_task(task, split)
     tokenizer = get_tokenizer(data)
     target = get_model(data, "target")
@@ -146,85 +169,109 @@ def geffect_cost(task: str = "synthetic", split: str = "forget10", method: str =
     risks = {"forget": collate(encode(data.forget, eos=False), pad, rows).to(device),
              "retain": collate(encode(data.retain, eos=False), pad, rows).to(device)}
     reference = ReferenceModel(target.load().to(device)) if instance.needs_reference else None
-    ctx = LossContext(reference=reference)
-    budget = Budget(steps=steps, lr=1e-5, batch_size=batch_size)
     model = target.load().to(device)
     named = trainable(model)
-    names, params = [n for n, _ in named], [p for _, p in named]
-    single = _single_rows(risks["forget"])
+    return _Bench(target, instance, LossContext(reference=reference), reference, objective, risks, forget, retain,
+                  idk, pad, model, [n for n, _ in named], [p for _, p in named], _single_rows(risks["forget"]),
+                  device)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
-    def dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-        """The cheapest whole-model dot product: float32 BLAS dots, one transfer."""
-        return float(torch.stack([torch.dot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).sum())
+def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """The cheapest whole-model dot product: float32 BLAS dots, one transfer."""
+    return float(torch.stack([torch.dot(x.flatten(), y.flatten()) for x, y in zip(a, b)]).sum())
 
-    def per_item_backward(g_r: list[torch.Tensor]) -> list[float]:
-        return [dot(grads_of(per_item_logprob(model, row)[0], params), g_r) for row in single]
 
-    def per_item_graph(g_r: list[torch.Tensor]) -> list[float]:
-        values = per_item_logprob(model, risks["forget"])
-        return [dot(grads_of_retained(values[i], last=i + 1 == len(values)), g_r) for i in range(len(values))]
+def _per_item_backward(bench: _Bench, g_r: list[torch.Tensor]) -> list[float]:
+    """Each forget item alone: its own forward and backward pass, then the dot product with ``g_r``."""
+    return [_dot(grads_of(per_item_logprob(bench.model, row)[0], bench.params), g_r) for row in bench.single]
 
-    def grads_of_retained(value: torch.Tensor, last: bool) -> list[torch.Tensor]:
-        out = torch.autograd.grad(value, params, retain_graph=not last, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for g, p in zip(out, params)]
 
-    def parts() -> dict[str, float]:
-        out: dict[str, float] = {}
-        _, (g_u, _) = _timed(lambda: objective_gradient(model, instance, objective, ctx))  # reused from the step
-        products, _ = _timed(lambda: blockwise_sq_norm(names, g_u))
-        for name, batch in risks.items():
-            out[f"grad R({name})"], g_r = _timed(lambda b=batch: risk_gradient(model, b))
-            products += _timed(lambda g=g_r: blockwise_dot_and_sq_norm(names, g, g_u))[0]
-        out["blockwise products"] = products
-        return out
+def _per_item_graph(bench: _Bench, g_r: list[torch.Tensor]) -> list[float]:
+    """One forward of the forget batch, then one backward pass per item through its graph, each + dot."""
+    values = per_item_logprob(bench.model, bench.risks["forget"])
+    out = []
+    for i in range(len(values)):
+        grads = torch.autograd.grad(values[i], bench.params, retain_graph=i + 1 != len(values), allow_unused=True)
+        out.append(_dot([torch.zeros_like(p) if g is None else g for g, p in zip(grads, bench.params)], g_r))
+    return out
 
-    measure_ms, step_ms, fast_ms, exact_ms, graph_ms = [], [], [], [], []
+
+def _parts(bench: _Bench) -> dict[str, float]:
+    """Where one measurement's time goes: each risk gradient, and the blockwise products together (ms)."""
+    out: dict[str, float] = {}
+    _, (g_u, _) = _timed(lambda: objective_gradient(bench.model, bench.instance, bench.objective,
+                                                    bench.ctx))  # reused from the step
+    products, _ = _timed(lambda: blockwise_sq_norm(bench.names, g_u))
+    for name, batch in bench.risks.items():
+        out[f"grad R({name})"], g_r = _timed(lambda b=batch: risk_gradient(bench.model, b))
+        products += _timed(lambda g=g_r: blockwise_dot_and_sq_norm(bench.names, g, g_u))[0]
+    out["blockwise products"] = products
+    return out
+
+
+def _round(bench: _Bench, budget: Budget, g_forget: list[torch.Tensor]) -> dict:
+    """One alternating repeat: ``budget.steps`` harness steps, a measurement (mean of 3), its parts, and the three
+    per-instance paths; times in ms, with the jvp values and the per-item backward values."""
+    trained = unlearn(bench.target.load().to(bench.device), bench.instance, bench.forget, bench.retain, budget,
+                      seed=0, pad_id=bench.pad, reference=bench.reference, idk=bench.idk)
+    bench.sync()
+    g_step, _ = objective_gradient(bench.model, bench.instance, bench.objective,
+                                   bench.ctx)  # what the step's backward left in .grad
+    took = statistics.mean(_timed(lambda g=g_step: (measure(bench.model, None, None, None, bench.risks,
+                                                            objective_grads=g), bench.sync()))[0]
+                           for _ in range(3))  # a step's time is a mean over ``steps`` steps: average both
+    split_up = _parts(bench)
+    bench.sync()
+    fast, values = _timed(lambda: (directional_derivatives(bench.model, per_item_logprob, bench.risks["forget"],
+                                                           g_forget).tolist()))
+    exact, expected = _timed(lambda: _per_item_backward(bench, g_forget))
+    graph, _ = _timed(lambda: _per_item_graph(bench, g_forget))
+    return {"step": trained.seconds / budget.steps * 1000, "measure": took, "fast": fast, "exact": exact,
+            "graph": graph, "parts": split_up, "values": values, "expected": expected}
+
+
+def _cuda_peaks(bench: _Bench, batch_size: int) -> tuple[int, int]:
+    """CUDA memory peaks above what is resident: during one measurement, and during one unlearning step."""
+    def peak(fn) -> int:
+        bench.sync()
+        torch.cuda.reset_peak_memory_stats(bench.device)
+        base = torch.cuda.memory_allocated(bench.device)
+        fn()
+        bench.sync()
+        return torch.cuda.max_memory_allocated(bench.device) - base
+
+    measured = peak(lambda: measure(bench.model, bench.instance, bench.objective, bench.ctx, bench.risks))
+    step_model = bench.target.load().to(bench.device)  # resident before the peak is taken, like ``model`` above
+    step = peak(lambda: unlearn(step_model, bench.instance, bench.forget, bench.retain,
+                                Budget(steps=1, lr=1e-5, batch_size=batch_size), seed=0, pad_id=bench.pad,
+                                reference=bench.reference, idk=bench.idk))
+    return measured, step
+
+
+def geffect_cost(task: str = "synthetic", split: str = "forget10", method: str = "ga", batch_size: int = 16,
+                 repeats: int = 5, steps: int = 10) -> GEffectReport:
+    """Time a G-effect measurement as the recorder makes it during training (``measure`` on D = forget + retain
+    with grad L_u taken from the step's own accumulated gradient, so two risk gradients and the blockwise
+    products) against ``train.unlearn`` steps, and the jvp per-instance path against one backward pass per item,
+    on the task's cached target model (on CUDA when available). Batches are the first ``batch_size`` forget /
+    retain items, built the way the recorder builds them (objective rows with EOS, risk rows without)."""
+    bench = _prepare(task, split, method, batch_size)
+    budget = Budget(steps=steps, lr=1e-5, batch_size=batch_size)
+    times: dict[str, list[float]] = {"measure": [], "step": [], "fast": [], "exact": [], "graph": []}
     parts_ms: dict[str, list[float]] = {}
-    g_forget = risk_gradient(model, risks["forget"])
+    g_forget = risk_gradient(bench.model, bench.risks["forget"])
     max_rel = 0.0
     for round_ in range(repeats + 1):  # the first round warms allocator and caches and is discarded
-        trained = unlearn(target.load().to(device), instance, forget, retain, budget, seed=0, pad_id=pad,
-                          reference=reference, idk=idk)
-        sync()
-        g_step, _ = objective_gradient(model, instance, objective, ctx)  # what the step's backward left in .grad
-        took = statistics.mean(_timed(lambda g=g_step: (measure(model, None, None, None, risks, objective_grads=g),
-                                                         sync()))[0]
-                               for _ in range(3))  # a step's time is a mean over ``steps`` steps: average both
-        split_up = parts()
-        sync()
-        fast, values = _timed(lambda: (directional_derivatives(model, per_item_logprob, risks["forget"], g_forget)
-                                       .tolist()))
-        exact, expected = _timed(lambda: per_item_backward(g_forget))
-        graph, _ = _timed(lambda: per_item_graph(g_forget))
-        max_rel = max([max_rel, *(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(values, expected))])
+        timed = _round(bench, budget, g_forget)
+        max_rel = max([max_rel, *(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(timed["values"],
+                                                                                 timed["expected"]))])
         if round_:
-            step_ms.append(trained.seconds / steps * 1000)
-            measure_ms.append(took)
-            fast_ms.append(fast)
-            exact_ms.append(exact)
-            graph_ms.append(graph)
-            for key, value in split_up.items():
+            for key, values in times.items():
+                values.append(timed[key])
+            for key, value in timed["parts"].items():
                 parts_ms.setdefault(key, []).append(value)
-
-    grad_bytes = sum(p.numel() * p.element_size() for p in params)
-    cuda_peak = cuda_step_peak = None
-    if device.type == "cuda":
-        def peak(fn) -> int:
-            sync()
-            torch.cuda.reset_peak_memory_stats(device)
-            base = torch.cuda.memory_allocated(device)
-            fn()
-            sync()
-            return torch.cuda.max_memory_allocated(device) - base
-
-        cuda_peak = peak(lambda: measure(model, instance, objective, ctx, risks))
-        step_model = target.load().to(device)  # resident before the peak is taken, like ``model`` above
-        cuda_step_peak = peak(lambda: unlearn(step_model, instance, forget, retain,
-                                              Budget(steps=1, lr=1e-5, batch_size=batch_size), seed=0, pad_id=pad,
-                                              reference=reference, idk=idk))
-    return GEffectReport(task, method, batch_size, steps, measure_ms, step_ms, fast_ms, exact_ms, graph_ms, parts_ms,
-                         grad_bytes, 2, max_rel, cuda_peak, cuda_step_peak, device.type)
+    grad_bytes = sum(p.numel() * p.element_size() for p in bench.params)
+    cuda_peak, cuda_step_peak = _cuda_peaks(bench, batch_size) if bench.device.type == "cuda" else (None, None)
+    return GEffectReport(task, method, batch_size, steps, times["measure"], times["step"], times["fast"],
+                         times["exact"], times["graph"], parts_ms, grad_bytes, 2, max_rel, cuda_peak, cuda_step_peak,
+                         bench.device.type)

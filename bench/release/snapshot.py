@@ -73,6 +73,9 @@ def _canonical_spec(board: LeaderboardSpec) -> dict:
     for method in spec.get("methods", []):
         if method.get("plugin"):
             method["plugin"] = f"plugins/{Path(method['plugin']).name}"
+    plugins = spec.pop("plugins", None)  # absent when empty: a board without plug-ins keeps its release hash
+    if plugins:
+        spec["plugins"] = [f"plugins/{Path(p).name}" for p in plugins]
     return spec
 
 
@@ -97,9 +100,9 @@ def snapshot(board: LeaderboardSpec, store: Store, records: BoardRecords | None 
     files["board/spec.json"] = json_bytes(_canonical_spec(board))
     for entry_file, _ in load_submitted_entries(board.entries_dir):
         files[f"board/entries/{entry_file.name}"] = entry_file.read_bytes()
-    for method in board.methods:
-        if method.plugin and Path(method.plugin).is_file():
-            files[f"board/plugins/{Path(method.plugin).name}"] = Path(method.plugin).read_bytes()
+    for plugin in board.plugin_files:
+        if Path(plugin).is_file():
+            files[f"board/plugins/{Path(plugin).name}"] = Path(plugin).read_bytes()
     for task in board.tasks:
         config = read_task_config(task.task)
         item = {"task": task.task, "split": task.split, "requests": task.requests, "model": task.model,

@@ -12,24 +12,24 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-from bench.data.tasks import load_task
-from bench.data.tokenize import encode_qa
+from bench.data.tasks import TaskData, load_task
+from bench.data.tokenize import Encoded, encode_qa
 from bench.geffect.callback import GEffectRecorder
-from bench.methods.base import ReferenceModel, make_method
+from bench.methods.base import Method, ReferenceModel, make_method
 from bench.metrics.evaluate import Evaluation, evaluate
 from bench.models.adapters import merge, parameter_counts, wrap
 from bench.models.presets import ModelPreset, apply_to_task
 from bench.run.controller import Controller
 from bench.run.record import external_metrics, metrics_dict, run_env
-from bench.run.references import get_references
+from bench.run.references import References, get_references
 from bench.run.runspec import runtime_for, spec_preset
 from bench.run.sequential import run_sequential
-from bench.run.train import NonFiniteLossError, unlearn
+from bench.run.train import NonFiniteLossError, TrainResult, unlearn
 from bench.runtime.device import peak_memory_gib, reset_peak_memory, runtime, use_runtime
 from bench.runtime.numerics import pin_threads
 from bench.runtime.records import RunRecord
@@ -68,7 +68,108 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True) -> RunRecord:
         return _execute(spec, store, preset)
 
 
+@dataclass
+class _Unlearned:
+    """What training left for scoring: the final model (adapters merged), its controller (calibration and the
+    trade-off curve), the training result, the budget overruns, and the final evaluation when the run already made
+    it (a sequential run's last request)."""
+
+    model: torch.nn.Module
+    control: Controller
+    trained: TrainResult
+    exceeded: list[str]
+    evaluation: Evaluation | None
+
+
+def _encoded_pairs(data: TaskData, tokenizer: Any, method: Method) -> tuple[list[Encoded], list[Encoded],
+                                                                           list[Encoded] | None]:
+    """The forget and retain QA pairs encoded with EOS, and the forget questions with their IDK answers when the
+    method needs them."""
+    template = data.config.prompt_template
+    forget_pairs, retain_pairs = data.unlearning_pairs("forget"), data.unlearning_pairs("retain")
+    forget = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a, _ in forget_pairs]
+    retain = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a, _ in retain_pairs]
+    idk = ([encode_qa(tokenizer, template, q, idk, add_eos=True) for q, _, idk in forget_pairs]
+           if method.needs_idk else None)
+    return forget, retain, idk
+
+
+def _unlearn(spec: RunSpec, data: TaskData, refs: References, method: Method, parts: dict[str, Any],
+             files: dict[str, str], timings: dict[str, float]) -> _Unlearned:
+    """Unlearn the target under the spec's budget (request after request for a sequential run) while the control
+    and G-effect callbacks record; the adapter, sequential and G-effect sections go into ``parts``, the G-effect
+    file into ``files`` and its time into ``timings``."""
+    tokenizer = refs.tokenizer
+    forget, retain, idk = _encoded_pairs(data, tokenizer, method)
+    model = refs.target.load()
+    target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if spec.adapter is not None:
+        model = wrap(model, spec.adapter)
+        parts["extra"]["adapter"] = {**asdict(spec.adapter), **parameter_counts(model)}
+    reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
+
+    def full_metrics(m: torch.nn.Module) -> dict[str, MetricEntry]:
+        """The calibrated (mixed) model's metrics: every QA split; VerbMem's text splits are reported raw."""
+        return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item, text=False))
+
+    control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics)
+    evaluation: Evaluation | None = None
+    if spec.requests > 1:
+        with gradient_checkpointing(model):
+            trained, parts["extra"]["sequential"], exceeded, evaluation = run_sequential(
+                spec, data, model, method, forget, retain, idk, reference, tokenizer, refs.oracle_per_item)
+    else:
+        recorder = (GEffectRecorder(method, data, tokenizer, reference, every=spec.budget.callback_every,
+                                    total_steps=spec.budget.steps) if spec.budget.callback_every else None)
+        callbacks = [*control.callbacks(), *([recorder] if recorder else [])]
+        with gradient_checkpointing(model):
+            trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id,
+                              reference, callbacks=callbacks, idk=idk)
+        exceeded = trained.use.exceeded(spec.budget)
+        if recorder is not None:
+            parts["geffect"] = GEffectSummary.from_dict(recorder.summary(model.config.num_hidden_layers))
+            files[GEFFECT_FILE] = recorder.jsonl()
+            timings["geffect_seconds"] = round(recorder.seconds, 3)
+    if spec.adapter is not None:
+        model = merge(model)
+    return _Unlearned(model, control, trained, exceeded, evaluation)
+
+
+def _evaluate(spec: RunSpec, data: TaskData, refs: References, done: _Unlearned, parts: dict[str, Any],
+              timings: dict[str, float]) -> Evaluation:
+    """Fill ``parts`` with the training summary, the budget used and the final model's metrics (external
+    evaluations included); returns the final model's evaluation."""
+    trained = done.trained
+    timings["train_seconds"] = round(trained.seconds, 3)
+    parts["train"] = Training(steps=trained.steps, losses=trained.losses,
+                              final_diagnostics=trained.diagnostics[-1] if trained.diagnostics else {})
+    parts["budget"] = BudgetUse(declared=asdict(spec.budget), used=asdict(trained.use), exceeded=done.exceeded,
+                                per_request=spec.requests > 1)
+    eval_start = time.perf_counter()
+    evaluation = done.evaluation
+    if evaluation is None:  # a sequential run's last request already evaluated the final model
+        evaluation = evaluate(done.model, refs.tokenizer, data, refs.oracle_per_item, gradnorm=True)
+    timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
+    parts["metrics"] = {**metrics_dict(evaluation),
+                        **external_metrics(done.model, refs.tokenizer, data, timings)}
+    return evaluation
+
+
+def _calibrate(done: _Unlearned, evaluation: Evaluation, parts: dict[str, Any],
+               timings: dict[str, float]) -> tuple[str, RecordError | None]:
+    """Fill ``parts`` with the final model's calibration (``control``); returns the run status and, for a budget
+    overrun, its error."""
+    control_start = time.perf_counter()
+    parts["control"] = done.control.finish(done.model, evaluation)
+    timings["control_seconds"] = round(time.perf_counter() - control_start, 3)
+    if done.exceeded:
+        return "budget_exceeded", RecordError("BudgetExceeded", "; ".join(done.exceeded))
+    return "ok", None
+
+
 def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> RunRecord:
+    """Run ``spec`` (references, unlearning, scoring, calibration) and store its record; an error that stops the
+    run is recorded as a failed status with its type and message (and the step of a non-finite loss)."""
     timings: dict[str, float] = {}
     env = run_env()
     parts: dict[str, Any] = {"extra": {}}  # the record's sections, as far as the run got
@@ -83,60 +184,10 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> RunReco
         refs = get_references(data, store, preset, replicate=spec.seed)
         timings["references_seconds"] = round(time.perf_counter() - start, 3)
         method = make_method(spec.method, spec.hparams)
-        tokenizer = refs.tokenizer
-        template = data.config.prompt_template
-        forget_pairs, retain_pairs = data.unlearning_pairs("forget"), data.unlearning_pairs("retain")
-        forget = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a, _ in forget_pairs]
-        retain = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a, _ in retain_pairs]
-        idk = ([encode_qa(tokenizer, template, q, idk, add_eos=True) for q, _, idk in forget_pairs]
-               if method.needs_idk else None)
-        model = refs.target.load()
-        target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if spec.adapter is not None:
-            model = wrap(model, spec.adapter)
-            parts["extra"]["adapter"] = {**asdict(spec.adapter), **parameter_counts(model)}
-        reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
-        def full_metrics(m: torch.nn.Module) -> dict[str, MetricEntry]:
-            """The calibrated (mixed) model's metrics: every QA split; VerbMem's text splits are reported raw."""
-            return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item, text=False))
-
-        control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics)
-        evaluation: Evaluation | None = None
-        if spec.requests > 1:
-            with gradient_checkpointing(model):
-                trained, parts["extra"]["sequential"], exceeded, evaluation = run_sequential(
-                    spec, data, model, method, forget, retain, idk, reference, tokenizer, refs.oracle_per_item)
-        else:
-            recorder = (GEffectRecorder(method, data, tokenizer, reference, every=spec.budget.callback_every,
-                                        total_steps=spec.budget.steps) if spec.budget.callback_every else None)
-            callbacks = [*control.callbacks(), *([recorder] if recorder else [])]
-            with gradient_checkpointing(model):
-                trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id,
-                                  reference, callbacks=callbacks, idk=idk)
-            exceeded = trained.use.exceeded(spec.budget)
-            if recorder is not None:
-                parts["geffect"] = GEffectSummary.from_dict(recorder.summary(model.config.num_hidden_layers))
-                files[GEFFECT_FILE] = recorder.jsonl()
-                timings["geffect_seconds"] = round(recorder.seconds, 3)
-        if spec.adapter is not None:
-            model = merge(model)
-        timings["train_seconds"] = round(trained.seconds, 3)
-        parts["train"] = Training(steps=trained.steps, losses=trained.losses,
-                                  final_diagnostics=trained.diagnostics[-1] if trained.diagnostics else {})
-        parts["budget"] = BudgetUse(declared=asdict(spec.budget), used=asdict(trained.use), exceeded=exceeded,
-                                    per_request=spec.requests > 1)
-        eval_start = time.perf_counter()
-        if evaluation is None:  # a sequential run's last request already evaluated the final model
-            evaluation = evaluate(model, tokenizer, data, refs.oracle_per_item, gradnorm=True)
-        timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
-        parts["metrics"] = {**metrics_dict(evaluation), **external_metrics(model, tokenizer, data, timings)}
+        done = _unlearn(spec, data, refs, method, parts, files, timings)
+        evaluation = _evaluate(spec, data, refs, done, parts, timings)
         per_item = evaluation.rows()
-        control_start = time.perf_counter()
-        parts["control"] = control.finish(model, evaluation)
-        timings["control_seconds"] = round(time.perf_counter() - control_start, 3)
-        status = "budget_exceeded" if exceeded else "ok"
-        if exceeded:
-            error = RecordError("BudgetExceeded", "; ".join(exceeded))
+        status, error = _calibrate(done, evaluation, parts, timings)
     except NonFiniteLossError as exc:
         error = RecordError("NonFiniteLoss", str(exc), step=exc.step)
     except (RuntimeError, ValueError, ArithmeticError, OSError) as exc:

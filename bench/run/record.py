@@ -1,6 +1,6 @@
 """What a run record holds besides its spec: the evaluation's metrics (value, stderr, n, split, interval, item
-draws), the metrics computed outside the one-pass engine (lm-eval utility, the relearning attack), and the
-environment that can change a number."""
+draws), the metrics of the registered evaluations outside the one-pass engine (lm-eval utility, the relearning
+attack, a plug-in's), and the environment that can change a number."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import torch
 
 from bench.data.tasks import TaskData
 from bench.metrics.evaluate import Evaluation
-from bench.metrics.lm_eval_utility import lm_eval_utility
-from bench.metrics.robustness import relearn_attack
+from bench.registry import EVALUATIONS
 from bench.runtime.device import device_name, runtime
 from bench.runtime.numerics import numerics_env
 from bench.runtime.paths import REPO_ROOT
@@ -65,40 +64,18 @@ def run_env() -> dict[str, Any]:
     return {**env_info(), "device": device_name(rt.device), **extra}
 
 
-LM_EVAL = "lm_eval/"
-
-
-def lm_eval_metrics(model, tokenizer, data: TaskData) -> dict[str, MetricEntry]:
-    """The task's ``lm_eval_tasks`` through lm-eval (``bench.metrics.lm_eval_utility``), as record metrics
-    ``lm_eval/<task>/<metric>`` with lm-eval's standard error and a normal 95% interval value +- 1.96 stderr
-    (clipped to [0, 1]; lm-eval reports no per-item values to bootstrap without logging every sample)."""
-    if not data.config.lm_eval_tasks:
-        return {}
-    out = {}
-    for key, value in lm_eval_utility(model, tokenizer, data, data.config.lm_eval_tasks,
-                                      batch_size=data.config.eval.batch_size).items():
-        stderr = value["stderr"]
-        low, high = ((max(0.0, value["value"] - 1.96 * stderr), min(1.0, value["value"] + 1.96 * stderr))
-                     if stderr is not None else (None, None))
-        out[LM_EVAL + key] = MetricEntry(value["value"], stderr, value["n"], "lm_eval", low, high)
-    return out
-
-
-def relearn_metrics(model, tokenizer, data: TaskData) -> dict[str, MetricEntry]:
-    """The relearning attack (``bench.metrics.robustness``, default ``RelearnSpec``) as record metrics
-    ``relearn/...``."""
-    attack = relearn_attack(model, tokenizer, data)
-    return {key: MetricEntry(value, None, 1, "relearn") for key, value in attack.items()}
-
-
 def external_metrics(model, tokenizer, data: TaskData, timings: dict[str, float] | None = None
                      ) -> dict[str, MetricEntry]:
-    """What the one-pass engine does not compute: lm-eval utility and the relearning attack (run once per
-    evaluated model; calibration probes and calibrated models skip them). Their wall times go into ``timings``."""
+    """What the one-pass engine does not compute: every registered evaluation with a ``compute`` (lm-eval utility,
+    the relearning attack, a plug-in's), in name order, once per evaluated model (calibration probes and calibrated
+    models skip them). Their wall times go into ``timings`` as ``<name>_seconds``."""
     out: dict[str, MetricEntry] = {}
-    for name, fn in (("lm_eval", lm_eval_metrics), ("relearn", relearn_metrics)):
+    for name in EVALUATIONS.names():
+        compute = EVALUATIONS.get(name).compute
+        if compute is None:
+            continue
         start = time.perf_counter()
-        out.update(fn(model, tokenizer, data))
+        out.update(compute(model, tokenizer, data))
         if timings is not None:
             timings[f"{name}_seconds"] = round(time.perf_counter() - start, 3)
     return out

@@ -80,6 +80,12 @@ class EvaluationSpec:
     ``read(record, key)``: the entry a typed record holds for ``key`` (None: it has none); ``read_text``: the value of
     a text key. ``better``, ``keys``, ``description`` and ``source`` are its row of ``docs/metrics.md``. A
     ``run_only`` evaluation is blank on reference rows; none has a calibrated form.
+
+    ``compute(model, tokenizer, data)``, where given, runs the evaluation on every evaluated model (a run's final
+    model and each reference model; not calibration probes) and returns the record metrics it adds, keyed by their
+    raw string form (``bench.run.record.external_metrics`` calls it; its wall time is stored as
+    ``<name>_seconds``). An evaluation without ``compute`` reads what another stage stored (the G-effect summary is
+    recorded during training).
     """
 
     name: str
@@ -97,3 +103,4 @@ class EvaluationSpec:
     text_names: frozenset[str] = frozenset()
     known: tuple[str, ...] = ()  # its keys where they are a fixed set (for a did-you-mean)
     run_only: bool = False
+    compute: Callable[[Any, Any, Any], dict[str, MetricEntry]] | None = None

@@ -43,8 +43,7 @@ def load_submitted_entries(folder: Path) -> list[tuple[Path, MethodEntry]]:
         board_fields = {"method": data.get("method"), "label": data.get("label", ""),
                         "params": data.get("params", {}) or {}, "plugin": data.get("plugin", "") or ""}
         entry = from_mapping(MethodEntry, board_fields, str(file))
-        if entry.plugin and not Path(entry.plugin).is_absolute():
-            entry = dataclasses.replace(entry, plugin=str((file.parent / entry.plugin).resolve()))
+        entry = dataclasses.replace(entry, plugin=_resolved(entry.plugin, file.parent))
         out.append((file, entry))
     return out
 
@@ -95,6 +94,9 @@ class LeaderboardSpec:
     tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
     adapter: AdapterSpec | None = None  # every run of the board trains a LoRA adapter (None: full fine-tuning)
     output: str = ""  # folder of the generated tables and releases (default: <name>/ next to the spec)
+    # Python files registering what the board's columns or methods need beyond the package (metrics, evaluations,
+    # methods: see README "Extending"); relative paths are read from the board file's folder, as entries' `plugin`
+    plugins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # both name folders: leaderboards/<name>/<entries>/
@@ -121,6 +123,7 @@ class LeaderboardSpec:
             spec = dataclasses.replace(spec, budget=tier(spec.budget, str(path)))
         if not spec.seeds:
             spec = dataclasses.replace(spec, seeds=tuple(range(tier_seeds(spec.budget.tier))))
+        spec = _with_plugin_paths(spec, Path(path).parent)
         submitted = load_submitted_entries(spec.entries_dir)
         if submitted:
             taken = {m.display for m in spec.methods}
@@ -130,6 +133,11 @@ class LeaderboardSpec:
                 taken.add(entry.display)
             spec = dataclasses.replace(spec, methods=(*spec.methods, *(e for _, e in submitted)))
         return spec
+
+    @property
+    def plugin_files(self) -> tuple[str, ...]:
+        """Every plug-in file the board loads: its ``plugins``, then its method entries' ``plugin`` files."""
+        return tuple(dict.fromkeys((*self.plugins, *(m.plugin for m in self.methods if m.plugin))))
 
     @property
     def entries_dir(self) -> Path:
@@ -143,3 +151,14 @@ class LeaderboardSpec:
         if self.output:
             return Path(self.path).parent / self.output
         return Path(self.path).parent / self.name
+
+
+def _resolved(path: str, folder: Path) -> str:
+    """``path`` read from a file in ``folder``: absolute, relative paths taken from ``folder``."""
+    return path if not path or Path(path).is_absolute() else str((folder / path).resolve())
+
+
+def _with_plugin_paths(spec: LeaderboardSpec, folder: Path) -> LeaderboardSpec:
+    """``spec`` with its ``plugins`` and its method entries' ``plugin`` paths read from the board file's folder."""
+    methods = tuple(dataclasses.replace(m, plugin=_resolved(m.plugin, folder)) for m in spec.methods)
+    return dataclasses.replace(spec, methods=methods, plugins=tuple(_resolved(p, folder) for p in spec.plugins))

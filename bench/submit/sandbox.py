@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import torch
 
@@ -128,6 +129,49 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _relay(stream: IO[bytes], on_check: Callable[[str, str, str], None], reported: list[str]) -> None:
+    """Pass each report line of the worker's stdout to ``on_check`` (once per known check, its detail on one line)
+    and append the check to ``reported``; the plug-in's own prints and malformed lines are ignored."""
+    for raw in stream:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        if not line.startswith(_MESSAGE):
+            continue  # the plug-in's own prints
+        try:
+            status, check, detail = json.loads(line[len(_MESSAGE):])
+        except (ValueError, TypeError):
+            continue
+        if check in CODE_CHECKS and check not in reported and status in ("PASS", "FAIL", "SKIP"):
+            reported.append(check)
+            on_check(status, check, " ".join(str(detail).splitlines()))
+
+
+def _run_worker(job: dict, folder: Path, limits: SandboxLimits, memory_bytes: int,
+                on_check: Callable[[str, str, str], None], reported: list[str]) -> tuple[int, bool]:
+    """Start ``worker_main`` on ``job`` in its own session in ``folder`` (stderr to ``folder/stderr.log``) under
+    ``RLIMIT_CPU`` and ``memory_bytes`` of ``RLIMIT_AS``, relay its reports while it runs, and kill its process
+    group when it ends or at the time limit. Returns (exit code, whether the time limit was hit)."""
+    cpu_seconds = int(math.ceil(limits.time_limit * max(1, os.cpu_count() or 1))) + 1
+    timed_out = False
+    with open(folder / "stderr.log", "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-P", "-c", _WORKER, json.dumps(job)], cwd=folder,
+                                env=_child_env(limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=stderr, start_new_session=True,
+                                preexec_fn=functools.partial(_apply_limits, cpu_seconds, memory_bytes))
+        reader = threading.Thread(target=_relay, args=(proc.stdout, on_check, reported), daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=limits.time_limit)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the group: also anything the plug-in started
+            proc.wait()
+            reader.join(timeout=10)
+            proc.stdout.close()
+    return proc.returncode, timed_out
+
+
 def run_sandboxed(entry: SubmissionEntry, plugin: Path | None, task: str, limits: SandboxLimits,
                   workdir: str | Path | None, on_check: Callable[[str, str, str], None],
                   say: Callable[[str], None] | None = None, source: str = "entry") -> None:
@@ -150,44 +194,12 @@ def run_sandboxed(entry: SubmissionEntry, plugin: Path | None, task: str, limits
             f"memory limit {memory})")
     job = {"entry": dataclasses.asdict(entry), "plugin": str(plugin) if plugin is not None else None, "task": task,
            "folder": str(folder), "memory_limit": limits.memory_limit if memory_applied else 0, "source": source}
-    cpu_seconds = int(math.ceil(limits.time_limit * max(1, os.cpu_count() or 1))) + 1
     reported: list[str] = []
-
-    def read(stream) -> None:  # noqa: ANN001
-        for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            if not line.startswith(_MESSAGE):
-                continue  # the plug-in's own prints
-            try:
-                status, check, detail = json.loads(line[len(_MESSAGE):])
-            except (ValueError, TypeError):
-                continue
-            if check in CODE_CHECKS and check not in reported and status in ("PASS", "FAIL", "SKIP"):
-                reported.append(check)
-                on_check(status, check, " ".join(str(detail).splitlines()))
-
-    timed_out = False
-    with open(folder / "stderr.log", "wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-P", "-c", _WORKER, json.dumps(job)], cwd=folder,
-                                env=_child_env(limits), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=stderr, start_new_session=True,
-                                preexec_fn=functools.partial(_apply_limits, cpu_seconds,
-                                                             limits.memory_limit if memory_applied else 0))
-        reader = threading.Thread(target=read, args=(proc.stdout,), daemon=True)
-        reader.start()
-        try:
-            proc.wait(timeout=limits.time_limit)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # the group: also anything the plug-in started
-            proc.wait()
-            reader.join(timeout=10)
-            proc.stdout.close()
+    returncode, timed_out = _run_worker(job, folder, limits, limits.memory_limit if memory_applied else 0, on_check,
+                                        reported)
     missing = [c for c in CODE_CHECKS if c not in reported]
     if missing:
-        reason = _death(proc.returncode, timed_out, limits, memory_applied, _last_line(folder / "stderr.log"))
+        reason = _death(returncode, timed_out, limits, memory_applied, _last_line(folder / "stderr.log"))
         on_check("FAIL", missing[0], reason)
         for check in missing[1:]:
             on_check("SKIP", check, "the submission process stopped")

@@ -84,6 +84,46 @@ def _plugin_copy(board: LeaderboardSpec, slug: str, plugin: Path) -> tuple[Path,
     return folder / f"{re.sub(r'[^a-z0-9_]', '_', slug)}.py", True  # a valid module name for the plug-in loader
 
 
+def check_tier(entry: SubmissionEntry, board: LeaderboardSpec) -> tuple[str, str]:
+    """``tier``: (PASS or FAIL, detail): the entry's tier is a known tier and the board's own."""
+    board_tier = board.budget.tier
+    if entry.tier not in tiers():
+        return "FAIL", f"unknown budget tier {entry.tier!r} (known: {', '.join(tiers())})"
+    if not board_tier:
+        return "FAIL", (f"board {board.name} runs a custom budget, not a named tier; submit to a board whose budget "
+                        f"is one of {', '.join(tiers())}")
+    if entry.tier != board_tier:
+        return "FAIL", f"the entry targets tier {entry.tier!r} but board {board.name} runs tier {board_tier!r}"
+    return "PASS", board_tier
+
+
+def check_label(entry: SubmissionEntry, board: LeaderboardSpec, target: Path,
+                 plugin: Path | None) -> tuple[str, str]:
+    """``label``: (PASS or FAIL, detail), from files only: the label is new on the board, its entry file name is
+    free, and no other entry brings different code under the method's name."""
+    if entry.label in {m.display for m in board.methods}:
+        return "FAIL", f"{entry.label!r} is already on board {board.name}; choose another label"
+    if target.exists():
+        return "FAIL", (f"{target} already exists (label {entry.label!r} has the same file name as a submitted "
+                        f"entry); choose another label")
+    if conflict := _plugin_conflicts(board, entry, plugin):
+        return "FAIL", conflict
+    return "PASS", f"{entry.label!r} is new on board {board.name}"
+
+
+def _write_entry(entry: SubmissionEntry, board: LeaderboardSpec, target: Path, plugin: Path | None,
+                 slug: str) -> str:
+    """Write the passed entry to ``target`` (atomically), its plug-in file into the entries folder unless an
+    identical copy is there; returns what the report says about it."""
+    written_plugin = ""
+    if plugin is not None:
+        copy, fresh = _plugin_copy(board, slug, plugin)
+        if fresh:
+            atomic_write_text(copy, plugin.read_text())
+        written_plugin = copy.name
+    stored = dataclasses.replace(entry, plugin=written_plugin, submitted=datetime.date.today().isoformat())
+    atomic_write_text(target, stored.to_yaml())
+    return f" with plug-in {board.entries_dir / written_plugin}" if written_plugin else ""
 
 
 def validate_and_submit(entry_path: str | Path, board_path: str | Path | None = None, task: str | None = None,
@@ -104,40 +144,17 @@ def validate_and_submit(entry_path: str | Path, board_path: str | Path | None = 
     entry = SubmissionEntry.load(entry_path)
     board_file = Path(board_path) if board_path else _default_board()
     board = LeaderboardSpec.load(board_file)
-    task = task or DEFAULT_TASK
-    limits = limits or SandboxLimits()
     report = SubmissionReport(echo=echo)
     report.say(f"submission {entry_path}: method {entry.method!r} v{entry.version} as {entry.label!r} "
                f"-> board {board.name} ({board_file})")
-
-    # tier
-
-    board_tier = board.budget.tier
-    if entry.tier not in tiers():
-        report.add("FAIL", "tier", f"unknown budget tier {entry.tier!r} (known: {', '.join(tiers())})")
-    elif not board_tier:
-        report.add("FAIL", "tier", f"board {board.name} runs a custom budget, not a named tier; submit to a board "
-                                   f"whose budget is one of {', '.join(tiers())}")
-    elif entry.tier != board_tier:
-        report.add("FAIL", "tier", f"the entry targets tier {entry.tier!r} but board {board.name} runs tier "
-                                   f"{board_tier!r}")
-    else:
-        report.add("PASS", "tier", board_tier)
+    status, detail = check_tier(entry, board)
+    report.add(status, "tier", detail)
 
     # d. label (decided here, from files only; printed after the code checks a-c, before the smoke run)
     plugin_path = _entry_plugin(entry, entry_path, plugin)
     slug = label_slug(entry.label)
-    taken = {m.display for m in board.methods}
     target = board.entries_dir / f"{slug}.yaml"
-    if entry.label in taken:
-        label = ("FAIL", f"{entry.label!r} is already on board {board.name}; choose another label")
-    elif target.exists():
-        label = ("FAIL", f"{target} already exists (label {entry.label!r} has the same file name as a submitted "
-                         f"entry); choose another label")
-    elif conflict := _plugin_conflicts(board, entry, plugin_path):
-        label = ("FAIL", conflict)
-    else:
-        label = ("PASS", f"{entry.label!r} is new on board {board.name}")
+    label = check_label(entry, board, target, plugin_path)
 
     # a. method, b. documentation, c. hyper-parameters, e. smoke run: the entry's code, in the sandbox
     label_said = False
@@ -149,22 +166,14 @@ def validate_and_submit(entry_path: str | Path, board_path: str | Path | None = 
             label_said = True
         report.add(status, check, detail)
 
-    run_sandboxed(entry, plugin_path.resolve() if plugin_path is not None else None, task, limits, workdir,
-                  code_check, say=report.say, source=str(entry_path))
+    run_sandboxed(entry, plugin_path.resolve() if plugin_path is not None else None, task or DEFAULT_TASK,
+                  limits or SandboxLimits(), workdir, code_check, say=report.say, source=str(entry_path))
     if not label_said:
         report.add(label[0], "label", label[1])
 
     if report.ok:
-        written_plugin = ""
-        if plugin_path is not None:
-            copy, fresh = _plugin_copy(board, slug, plugin_path)
-            if fresh:
-                atomic_write_text(copy, plugin_path.read_text())
-            written_plugin = copy.name
-        stored = dataclasses.replace(entry, plugin=written_plugin, submitted=datetime.date.today().isoformat())
-        atomic_write_text(target, stored.to_yaml())
+        also = _write_entry(entry, board, target, plugin_path, slug)
         report.written = target
-        also = f" with plug-in {board.entries_dir / written_plugin}" if written_plugin else ""
         report.say(f"wrote {target}{also}; the next `ubench run {board_file}` includes it")
         report.say("submission PASSED")
     else:
