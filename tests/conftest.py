@@ -62,9 +62,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def fixture_store(tmp_path: Path):
     """(board path, store): the fixture board (``tests/fixtures/records/fixture.yaml``: GA and NPO of the default
-    board, seed 0) and a store holding its run records and replicate 0's reference records as released (schema 1),
-    both copied into ``tmp_path`` (the board's tables go to ``tmp_path/records/fixture/``). No training: a board
-    test on these runs in seconds."""
+    board, seed 0) and a store holding its run records and replicate 0's reference records as released (schema 1,
+    under their versioned ids), both copied into ``tmp_path`` (the board's tables go to
+    ``tmp_path/records/fixture/``). No training: a board test on these runs in seconds."""
     from bench.runtime.store import Store
 
     root = tmp_path / "records"

@@ -30,8 +30,8 @@ from bench.runtime.records import SCHEMA_VERSION, ReferenceRecord, RunRecord, ev
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 
-RUNS = {"GA": "e199efb019b17b99", "NPO": "95d9ee92c6186071"}
-REFS = ("8db2cd7849ef5983", "f92c94749cea0501")
+RUNS = {"GA": "fa3acde860a709ee", "NPO": "d5e9333fd106c5d0"}
+REFS = ("190b5bf10a5e4180", "56c2eabaa343164b")
 
 
 def test_stored_records_of_schema_1_load_typed_with_one_id(fixture_store) -> None:

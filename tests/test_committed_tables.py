@@ -49,22 +49,29 @@ def _copy_board(root: Path, methods: list[str] | None = None) -> Path:
 @pytest.fixture(scope="module")
 def bundle() -> dict[str, bytes]:
     """The files of the newest committed release of the default board (its records among them)."""
-    from bench.release.bundle import read_bundle
+    from bench.release.bundle import BUNDLE, read_bundle, read_manifests
+    from bench.release.snapshot import releases_dir
+    from bench.specs.board import LeaderboardSpec
 
-    releases = sorted(p for p in (COMMITTED / "releases").glob("*") if (p / "bundle.tar.gz").is_file())
-    if not releases:
+    board = LeaderboardSpec.load(SPEC)
+    manifests = read_manifests(board)  # oldest first: by creation, so 10 comes after 9
+    if not manifests:
         pytest.skip("the synthetic board has no committed release to take records from")
-    return read_bundle(releases[-1] / "bundle.tar.gz")
+    return read_bundle(releases_dir(board) / manifests[-1]["version"] / BUNDLE)
 
 
 def _store_from_release(bundle: dict[str, bytes], root: Path, labels: list[str]) -> Path:
     """A result store at ``root`` with the release's reference records and the run records of the cells of the
-    entries labelled ``labels`` (as stored: ``result.json`` from the provenance, the other files as bundled)."""
+    entries labelled ``labels`` (as stored: ``result.json`` from the provenance, the other files as bundled),
+    re-keyed by ``ubench store migrate`` where the release predates the versions in the ids."""
     from bench.grid.cells import plan
+    from bench.run.migrate import migrate_store
+    from bench.runtime.store import Store
     from bench.specs.board import LeaderboardSpec
 
     board = LeaderboardSpec.load(SPEC)
     keep = {c.spec.run_id for c in plan(board) if c.method.display in labels}
+    staging = root.parent / f"{root.name}-release"
     for path, data in bundle.items():
         parts = path.split("/")
         if parts[0] == "records" and parts[3] != "result.json":
@@ -73,11 +80,15 @@ def _store_from_release(bundle: dict[str, bytes], root: Path, labels: list[str])
             kind, record_id, name = parts[2:5]
         else:
             continue
-        if kind == "searches" or (kind == "runs" and record_id not in keep):
-            continue
-        target = root / kind / record_id / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        if kind != "searches":
+            target = staging / kind / record_id / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    migrate_store(Store(staging))
+    for folder in (staging / "refs").iterdir():
+        shutil.copytree(folder, root / "refs" / folder.name)
+    for record_id in keep & {p.name for p in (staging / "runs").iterdir()}:
+        shutil.copytree(staging / "runs" / record_id, root / "runs" / record_id)
     assert len(list((root / "runs").glob("*/result.json"))) == len(keep) > 0
     return root
 

@@ -22,6 +22,7 @@ from bench.specs.board import LeaderboardSpec
 from .conftest import BROKEN, copy_mini_records, fixture_board, mini_board
 
 METHODS = "[{method: ga, label: GA}, {method: npo}]"
+SYNTHETIC = Path(__file__).parent.parent / "leaderboards" / "synthetic.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -231,25 +232,45 @@ def test_cite_comments_a_method_without_an_entry(ran: Path, tmp_path: Path, caps
 
 
 def test_citations_cover_every_registered_method_and_task_family() -> None:
+    """Every method's and task's arXiv id has a BibTeX entry, declared on the method class (``bibtex``) or in the
+    task YAML (``papers:``), and one key names one entry everywhere."""
     from bench.data.tasks import load_task_config, task_names
     from bench.registry import METHODS, TASKS
-    from bench.release.citations import ARXIV_ID, ENTRIES, METHOD_PAPERS, TASK_PAPERS
+    from bench.release.citations import PROTOCOL_PAPERS, collect, family_papers, method_papers
+    from bench.specs.papers import ARXIV_ID
 
+    declared = list(PROTOCOL_PAPERS)
     for name in METHODS.names():
         paper = getattr(METHODS.get(name), "paper", "")
         if not ARXIV_ID.search(paper or ""):
             continue  # a test plug-in without a paper
-        assert name in METHOD_PAPERS, name
-        eprints = {ENTRIES[key]["eprint"] for key in METHOD_PAPERS[name]}
-        assert set(ARXIV_ID.findall(paper)) <= eprints, (name, paper)
+        papers = method_papers(name)
+        assert papers, name
+        assert set(ARXIV_ID.findall(paper)) <= {p.eprint for p in papers}, (name, paper)
+        declared += papers
     for family in TASKS.names():
-        assert family in TASK_PAPERS, family
+        assert family_papers(family), family
     for task in task_names():
         config = load_task_config(task)
-        eprints = {ENTRIES[key]["eprint"] for key in TASK_PAPERS[config.family]}
-        assert set(ARXIV_ID.findall(config.citation)) <= eprints, (task, config.citation)
-    for key, fields in ENTRIES.items():
-        assert re.fullmatch(r"\d{4}\.\d{4,5}", fields["eprint"]) and "doi" not in fields, key
+        assert set(ARXIV_ID.findall(config.citation)) <= {p.eprint for p in family_papers(config.family)}, task
+        declared += config.papers
+    assert len(collect(declared)) == 15  # the entries of the hand-kept list this replaced, each declared alike
+
+
+def test_a_bad_paper_is_a_one_line_error_naming_the_file_and_field(tmp_path: Path) -> None:
+    from bench.data.tasks import load_task_config
+    from bench.methods.papers import MAINI2024_TOFU
+    from bench.release.citations import collect
+    from bench.specs.mapping import SpecError
+
+    source = (Path(__file__).parent.parent / "tasks" / "synthetic" / "mini.yaml").read_text()
+    task = tmp_path / "mini.yaml"
+    task.write_text(source.replace('eprint: "2401.06121"', "eprint: 2401.06120"))  # unquoted: a float
+    with pytest.raises(SpecError) as info:
+        load_task_config(str(task))
+    assert str(info.value) == f"{task}: papers[0].eprint: expected str, got float 2401.0612"
+    with pytest.raises(SpecError, match="BibTeX key maini2024tofu: declared twice with different year"):
+        collect([MAINI2024_TOFU, dataclasses.replace(MAINI2024_TOFU, year=2023)])
 
 
 def test_citation_cff_parses_with_required_keys() -> None:
@@ -275,11 +296,12 @@ def test_a_board_without_releases_keeps_its_tables(tmp_path: Path) -> None:
 def test_the_committed_synthetic_release_verifies() -> None:
     """Every committed release of the default board matches its manifest (file hashes and content hash), and the
     committed board.md names one of them."""
-    from bench.release.bundle import verify
+    from bench.release.bundle import read_manifests, verify
+    from bench.release.snapshot import releases_dir
     from bench.specs.board import LeaderboardSpec
 
-    board = LeaderboardSpec.load(Path(__file__).parent.parent / "leaderboards" / "synthetic.yaml")
-    releases = sorted((board.out_dir / "releases").iterdir()) if (board.out_dir / "releases").exists() else []
+    board = LeaderboardSpec.load(SYNTHETIC)
+    releases = [releases_dir(board) / m["version"] for m in read_manifests(board)]  # oldest first (10 after 9)
     if not releases:
         pytest.skip("the synthetic board has no release yet")
     for folder in releases:
@@ -295,3 +317,25 @@ def test_the_committed_synthetic_release_verifies() -> None:
     released = json.loads(next(data for path, data in bundle.items() if path.endswith("board/spec.json")))
     assert _canonical_spec(board) == released
     assert _canonical_spec(dataclasses.replace(board, output="elsewhere")) == released  # where tables go
+
+
+def test_a_release_bundles_the_references_of_every_replicate(tmp_path: Path) -> None:
+    """Each seed's cells are scored against its own replicate's target and retain oracle, so a release holds the
+    reference records of every seed the board uses (the newest committed release, re-read from its bundle)."""
+    from bench.grid.cells import read_board
+    from bench.release.reproduce import latest_version, released_store
+    from bench.release.snapshot import snapshot
+    from bench.specs.board import LeaderboardSpec
+
+    board = LeaderboardSpec.load(SYNTHETIC)
+    store = released_store(board, latest_version(board), tmp_path / "released")
+    records = read_board(board, store)
+    expected = {ref_id for ids in records.reference_ids.values() for ref_id in ids}
+    assert len(expected) == 2 * len(board.seeds) == 6  # target and oracle of each replicate
+    snap = snapshot(board, store, records)
+    assert {path.split("/")[2] for path in snap.files if path.startswith("records/refs/")} == expected
+    assert not snap.incomplete and snap.n_expected == len(expected) + len(records.cells)
+
+    store.root.joinpath("refs", sorted(expected)[0], "result.json").unlink()  # one replicate's reference gone
+    snap = snapshot(board, store)
+    assert len(snap.incomplete) == 1 and sorted(expected)[0] in snap.incomplete[0]

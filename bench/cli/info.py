@@ -1,4 +1,5 @@
-"""``ubench ls`` (what is registered) and ``ubench docs`` (regenerate ``docs/metrics.md``)."""
+"""``ubench ls`` (what is registered) and ``ubench docs`` (regenerate ``docs/metrics.md`` and the README's method
+table)."""
 
 from __future__ import annotations
 
@@ -24,5 +25,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    print(f"wrote {write_docs()}")
+    for path in write_docs():
+        print(f"wrote {path}")
     return 0

@@ -7,7 +7,7 @@ before anything is written. A cell that fails while running is stored as failed;
 hyper-parameters within the budget tier's trial allowance, scoring calibrated endpoints only. ``ubench geffect``
 measures the G-effect (arXiv 2502.19301) of a method at a checkpoint on a task split, without a run.
 ``ubench release`` freezes a board into a content-hashed, citable release and ``ubench cite`` prints its BibTeX
-(``bench.release``).
+(``bench.release``). ``ubench store migrate`` re-keys records stored before ids carried the code versions.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bench.cli.models import cmd_build_oracle, cmd_checkpoints, cmd_presets
 from bench.cli.perf import cmd_perf
 from bench.cli.release import cmd_cite, cmd_release, cmd_reproduce
 from bench.cli.run import cmd_board, cmd_run
+from bench.cli.store import cmd_store
 from bench.cli.submit import cmd_new_method, cmd_submit
 from bench.cli.tune import cmd_tune
 from bench.data.hub import HubUnavailableError
@@ -157,12 +158,22 @@ def _add_release_and_cite(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--out", help="the board's tables and releases folder (as for ubench board)")
 
 
+def _add_store(sub: argparse._SubParsersAction) -> None:
+    """``ubench store migrate``: re-key the records stored before the ids carried the code versions."""
+    store = sub.add_parser("store", help="maintain a result store: migrate re-keys the records stored before run "
+                                         "ids carried the method and metric versions (the old folders are kept)")
+    store.add_argument("action", choices=["migrate"])
+    store.add_argument("--store", help="result store folder (default: $UBENCH_RESULTS or ./results); the shared "
+                                       "reference cache is one too (<cache>/refs)")
+    store.add_argument("-v", "--verbose", action="store_true", help="one line per record, left alone or not")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ubench`` argument parser: one sub-command per handler of ``main``, in the order ``--help`` lists."""
     parser = argparse.ArgumentParser(prog="ubench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run_and_board(sub)
-    sub.add_parser("docs", help="regenerate docs/metrics.md from the metric registry")
+    sub.add_parser("docs", help="regenerate docs/metrics.md and README.md's method table from the registries")
     ls = sub.add_parser("ls", help="list registered methods, metrics or tasks")
     ls.add_argument("what", choices=["methods", "metrics", "tasks"])
     _add_perf(sub)
@@ -171,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_oracle_and_reproduce(sub)
     _add_models_and_new_method(sub)
     _add_release_and_cite(sub)
+    _add_store(sub)
     return parser
 
 
@@ -180,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "submit": cmd_submit, "new-method": cmd_new_method, "tune": cmd_tune, "geffect": cmd_geffect,
                 "build-oracle": cmd_build_oracle, "presets": cmd_presets, "checkpoints": cmd_checkpoints,
                 "reproduce": cmd_reproduce,
-                "release": cmd_release, "cite": cmd_cite}
+                "release": cmd_release, "cite": cmd_cite, "store": cmd_store}
     try:
         with report_corrupt_records():  # one `ubench: warning:` line per corrupt record file
             return handlers[args.command](args)

@@ -6,6 +6,7 @@ a ``TaskConfig`` and a forget split into ``TaskData``: the forget, retain, holdo
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import random
 from dataclasses import dataclass, field
@@ -14,10 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.data.schema import IDK_ANSWERS
-from bench.data.splits import SPLITS
+from bench.data.splits import FAMILY_SPLITS, SPLITS
 from bench.registry import TASKS, RegistryError
 from bench.runtime.paths import tasks_dir
 from bench.specs.mapping import SpecError, content_hash, from_mapping, read_yaml
+from bench.specs.papers import Paper
+
+CITATION_FIELDS = ("papers",)  # task YAML fields outside the digest (``citation``, older, stays inside it)
 
 if TYPE_CHECKING:  # the datasets library loads where a task's data is built, not where its config is read
     from datasets import Dataset
@@ -82,6 +86,8 @@ class TaskConfig:
     # lm-eval tasks run on every evaluated model (real-world utility): the task's embedded offline YAMLs, or any
     # lm-eval task name (mmlu, arc_easy, wmdp_bio, ...) for users with hub access
     lm_eval_tasks: tuple[str, ...] = ()
+    # the papers of the benchmark (BibTeX entries ``ubench cite`` prints for the task family)
+    papers: tuple[Paper, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -89,8 +95,16 @@ class TaskConfig:
 
     @property
     def digest(self) -> str:
-        """Hash of everything in the YAML that can change a number."""
-        return content_hash(self)
+        """Hash of everything in the YAML that can change a number (``papers`` cannot: left out, so adding a
+        citation keeps the task's model and run ids)."""
+        return content_hash({k: v for k, v in dataclasses.asdict(self).items() if k not in CITATION_FIELDS})
+
+
+def family_splits(config: TaskConfig) -> tuple[str, ...]:
+    """The scored splits the task's family declares (``bench.data.splits.FAMILY_SPLITS``, read without importing the
+    family: run and reference ids need them, ``bench.metrics.identity``); every split of ``SPLITS`` for a family
+    not listed there (an out-of-tree family), so the ids cover too many metrics rather than too few."""
+    return FAMILY_SPLITS.get(config.family, SPLITS)
 
 
 @dataclass
@@ -183,6 +197,15 @@ class TaskData:
             pairs += list(zip(text["question"], text["text"], text["idk_answer"]))
         return pairs
 
+    def _scored(self) -> dict[str, Dataset | None]:
+        """Every split of ``SPLITS`` in that order, None where the task has none."""
+        retain = self.retain_eval if self.retain_eval is not None else self.retain
+        return {name: retain if name == "retain" else getattr(self, name) for name in SPLITS}
+
+    def split_names(self) -> tuple[str, ...]:
+        """The names of the scored splits this task has (``eval_splits``' keys, without building the subsets)."""
+        return tuple(name for name, ds in self._scored().items() if ds is not None)
+
     def eval_splits(self) -> dict[str, Dataset]:
         """The scored splits, each capped at ``eval.max_items`` by a fixed seeded subset (as TOFU caps at 300).
 
@@ -190,10 +213,8 @@ class TaskData:
         (MUSE, Shi et al. 2024), or ``mia_forget`` / ``mia_holdout`` where the benchmark has its own MIA texts.
         Splits are only ever appended (``bench.data.splits.SPLITS``): the subset seed of a split is its position, so
         the items of earlier splits never change when a split is added."""
-        retain = self.retain_eval if self.retain_eval is not None else self.retain
-        splits = {name: retain if name == "retain" else getattr(self, name) for name in SPLITS}
         return {name: _subset(ds, self.config.eval.max_items, seed=i)
-                for i, (name, ds) in enumerate(splits.items()) if ds is not None}
+                for i, (name, ds) in enumerate(self._scored().items()) if ds is not None}
 
 
 def _subset(ds: Dataset, n: int, seed: int) -> Dataset:
@@ -284,6 +305,10 @@ def load_task(name: str, split: str) -> TaskData:
             raise empty_forget_set(config, split)
     except EmptyForgetSetError as exc:
         raise SpecError(f"{task_file(name)}: {exc}") from exc
+    undeclared = [s for s in data.split_names() if s not in family_splits(config)]
+    if undeclared:  # the ids would miss the versions of the metrics these splits add
+        raise SpecError(f"{task_file(name)}: family: {config.family} scores split(s) {', '.join(undeclared)} that "
+                        f"bench.data.splits.FAMILY_SPLITS ({', '.join(family_splits(config))}) does not declare")
     return data
 
 

@@ -96,14 +96,18 @@ def cell_search_id(cell: Cell, board: LeaderboardSpec) -> str:
 
 
 def cell_record(cell: Cell, board: LeaderboardSpec, store: Store) -> RunRecord | None:
-    """The stored record that represents ``cell`` (see ``run_cell``), or None if it has not run."""
+    """The stored record that represents ``cell`` (see ``run_cell``), or None if it has not run. A search summary
+    whose chosen trial is not the run the current code would make of its parameters (a method or metric version
+    bumped since: another run id) counts as not run, so the search is redone rather than its stale record shown."""
     if trials_per_cell(board) == 1:
         return store.load_run(cell.spec.run_id)
     summary = store.load_search(cell_search_id(cell, board))
     if summary is None or not summary.trials:
         return None
     chosen = summary.best or summary.trials[0]
-    record = store.load_run(chosen.run_id)
+    current = make_run_spec(cell.task.task, cell.task.split, cell.method.method, chosen.params, board.budget,
+                            cell.seed, control=board.control, check_data=False)
+    record = store.load_run(chosen.run_id) if chosen.run_id == current.run_id else None
     return None if record is None else replace(record, search=summary.selection)
 
 

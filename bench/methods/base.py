@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from bench.data.tokenize import IGNORE, TokenBatch
 from bench.registry import METHODS, RegistryError
 from bench.specs.mapping import SpecError, from_mapping
+from bench.specs.papers import Paper
 
 RETAIN_LOSSES = ("none", "nll", "kl")
 
@@ -232,8 +233,11 @@ class Method:
     """
 
     name: ClassVar[str] = ""
+    # bump when a change can change the method's numbers: it enters the run ids of its cells (``RunSpec``)
     version: ClassVar[str] = "1"
-    paper: ClassVar[str] = ""
+    paper: ClassVar[str] = ""  # the citation as text: "Authors Year, Title (arXiv id)"
+    bibtex: ClassVar[tuple[Paper, ...]] = ()  # the BibTeX entries ``ubench cite`` prints (the objective's first)
+    summary: ClassVar[str] = ""  # one line for the README's method table (default: the docstring's first line)
     Params: ClassVar[type] = ObjectiveParams
     needs_reference: ClassVar[bool] = False
     needs_retain: ClassVar[bool] = False

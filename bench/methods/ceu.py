@@ -6,6 +6,7 @@ import torch
 
 from bench.methods.base import LossContext, Method, UnlearnBatch, answer_mask, next_token_logits, row_mean
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 def ceu_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -21,7 +22,14 @@ class CEU(Method):
     """L = E_forget[(1/T) sum_i CE(q_i, p_theta(.|x_<i))], q_i = stopgrad(softmax(z_i with z_i[a_i] = -inf)):
     cross-entropy towards the model's own prediction without the true answer token. Bounded, reference-free."""
 
+    summary = "E (1/T) Σ_i CE(softmax(z_i with z_i[a_i] = −∞), p_θ,i), target detached"
     paper = "Yang 2025, CE-U: Cross Entropy Unlearning (arXiv 2503.01224)"
+    bibtex = (
+        Paper("yang2025ceu",
+              author="Yang, Bo",
+              title="{CE-U}: Cross Entropy Unlearning",
+              year=2025, eprint="2503.01224"),
+    )
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
                     ctx: LossContext) -> tuple[torch.Tensor, dict]:

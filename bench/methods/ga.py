@@ -18,6 +18,7 @@ from bench.methods.base import (
     token_logprobs,
 )
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,15 @@ class GradientAscent(Method):
     """L = -E_forget[NLL(a)] = E_forget[(1/T) sum_i log p_i]: minimising it raises the forget NLL. With
     ``cap = q < 1`` only the q fraction of lowest-NLL answer tokens contribute (likelihood capping)."""
 
+    summary = "E (1/T) Σ_i c_i log p_i; c_i = 1, or likelihood capping with `cap: q`"
     paper = "Jang et al. 2023, Knowledge Unlearning for Mitigating Privacy Risks in Language Models (arXiv 2210.01504)"
+    bibtex = (
+        Paper("jang2023knowledge",
+              author="Jang, Joel and Yoon, Dongkeun and Yang, Sohee and Cha, Sungmin and Lee, Moontae and "
+                     "Logeswaran, Lajanugen and Seo, Minjoon",
+              title="Knowledge Unlearning for Mitigating Privacy Risks in Language Models",
+              year=2023, eprint="2210.01504", note="ACL 2023"),
+    )
     Params = AscentParams
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
@@ -94,5 +103,12 @@ class GDParams(AscentParams):
 class GradientDifference(GradientAscent):
     """L = -E_forget[NLL(a)] + lambda * E_retain[NLL(a)] (``retain_loss: kl`` makes it GA+KL)."""
 
+    summary = "GA + λ·NLL(retain)"
     paper = "Liu et al. 2022, Continual Learning and Private Unlearning (arXiv 2203.12817)"
+    bibtex = (
+        Paper("liu2022continual",
+              author="Liu, Bo and Liu, Qiang and Stone, Peter",
+              title="Continual Learning and Private Unlearning",
+              year=2022, eprint="2203.12817", note="CoLLAs 2022"),
+    )
     Params = GDParams

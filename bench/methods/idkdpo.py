@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, token_logprobs
+from bench.methods.papers import MAINI2024_TOFU
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,16 @@ class IdkDPO(Method):
     with sequence log-likelihoods (sums over answer tokens), p_ref the frozen target, the IDK answer preferred and
     the true answer rejected. The 2/beta scale matches NPO's (NPO is this loss without the preferred term)."""
 
+    summary = "−(2/β)·E log σ(β·[(log p_θ − log p_ref)(idk) − (log p_θ − log p_ref)(a)]), plus λ·NLL(retain)"
     paper = "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290); IDK targets from TOFU"
+    bibtex = (
+        Paper("rafailov2023direct",
+              author="Rafailov, Rafael and Sharma, Archit and Mitchell, Eric and Ermon, Stefano and "
+                     "Manning, Christopher D. and Finn, Chelsea",
+              title="Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
+              year=2023, eprint="2305.18290", note="NeurIPS 2023"),
+        MAINI2024_TOFU,
+    )
     Params = IdkDPOParams
     needs_reference = True
     needs_idk = True

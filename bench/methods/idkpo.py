@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, sequence_nll
+from bench.methods.papers import MAINI2024_TOFU
 from bench.registry import METHODS
 
 
@@ -20,7 +21,9 @@ class IdkPO(Method):
     """L = E_forget[NLL(idk | q)] (+ lambda E_retain[NLL(a)] by default): minimise the NLL of an "I don't know"
     answer to every forget question; the forget answers themselves are never ascended."""
 
+    summary = "E NLL(idk | q), plus λ·NLL(retain) by default"
     paper = "Maini et al. 2024, TOFU: A Task of Fictitious Unlearning for LLMs (arXiv 2401.06121)"
+    bibtex = (MAINI2024_TOFU,)
     Params = IdkPOParams
     needs_idk = True
 

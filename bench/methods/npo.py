@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, token_logprobs
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,14 @@ class NPO(Method):
     with sequence log-likelihoods (sums over answer tokens) and p_ref the frozen target. Its gradient is GA's
     reweighted by w = 2 p_theta^beta / (p_theta^beta + p_ref^beta), logged as ``npo_weight``."""
 
+    summary = "(2/β)·E softplus(β·(log p_θ(a|q) − log p_ref(a|q)))"
     paper = "Zhang et al. 2024, Negative Preference Optimization (arXiv 2404.05868)"
+    bibtex = (
+        Paper("zhang2024negative",
+              author="Zhang, Ruiqi and Lin, Licong and Bai, Yu and Mei, Song",
+              title="Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
+              year=2024, eprint="2404.05868", note="COLM 2024"),
+    )
     Params = NPOParams
     needs_reference = True
 

@@ -17,6 +17,7 @@ from bench.methods.base import (
     hidden_state,
 )
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,17 @@ class RMU(Method):
     parameters whose name matches ``trainable`` are updated. Forget positions are those that predict an answer
     token (the prompt's last token and the answer), so the steering hits where the knowledge is read out."""
 
+    summary = ("mean ‖h_l(x_f) − c·u‖²/d + α·mean ‖h_l(x_r) − h_l^ref(x_r)‖²/d; trains only parameters matching "
+               "`trainable`")
     paper = ("Li et al. 2024, The WMDP Benchmark: Measuring and Reducing Malicious Use with Unlearning "
              "(arXiv 2403.03218)")
+    bibtex = (
+        Paper("li2024wmdp",
+              author="Li, Nathaniel and Pan, Alexander and Gopal, Anjali and Yue, Summer and Berrios, Daniel and "
+                     "Gatti, Alice and others",
+              title="The {WMDP} Benchmark: Measuring and Reducing Malicious Use with Unlearning",
+              year=2024, eprint="2403.03218", note="ICML 2024"),
+    )
     Params = RMUParams
     needs_reference = True
     needs_retain = True

@@ -9,6 +9,7 @@ import torch
 from bench.methods.base import LossContext, Method, UnlearnBatch, check_positive, token_logprobs
 from bench.methods.ga import AscentParams, weight_stats, weighted_ascent
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,15 @@ class SatImp(Method):
     """L = E_forget[(1/T) sum_i w_i log p_i], w_i = stopgrad(p_i^beta1 (1 - p_i)^beta2): high-likelihood
     (important) tokens count more, and tokens near p = 1 (saturated) are damped."""
 
+    summary = "E (1/T) Σ_i w_i log p_i, w_i = p_i^β1·(1 − p_i)^β2"
     paper = "Yang et al. 2025, Exploring Criteria of Loss Reweighting to Enhance LLM Unlearning (arXiv 2505.11953)"
+    bibtex = (
+        Paper("yang2025exploring",
+              author="Yang, Puning and Wang, Qizhou and Huang, Zhuo and Liu, Tongliang and Zhang, Chengqi and "
+                     "Han, Bo",
+              title="Exploring Criteria of Loss Reweighting to Enhance {LLM} Unlearning",
+              year=2025, eprint="2505.11953", note="ICML 2025"),
+    )
     Params = SatImpParams
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,

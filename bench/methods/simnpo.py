@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, token_logprobs
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,15 @@ class SimNPO(Method):
     likelihood replaces NPO's ratio to p_ref. Its gradient is GA's (per token) reweighted by
     w = 2 sigmoid((beta/|a|) log p + delta), logged as ``simnpo_weight``."""
 
+    summary = "(2/β)·E softplus((β/|a|)·log p_θ(a|q) + δ)"
     paper = "Fan et al. 2024, Simplicity Prevails: Rethinking Negative Preference Optimization (arXiv 2410.07163)"
+    bibtex = (
+        Paper("fan2024simplicity",
+              author="Fan, Chongyu and Liu, Jiancheng and Lin, Licong and Jia, Jinghan and Zhang, Ruiqi and "
+                     "Mei, Song and Liu, Sijia",
+              title="Simplicity Prevails: Rethinking Negative Preference Optimization for {LLM} Unlearning",
+              year=2024, eprint="2410.07163"),
+    )
     Params = SimNPOParams
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,

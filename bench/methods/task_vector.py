@@ -8,6 +8,7 @@ import torch
 
 from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, sequence_nll
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,15 @@ class TaskVector(Method):
     """Fine-tune on the forget set (L = E_forget[NLL(a)], descent) for the budget, giving theta_ft; then return
     theta_unl = theta_0 - lambda (theta_ft - theta_0), i.e. subtract the forget task vector from the target."""
 
+    summary = "fine-tune on forget (descent), then θ₀ − λ·(θ_ft − θ₀)"
     paper = "Ilharco et al. 2023, Editing Models with Task Arithmetic (arXiv 2212.04089)"
+    bibtex = (
+        Paper("ilharco2023editing",
+              author="Ilharco, Gabriel and Ribeiro, Marco Tulio and Wortsman, Mitchell and Gururangan, Suchin and "
+                     "Schmidt, Ludwig and Hajishirzi, Hannaneh and Farhadi, Ali",
+              title="Editing Models with Task Arithmetic",
+              year=2023, eprint="2212.04089", note="ICLR 2023"),
+    )
     Params = TaskVectorParams
     # negating the adapter's factors A and B separately is not negating their product B A
     supports_adapter = False

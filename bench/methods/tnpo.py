@@ -8,6 +8,7 @@ import torch
 
 from bench.methods.base import LossContext, Method, UnlearnBatch, check_positive, token_logprobs
 from bench.methods.ga import AscentParams, weight_stats, weighted_ascent
+from bench.methods.papers import WANG2025_RETHINKING
 from bench.registry import METHODS
 
 
@@ -31,7 +32,9 @@ class TNPO(Method):
     """L = E_forget[(1/T) sum_i w_i log p_i], w_i = stopgrad(2 p_i^beta / (p_i^beta + p_ref,i^beta)): NPO's
     reweighting of GA applied per token, against the frozen target's token probabilities p_ref,i."""
 
+    summary = "E (1/T) Σ_i w_i log p_i, w_i = 2p_i^β / (p_i^β + p_ref,i^β)"
     paper = "Wang et al. 2025, Rethinking LLM Unlearning Objectives: A Gradient Perspective (arXiv 2502.19301)"
+    bibtex = (WANG2025_RETHINKING,)
     Params = TNPOParams
     needs_reference = True
 

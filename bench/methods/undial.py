@@ -17,6 +17,7 @@ from bench.methods.base import (
     row_mean,
 )
 from bench.registry import METHODS
+from bench.specs.papers import Paper
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,15 @@ class UNDIAL(Method):
     """L = E_forget[(1/T) sum_i CE(t_i, p_theta(.|x_<i))], t_i = softmax(z_ref,i - gamma * onehot(a_i)): distil
     the frozen target's next-token distribution with the true token's logit lowered by gamma."""
 
+    summary = "E (1/T) Σ_i CE(softmax(z_ref,i − γ·onehot(a_i)), p_θ,i)"
     paper = "Dong et al. 2024, UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning (arXiv 2402.10052)"
+    bibtex = (
+        Paper("dong2024undial",
+              author="Dong, Yijiang River and Lin, Hongzhou and Belkin, Mikhail and Huerta, Ramon and "
+                     "Vuli{\\'c}, Ivan",
+              title="{UNDIAL}: Self-Distillation with Adjusted Logits for Robust Unlearning in Large Language Models",
+              year=2024, eprint="2402.10052", note="NAACL 2025"),
+    )
     Params = UNDIALParams
     needs_reference = True
 

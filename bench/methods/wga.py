@@ -8,6 +8,7 @@ import torch
 
 from bench.methods.base import LossContext, Method, UnlearnBatch, check_positive, token_logprobs
 from bench.methods.ga import AscentParams, weight_stats, weighted_ascent
+from bench.methods.papers import WANG2025_RETHINKING
 from bench.registry import METHODS
 
 
@@ -26,7 +27,9 @@ class WGA(Method):
     """L = E_forget[(1/T) sum_i w_i log p_i] with w_i = stopgrad(p_i^alpha): GA whose tokens count by the
     model's current confidence, so tokens already forgotten (p_i -> 0) stop pulling the model."""
 
+    summary = "E (1/T) Σ_i w_i log p_i, w_i = p_i^α"
     paper = "Wang et al. 2025, Rethinking LLM Unlearning Objectives: A Gradient Perspective (arXiv 2502.19301)"
+    bibtex = (WANG2025_RETHINKING,)
     Params = WGAParams
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,

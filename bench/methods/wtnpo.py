@@ -25,6 +25,7 @@ class WTNPOParams(TNPOParams):
 class WTNPO(TNPO):
     """L = E_forget[(1/T) sum_i w_i log p_i], w_i = stopgrad(2 p_i^beta / (p_i^beta + p_ref,i^beta) * p_i^alpha)."""
 
+    summary = "E (1/T) Σ_i w_i log p_i, w_i = TNPO weight · p_i^α"
     Params = WTNPOParams
 
     def token_weights(self, logp: torch.Tensor, batch: UnlearnBatch, ctx: LossContext) -> torch.Tensor:

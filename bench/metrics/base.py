@@ -11,11 +11,15 @@ Two kinds:
 A direction is ``higher`` or ``lower`` (monotone), or ``zero`` / ``half``: best at an ideal value, 0 or 0.5, and
 worse the farther from it on either side (MUSE PrivLeak is ideal at 0, a membership AUC at 0.5: a forget set that
 looks *less* familiar than never-seen data is a leak too, over-unlearning). ``distance_to_ideal`` gives |v - ideal|.
+
+Every metric declares a ``version``: bump it when a change can change its numbers. Run and reference ids include
+the versions of the metrics their task evaluates (``evaluated_on``: the split roles the task's family declares), so
+a bump invalidates exactly the records of those tasks (``bench.metrics.identity``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -203,6 +207,11 @@ class ItemMetric:
     # evaluation that gives every metric its own pass would have to compute for it (``ubench perf --only eval``)
     reads: tuple[str, ...] = ("answer",)
     number_format: str = ".3f"  # how a board prints it
+    version: str = "1"  # bump when a change can change the metric's numbers (it enters run and reference ids)
+
+    def evaluated_on(self, roles: Collection[str]) -> bool:
+        """Whether a task whose splits have ``roles`` evaluates the metric: one of its roles is among them."""
+        return any(role in roles for role in self.roles)
 
     def applies(self, scores: SplitScores) -> bool:
         """Whether the metric is defined on this split's scores: its role, its required field and every engine
@@ -230,6 +239,14 @@ class ModelMetric:
     # to ``compute`` on each draw's resample (the AUCs: one rank computation over all draws instead of one each).
     compute_draws: Callable[..., np.ndarray] | None = None
     number_format: str = ".3f"  # how a board prints it
+    version: str = "1"  # bump when a change can change the metric's numbers (it enters run and reference ids)
+    # the split roles whose per-item values it reads, as alternatives: a task evaluates it when its splits cover
+    # every role of one alternative (() = every task)
+    role_sets: tuple[tuple[str, ...], ...] = ()
+
+    def evaluated_on(self, roles: Collection[str]) -> bool:
+        """Whether a task whose splits have ``roles`` evaluates the metric (see ``role_sets``)."""
+        return not self.role_sets or any(all(r in roles for r in needed) for needed in self.role_sets)
 
 
 class MissingReferenceError(RuntimeError):

@@ -77,30 +77,30 @@ def _gibberish(scores: SplitScores) -> np.ndarray:
 METRICS.add("rouge_l", ItemMetric(
     "rouge_l", "ROUGE-L recall of the greedy answer (TOFU)", direction="higher", forget_direction="lower",
     per_item=lambda s: np.array([rouge_l(g, a)[0] for g, a in zip(s.generations, s.answers)]),
-    source="Maini et al. 2024, TOFU (arXiv 2401.06121); Lin 2004 (ROUGE)", reads=("generation",)))
+    source="Maini et al. 2024, TOFU (arXiv 2401.06121); Lin 2004 (ROUGE)", reads=("generation",), version="1"))
 METRICS.add("exact_answer", ItemMetric(
     "exact_answer", "1 if the greedy answer equals the reference answer string exactly",
     direction="higher", forget_direction="lower",
     per_item=lambda s: np.array([float(g == a.strip()) for g, a in zip(s.generations, s.answers)]),
-    source="this suite (strict string match)", reads=("generation",)))
+    source="this suite (strict string match)", reads=("generation",), version="1"))
 METRICS.add("knowmem", ItemMetric(
     "knowmem", "KnowMem: ROUGE-L F1 of the greedy answer to a question about the subject against the true answer",
     direction="higher", forget_direction="lower",
     per_item=lambda s: np.array([rouge_l(g, a)[1] for g, a in zip(s.generations, s.answers)]),
-    source=MUSE, roles=("forget", "retain"), reads=("generation",)))
+    source=MUSE, roles=("forget", "retain"), reads=("generation",), version="1"))
 METRICS.add("verbmem", ItemMetric(
     "verbmem", "VerbMem: ROUGE-L F1 of the greedy continuation of a text's first sentence against its true "
     "continuation", direction="higher", forget_direction="lower",
     per_item=lambda s: np.array([rouge_l(g, a)[1] for g, a in zip(s.generations, s.answers)]),
-    source=MUSE, roles=("text",), reads=("generation",)))
+    source=MUSE, roles=("text",), reads=("generation",), version="1"))
 METRICS.add("fluency", ItemMetric(
     "fluency", "n-gram entropy of the greedy generation: mean of (2/3) H_2 and (4/3) H_3 over word bi- and trigrams "
     "(bits); low = repetitive", direction="higher", forget_direction="higher",
     per_item=lambda s: np.array([ngram_entropy(g) for g in s.generations]),
     source="Meng et al. 2022, ROME (arXiv 2202.05262), generation entropy", roles=ALL_ROLES,
-    reads=("generation",)))
+    reads=("generation",), version="1"))
 METRICS.add("gibberish", ItemMetric(
     "gibberish", "1 if the greedy generation is empty, mostly words foreign to the task, or mostly repeated "
     "trigrams; the mean is the gibberish rate", direction="lower", forget_direction="lower",
     per_item=_gibberish, source="this suite (classifier-free gibberish check)", roles=ALL_ROLES, requires="lexicon",
-    reads=("generation",)))
+    reads=("generation",), version="1"))

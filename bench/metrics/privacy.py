@@ -258,19 +258,27 @@ GRADNORM_SCORES: dict[str, tuple[str, Callable[[SplitScores], np.ndarray]]] = {
                     lambda s: gradnorm_score(s.grad_norm[GLOBAL_L2])),
 }
 
+# versions of the families (every score of a family at once: they share their code); bump on a change of numbers
+MIA_VERSION = "1"  # mia_<score> and mia_auc_<score>
+PRIVLEAK_VERSION = "1"  # privleak_<score>
+# the membership splits as roles (``MIA_SPLIT_PAIRS``): forget vs holdout QA, or the task's MIA texts
+MEMBERSHIP_ROLE_SETS = (("forget", "holdout"), ("mia",))
+
 for _short, (_description, _per_item) in {**ITEM_SCORES, **GRADNORM_SCORES}.items():
     _item = f"mia_{_short}"
     _extra = dict(roles=MIA_ROLES, requires="grad_norm", reads=()) if _short in GRADNORM_SCORES \
         else dict(roles=(*QA_ROLES, "mia"))
     METRICS.add(_item, ItemMetric(_item, _description + "; higher = more member-like",
-                                  direction="higher", forget_direction="lower", per_item=_per_item, **_extra))
+                                  direction="higher", forget_direction="lower", per_item=_per_item,
+                                  version=MIA_VERSION, **_extra))
     METRICS.add(f"mia_auc_{_short}", ModelMetric(
         f"mia_auc_{_short}", f"ROC AUC of {_item}: forget (members) vs holdout (never trained), or the task's MIA "
         "texts (mia_forget vs mia_holdout: MUSE privleak); 0.5 = no signal",
-        direction="half", needs_oracle=False, compute=_auc_metric(_item), compute_draws=_auc_draws(_item)))
+        direction="half", needs_oracle=False, compute=_auc_metric(_item), compute_draws=_auc_draws(_item),
+        version=MIA_VERSION, role_sets=MEMBERSHIP_ROLE_SETS))
     METRICS.add(f"privleak_{_short}", ModelMetric(
         f"privleak_{_short}", f"MUSE PrivLeak of {_item}: (AUC_oracle - AUC) / (1 - AUC_oracle) * 100 = MUSE's "
         "(AUC' - AUC'_oracle) / AUC'_oracle * 100 with AUC' = 1 - AUC (forget as non-members); ideal 0, "
         "negative = under-unlearning (-100 = full leak, AUC = 1), positive = over-unlearning",
         direction="zero", needs_oracle=True, compute=_privleak_metric(_item), compute_draws=_privleak_draws(_item),
-        number_format=".1f"))
+        number_format=".1f", version=PRIVLEAK_VERSION, role_sets=MEMBERSHIP_ROLE_SETS))

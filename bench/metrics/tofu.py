@@ -76,15 +76,17 @@ TOFU = "Maini et al. 2024, TOFU (arXiv 2401.06121)"
 METRICS.add("truth_ratio", ItemMetric(
     "truth_ratio", "TOFU truth ratio: min(R, 1/R) on forget, max(0, 1 - R) on retain and utility",
     direction="higher", forget_direction="higher", per_item=_truth_ratio, source=TOFU,
-    reads=("paraphrase", "perturbed")))
+    reads=("paraphrase", "perturbed"), version="1"))
 METRICS.add("truth_ratio_raw", ItemMetric(
     "truth_ratio_raw", "R = P(perturbed) / P(paraphrased), length-normalised (input of forget quality)",
     direction="lower", forget_direction="higher",
     per_item=lambda s: truth_ratio_raw(s.paraphrase_nll, s.perturbed_nll), source=TOFU,
-    reads=("paraphrase", "perturbed")))
+    reads=("paraphrase", "perturbed"), version="1"))
 METRICS.add("model_utility", ModelMetric(
     "model_utility", "harmonic mean of Prob, ROUGE-L, truth ratio on retain and world facts (TOFU)",
-    direction="higher", needs_oracle=False, compute=_model_utility, source=TOFU))
+    direction="higher", needs_oracle=False, compute=_model_utility, source=TOFU, version="1",
+    role_sets=(("retain", "utility"),)))
 METRICS.add("forget_quality", ModelMetric(
     "forget_quality", "KS-test p-value of forget truth ratios vs the retain oracle (TOFU)",
-    direction="higher", needs_oracle=True, compute=_forget_quality, source=TOFU))
+    direction="higher", needs_oracle=True, compute=_forget_quality, source=TOFU, version="1",
+    role_sets=(("forget",),)))

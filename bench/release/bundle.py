@@ -17,8 +17,9 @@ Bundle files (paths relative to the top folder):
   by ``ubench submit``) and ``board/plugins/*.py`` (their method files);
 - ``tasks.json``: each task entry's name, version, family and digest (``TaskConfig.digest``), model preset digest;
 - ``records/refs/<id>/...``, ``records/runs/<id>/...``: every record the board reads (the target and retain
-  oracle references and each cell's run, or with a search tier the selected trial and ``records/searches/<id>.json``)
-  with all their files: ``result.json``, ``spec.json``, ``per_item.jsonl``, ``geffect.jsonl``;
+  oracle references of every replicate seed, and each cell's run, or with a search tier the selected trial and
+  ``records/searches/<id>.json``) with all their files: ``result.json``, ``spec.json``, ``per_item.jsonl``,
+  ``geffect.jsonl``;
   in ``records/`` each ``result.json`` is the record's *evidence*: the stored record without its ``timings``, its
   ``env`` and any ``*_seconds`` field (``bench.runtime.records.evidence``);
 - ``provenance/records/<kind>/<id>/result.json``: the records exactly as stored (timings, env, git commit), and

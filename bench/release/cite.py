@@ -8,14 +8,14 @@ from pathlib import Path
 
 from bench.release.bundle import BUNDLE, load_manifest, release_status
 from bench.release.citations import (
-    ENTRIES,
-    METHOD_PAPERS,
     PROTOCOL_PAPERS,
     SUITE_AUTHOR,
     SUITE_URL,
-    TASK_PAPERS,
     bibtex,
+    collect,
+    family_papers,
     method_paper_text,
+    method_papers,
     paper_entry,
     suite_entry,
 )
@@ -69,25 +69,24 @@ def cite(board: LeaderboardSpec, store: Store, version: str | None = None) -> st
              "", suite_entry(), "",
              bibtex("misc", key, {"author": SUITE_AUTHOR, "title": title, "version": version,
                                   "howpublished": f"\\url{{{SUITE_URL}}}", "note": note}), ""]
-    keys: list[str] = list(PROTOCOL_PAPERS)
+    papers = list(PROTOCOL_PAPERS)
     comments: list[str] = []
     for method in methods:
-        found = METHOD_PAPERS.get(method)
+        found = method_papers(method)
         if found:
-            keys += found
+            papers += found
         else:
             paper = method_paper_text(method)
             comments.append(f"% method {method}: no BibTeX entry" + (f" (paper: {paper})" if paper else ""))
     for family in families:
-        found = TASK_PAPERS.get(family)
+        found = family_papers(family)
         if found:
-            keys += found
+            papers += found
         else:
             comments.append(f"% task family {family}: no BibTeX entry")
     lines.append("% protocol (control, G-effect), methods and tasks on the board: "
                  f"methods {', '.join(methods)}; task families {', '.join(families)}")
     lines += comments
-    for k in dict.fromkeys(keys):
-        if k in ENTRIES:
-            lines += [paper_entry(k), ""]
+    for paper in collect(papers).values():
+        lines += [paper_entry(paper), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -28,6 +28,7 @@ from bench.grid.cells import read_board
 from bench.grid.columns import printed_digits, record_value
 from bench.release.bundle import BUNDLE, load_manifest, read_bundle, read_manifests
 from bench.release.snapshot import releases_dir
+from bench.run.migrate import migrate_store
 from bench.runtime.records import RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
@@ -83,10 +84,12 @@ class Report:
 
 
 def released_store(board: LeaderboardSpec, version: str, root: Path) -> Store:
-    """A store at ``root`` holding the release's records (from its bundle)."""
+    """A store at ``root`` holding the release's records (from its bundle), re-keyed where the release predates
+    the versions in the ids (``bench.run.migrate``), so the current code finds them."""
     files = read_bundle(releases_dir(board) / version / BUNDLE)
     store = Store(root)
     store.restore({path.removeprefix("records/"): data for path, data in files.items() if path.startswith("records/")})
+    migrate_store(store)
     return store
 
 

@@ -13,7 +13,7 @@ from bench.board.format import REFERENCE_LABELS
 from bench.data.tasks import read_task_config
 from bench.grid.cells import BoardRecords, cell_search_id, read_board, trials_per_cell
 from bench.models.presets import load_preset
-from bench.run.references import REFERENCE_KINDS, task_reference_id
+from bench.run.references import REFERENCE_KINDS
 from bench.runtime.records import ReferenceRecord, RunRecord, evidence
 from bench.runtime.store import RESULT, Store, dumps
 from bench.specs.board import LeaderboardSpec, load_submitted_entries
@@ -111,14 +111,13 @@ def snapshot(board: LeaderboardSpec, store: Store, records: BoardRecords | None 
         if task.model:
             item["preset_digest"] = load_preset(task.model).digest
         snap.tasks.append(item)
-        for kind in REFERENCE_KINDS:  # replicate 0's references
-            snap.n_expected += 1
-            ref_id = task_reference_id(task.task, task.split, task.model, kind)
-            found = records.references[ref_id] if ref_id in records.references else store.load_reference(ref_id)
-            if found is None:
-                snap.incomplete.append(f"{task.label}/{REFERENCE_LABELS[kind]}: missing")
-            else:
-                _add_record(snap, store, REFS, ref_id)
+        for kind in REFERENCE_KINDS:  # every replicate's references: each seed's cells are scored against its own
+            for ref_id in records.reference_ids[(task.label, kind)]:
+                snap.n_expected += 1
+                if records.references[ref_id] is None:
+                    snap.incomplete.append(f"{task.label}/{REFERENCE_LABELS[kind]}: missing ({ref_id})")
+                else:
+                    _add_record(snap, store, REFS, ref_id)
     files["tasks.json"] = json_bytes(snap.tasks)
     search_tier = trials_per_cell(board) > 1
     for cell, record in zip(records.cells, records.records):

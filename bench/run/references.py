@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.data.tasks import TaskData, read_task_config
+from bench.data.tasks import TaskConfig, TaskData, read_task_config
 from bench.metrics.evaluate import SELF, evaluate, per_item_from_rows
+from bench.metrics.identity import metric_versions
 from bench.models.presets import ModelPreset, PresetModel, applied_config, load_preset, preset_models, preset_tokenizer
 from bench.models.tiny import BuiltModel, TaskSplit, get_model, get_tokenizer, model_identity, model_key
 from bench.run.record import external_metrics, metrics_dict, run_env
@@ -27,22 +28,35 @@ REFS = ReferenceRecord.FOLDER
 REFERENCE_KINDS = ("target", "oracle")
 
 
-# Bump when the evaluation adds or changes a number: reference and run ids include it, so stored records of an
-# older evaluation are recomputed instead of silently missing the new metrics.
+# The evaluation engine's version: bump when the engine (the teacher-forced pass, generation, lm-eval, the
+# relearning attack, what is stored) changes a number; a change of one registered metric bumps that metric's
+# ``version`` instead (``bench.metrics.identity``). Reference and run ids include both, so stored records of an
+# older evaluation are recomputed instead of silently missing the new numbers.
 EVAL_VERSION = 8  # 8: shared-prompt packing in the teacher-forced pass (round-off changes)
 
 
-def _reference_id(task_digest: str, split: str, kind: str, eval_version: int, model: list[Any]) -> str:
-    return content_hash([task_digest, split, kind, "eval", eval_version, *model])
+def evaluation_identity(config: TaskConfig) -> dict[str, Any]:
+    """What a record says about the code that scored it: the engine's and the task's metrics' versions."""
+    return {"eval_version": EVAL_VERSION, "metric_versions": metric_versions(config)}
+
+
+def reference_key(task_digest: str, split: str, kind: str, model: tuple[str, str], eval_version: int,
+                  metrics: dict[str, str] | None) -> str:
+    """Content hash of a reference record's identity: task digest, forget split, model kind, the model (``("weights",
+    identity)`` or ``("preset", digest)``), the engine's version and the metrics' versions (``metrics=None``: the
+    form of the ids before metric versions entered them, which ``bench.run.migrate`` recognises)."""
+    parts: list[Any] = [task_digest, split, kind, "eval", eval_version]
+    if metrics is not None:
+        parts += ["metrics", metrics]
+    return content_hash([*parts, *model])
 
 
 def reference_id(data: TaskData | TaskSplit, kind: str, preset: ModelPreset | None = None, replicate: int = 0) -> str:
-    """Id of the reference record of ``kind`` (target / oracle) of replicate ``replicate``: the tiny model's weight
-    identity (``model_identity``) or the preset's digest (a preset has one target whatever the replicate)."""
-    if preset is not None:
-        return _reference_id(data.config.digest, data.split, kind, EVAL_VERSION, ["preset", preset.digest])
-    return _reference_id(data.config.digest, data.split, kind, EVAL_VERSION,
-                         ["weights", model_identity(data, kind, replicate)])
+    """Id of the reference record of ``kind`` (target / oracle) of replicate ``replicate``: the task's evaluation
+    identity (``evaluation_identity``) and the tiny model's weight identity (``model_identity``) or the preset's
+    digest (a preset has one target whatever the replicate)."""
+    model = ("preset", preset.digest) if preset is not None else ("weights", model_identity(data, kind, replicate))
+    return reference_key(data.config.digest, data.split, kind, model, EVAL_VERSION, metric_versions(data.config))
 
 
 def task_reference_id(task: str, split: str, model: str | None, kind: str, replicate: int = 0) -> str:
@@ -67,7 +81,7 @@ class References:
 
 def shared_references() -> Store:
     """A store of reference records beside the model cache, shared by every result store: a reference record is a
-    pure function of its id (task digest, split, model kind, ``EVAL_VERSION``), so a new result store (a test's,
+    pure function of its id (task digest, split, model kind, ``evaluation_identity``), so a new result store (a test's,
     a user's second board folder) copies it instead of evaluating the target and the oracle again."""
     return Store(cache_dir() / "refs")
 
@@ -93,12 +107,13 @@ def _reference_rows(store: Store, ref_id: str) -> list[dict]:
 def _reference_spec(data: TaskData, kind: str, built: BuiltModel | PresetModel, preset: ModelPreset | None,
                     replicate: int) -> dict[str, Any]:
     """What a reference record says it evaluated: the task, split, model kind and key, replicate and weights (tiny
-    models) or the preset, and the task digest."""
+    models) or the preset, the task digest and the evaluation's versions (``evaluation_identity``)."""
+    identity = {"task_digest": data.config.digest, **evaluation_identity(data.config)}
     if preset is not None:
         return {"task": data.config.ref, "split": data.split, "model": kind, "model_key": built.location,
-                "task_digest": data.config.digest, "preset": preset.name}
+                **identity, "preset": preset.name}
     return {"task": data.config.ref, "split": data.split, "model": kind, "model_key": model_key(data, kind, replicate),
-            "replicate": replicate, "weights": model_identity(data, kind, replicate), "task_digest": data.config.digest}
+            "replicate": replicate, "weights": model_identity(data, kind, replicate), **identity}
 
 
 def get_references(data: TaskData, store: Store, preset: ModelPreset | None = None,

@@ -1,5 +1,11 @@
-"""Building a RunSpec: validate a (task, split, method, hyper-parameters, budget, control) and pin every default and
-model identity into it (its content hash is the run id); the device and precision a spec runs under."""
+"""Building a RunSpec: validate a (task, split, method, hyper-parameters, budget, control) and pin every default,
+model identity and code version into it (its content hash is the run id); the device and precision a spec runs
+under.
+
+The versions a run id carries: the method class's ``version`` (``RunSpec.method_version``), the evaluation
+engine's ``EVAL_VERSION`` and the versions of the metrics the task evaluates (``model["eval_version"]``,
+``model["metric_versions"]``, ``bench.metrics.identity``). Bumping one of them changes exactly the ids of the
+records it can change: a method's, its cells; a metric's, every run and reference of the tasks that evaluate it."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from bench.data.tasks import check_forget_set, load_task_config, read_task_confi
 from bench.methods.base import full_hparams, make_method
 from bench.models.presets import ModelPreset, load_preset, missing_oracle
 from bench.models.tiny import TaskSplit, model_identity, model_split
-from bench.run.references import EVAL_VERSION, REFERENCE_KINDS
+from bench.run.references import REFERENCE_KINDS, evaluation_identity
 from bench.runtime.device import Runtime, select_device
 from bench.specs.mapping import SpecError, content_hash
 from bench.specs.run import AdapterSpec, Budget, ControlSpec, RunSpec
@@ -64,8 +70,9 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
         model_fields = {"kind": "tiny-llama",
                         "target": content_hash([config.digest, model_split(config, split, "target"), "target"]),
                         "weights": {kind: model_identity(data, kind, seed) for kind in REFERENCE_KINDS}}
-    return RunSpec(task=config.ref, split=split, method=method, hparams=full_hparams(instance),
-                   model={**model_fields, "task_digest": config.digest, "eval_version": EVAL_VERSION},
+    return RunSpec(task=config.ref, split=split, method=method, method_version=str(type(instance).version),
+                   hparams=full_hparams(instance),
+                   model={**model_fields, "task_digest": config.digest, **evaluation_identity(config)},
                    budget=budget,
                    seed=seed, control=control or ControlSpec(), requests=requests, adapter=adapter)
 

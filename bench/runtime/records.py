@@ -8,6 +8,10 @@ loading, and ``to_dict`` always writes ``SCHEMA_VERSION``. Steps:
 - 1 -> 2: one id field. A run stored its id as ``run_id``, a reference evaluation as ``record_id`` and a search summary
   as ``search_id`` (and had no ``schema_version``): each is now ``id``.
 
+**Re-keying** (``rekeyed``): a record stored under the id of a spec that lacked fields which cannot change a number
+(the code versions that made it, ``bench.run.migrate``) is the same evidence under the full spec's id: ``rekeyed``
+gives that record, ``Store.write_rekeyed`` stores it beside the old one with the old one's other files.
+
 **Evidence** (``evidence``): what a rerun of the same spec must reproduce, and what a release hashes and every
 comparison compares: the record's JSON form without the top-level ``VOLATILE`` fields (``timings``: how long;
 ``env``: where, with which versions) and without any ``*_seconds`` or ``*_gib`` field at any depth (a reference
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 from bench.runtime.sections import (
@@ -164,6 +168,11 @@ class RunRecord:
         """``evidence`` of the record's JSON form."""
         return evidence(self.to_dict())
 
+    def rekeyed(self, record_id: str, spec: dict[str, Any]) -> RunRecord:
+        """The same record (status, metrics, every section) under another ``id`` and ``spec``: the spec completed
+        with fields that cannot change its numbers, and the id of that spec (``bench.run.migrate``)."""
+        return replace(self, id=record_id, spec=spec, search=None)
+
     def metric(self, key: str, calibrated: bool = False) -> MetricEntry | None:
         """The stored entry of metric ``key`` (a record key such as ``forget/es``) of the final model, or of the
         calibrated model theta(alpha*) (``control.calibrated_metrics``); None where the record has none."""
@@ -215,6 +224,10 @@ class ReferenceRecord:
     def evidence(self) -> dict[str, Any]:
         """``evidence`` of the record's JSON form."""
         return evidence(self.to_dict())
+
+    def rekeyed(self, record_id: str, spec: dict[str, Any]) -> ReferenceRecord:
+        """The same evaluation under another ``id`` and ``spec`` (see ``RunRecord.rekeyed``)."""
+        return replace(self, id=record_id, spec=spec)
 
     def metric(self, key: str, calibrated: bool = False) -> MetricEntry | None:
         """The stored entry of metric ``key``; the calibrated model of a reference is the reference itself."""
@@ -300,6 +313,13 @@ class SearchRecord:
     @property
     def selection(self) -> SearchSelection:
         return SearchSelection(self.id, self.selected, self.n_trials)
+
+    def with_run_ids(self, renamed: Mapping[str, str]) -> SearchRecord:
+        """The summary with each trial's ``run_id`` found in ``renamed`` (old id -> new id) replaced: the trials of a
+        store whose run records were re-keyed (``bench.run.migrate``). The search's own id hashes its inputs, not
+        its trials', so it is unchanged."""
+        trials = tuple(replace(t, run_id=renamed.get(t.run_id, t.run_id)) for t in self.trials)
+        return replace(self, trials=trials)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored summary: inputs, the criterion, every trial and the selection."""

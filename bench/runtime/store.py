@@ -55,6 +55,7 @@ except ImportError:  # not POSIX: atomic renames only
 
 LOCK_NAME = ".lock"
 RESULT = "result.json"
+SPEC = "spec.json"
 PER_ITEM = "per_item.jsonl"
 GEFFECT_FILE = "geffect.jsonl"
 SEARCHES = "searches"
@@ -185,11 +186,23 @@ class Store:
         ``result.json`` (``record.to_dict()``: the current schema) last; each atomically, all under the record's
         lock (see the module docstring). In a data-parallel run only process 0 writes (every process holds the same
         record)."""
+        lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in per_item)
+        return self._write_group(record, {PER_ITEM: lines, **(extra or {})})
+
+    def write_rekeyed(self, record: Record, source_id: str) -> Path:
+        """Write ``record``, a re-keyed copy of the record of the same kind stored as ``source_id``
+        (``RunRecord.rekeyed``), with every file of the source other than ``spec.json`` and ``result.json`` byte for
+        byte (per-item rows, G-effect measurements); the source is kept."""
+        files = {name: data.decode("utf-8") for name, data in self.record_files(record.FOLDER, source_id).items()
+                 if name not in (RESULT, SPEC)}
+        return self._write_group(record, files)
+
+    def _write_group(self, record: Record, files: Mapping[str, str]) -> Path:
+        """``spec.json`` and ``files`` (name -> text), then ``result.json``, as one group under the record's lock."""
         folder = self.folder(record.FOLDER, record.id)
         if not is_main():
             return folder
-        lines = "".join(json.dumps(row, sort_keys=True) + "\n" for row in per_item)
-        files = {"spec.json": dumps(record.spec), PER_ITEM: lines, **(extra or {})}
+        files = {SPEC: dumps(record.spec), **files}
         result = dumps(record.to_dict())
         with record_lock(folder) as locked:
             # no record while its files change: a crash from here on leaves none, and a rerun redoes it
@@ -204,6 +217,12 @@ class Store:
                 atomic_write_text(folder / name, text)
             atomic_write_text(folder / RESULT, result)
         return folder
+
+    def ids(self, kind: str) -> list[str]:
+        """The ids of the records of ``kind`` (``runs`` or ``refs``) with a folder in the store, sorted (a folder
+        without ``result.json`` included: ``load`` says whether it holds a record)."""
+        folder = self.root / kind
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
     def tables_folder(self, board_name: str) -> Path:
         """Where tables built from this store go when they must not replace a board's own tables:
@@ -236,6 +255,11 @@ class Store:
     def write_search(self, record: SearchRecord) -> None:
         """Store a search summary atomically (``searches/<id>.json``)."""
         atomic_write_text(self.search_path(record.id), dumps(record.to_dict()))
+
+    def search_ids(self) -> list[str]:
+        """The ids of the stored search summaries, sorted."""
+        folder = self.root / SEARCHES
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
 _ABSENT = object()

@@ -85,7 +85,9 @@ class RunSpec:
     """One unlearning run: a pure function of these fields gives the run record.
 
     ``task`` is ``name@version``; ``hparams`` are the method's hyper-parameters with defaults filled in, so the
-    run id changes whenever any number that can change a result changes.
+    run id changes whenever any number that can change a result changes; ``method_version`` is the method
+    class's ``version`` and ``model`` carries the evaluation's versions (``eval_version``, ``metric_versions``),
+    so it changes whenever code that can change a result is bumped too (``bench.run.runspec``).
     """
 
     task: str
@@ -98,6 +100,7 @@ class RunSpec:
     control: ControlSpec = field(default_factory=ControlSpec)
     requests: int = 1  # sequential forget requests the forget split is applied as (1 = all at once)
     adapter: AdapterSpec | None = None  # None: full fine-tuning
+    method_version: str = "1"  # the method class's ``version`` (``make_run_spec`` pins it)
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical fields; ``adapter`` only when set, so full fine-tuning runs keep their ids."""

@@ -47,8 +47,13 @@ class TemplateMethod(Method):
     pulling the model, which keeps the ascent from running away.
     """
 
-    version = "1"  # bump when the objective or a default changes: results of another version are not comparable
+    # bump when the objective or a default changes: the version is part of every run id of the method, so records
+    # of another version are not reused
+    version = "1"
     paper = "Your Name et al. 2025, Title of the paper (arXiv XXXX.XXXXX)"
+    # the paper's BibTeX for `ubench cite`: (bench.specs.papers.Paper("key", author=..., title=..., year=...,
+    # eprint="XXXX.XXXXX"),)
+    bibtex = ()
     Params = TemplateMethodParams
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
