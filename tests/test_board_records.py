@@ -30,8 +30,8 @@ from bench.runtime.records import SCHEMA_VERSION, ReferenceRecord, RunRecord, ev
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec
 
-RUNS = {"GA": "fa3acde860a709ee", "NPO": "d5e9333fd106c5d0"}
-REFS = ("190b5bf10a5e4180", "56c2eabaa343164b")
+RUNS = {"GA": "1a599dfc50f055c1", "NPO": "076b08bb59713eec"}
+REFS = ("33ff4701e1dbedfe", "a324731ee75aae0c")
 
 
 def test_stored_records_of_schema_1_load_typed_with_one_id(fixture_store) -> None:
@@ -70,9 +70,21 @@ def test_a_record_written_anew_gets_the_current_schema(fixture_store, tmp_path: 
 
 
 def test_evidence_leaves_out_how_long_and_where_at_any_depth() -> None:
-    record = {"id": "r", "metrics": {"forget/es": {"value": 0.5}}, "timings": {"total_seconds": 3.0},
+    record = {"schema_version": 2, "id": "r", "metrics": {"forget/es": {"value": 0.5}},
+              "timings": {"total_seconds": 3.0},
               "env": {"cuda_peak_memory_gib": 13.6}, "build": {"params": 3, "build_seconds": 78.8}}
-    assert evidence(record) == {"id": "r", "metrics": {"forget/es": {"value": 0.5}}, "build": {"params": 3}}
+    assert evidence(record) == {"schema_version": 2, "id": "r", "metrics": {"forget/es": {"value": 0.5}},
+                                "build": {"params": 3}}
+
+
+def test_a_record_stored_before_a_schema_change_is_the_same_evidence_as_its_rerun(fixture_store) -> None:
+    """A release hashes evidence in the current schema: a schema-1 record and the same record written anew (schema
+    2) give one evidence, so a fresh run reproduces a release made from migrated records."""
+    _, store = fixture_store
+    for run_id in RUNS.values():
+        stored = json.loads((store.root / "runs" / run_id / "result.json").read_text())
+        assert stored["schema_version"] == 1
+        assert evidence(stored) == store.load_run(run_id).evidence()
 
 
 def test_metric_keys_round_trip_their_string_form(fixture_store) -> None:

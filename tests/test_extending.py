@@ -91,7 +91,7 @@ def test_a_metric_a_column_kind_and_a_method_from_one_plugin_file_reach_the_boar
     assert rows["GA"]["weightnorm/all/l2"] != rows[target]["weightnorm/all/l2"]
     assert rows["Half"]["weightnorm/all/l2"] != rows["GA"]["weightnorm/all/l2"]
     markdown = (folder / "extended" / "board.md").read_text()
-    assert "forget/answer_tokens" in markdown and "weightnorm/all/l2" in markdown and "| Half" in markdown
+    assert "forget/answer_tokens" in markdown and "weightnorm/all/l2" in markdown and "Half" in markdown
 
 
 def test_a_board_column_whose_plugin_is_missing_names_the_column(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from bench.data.tasks import load_task, load_task_config
 from bench.grid.cells import cell_record, cell_search_id, plan, trials_per_cell
 from bench.metrics.identity import evaluated_metrics
 from bench.models.tiny import TaskSplit, model_identity
-from bench.registry import METHODS, METRICS
+from bench.registry import EVALUATIONS, METHODS, METRICS
 from bench.run.migrate import LEGACY_METRICS, migrate_store
 from bench.run.references import EVAL_VERSION, REFERENCE_KINDS, reference_id, reference_key
 from bench.run.runspec import make_run_spec
@@ -53,8 +53,20 @@ def test_a_spec_records_the_method_and_metric_versions() -> None:
     spec = make_run_spec(MINI, "forget10", "npo", {}, BUDGET, 0)
     assert spec.to_dict()["method_version"] == METHODS.get("npo").version == "1"
     assert spec.model["eval_version"] == EVAL_VERSION == 8
-    assert spec.model["metric_versions"] == {name: "1" for name in evaluated_metrics(load_task_config(MINI))}
+    assert spec.model["metric_versions"] == {**{name: "1" for name in evaluated_metrics(load_task_config(MINI))},
+                                             "lm_eval/*": "1", "relearn/*": "1"}
     assert {"es", "verbmem", "privleak_minkpp", "forget_quality"} <= set(spec.model["metric_versions"])
+
+
+def test_bumping_an_evaluation_version_changes_every_run_and_reference_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An evaluation that computes numbers on every evaluated model (the relearning attack) is part of every id."""
+    board = LeaderboardSpec.load(BOARD)
+    before, refs = {c.name: c.spec.run_id for c in plan(board)}, _reference_ids()
+    monkeypatch.setitem(EVALUATIONS._entries, "relearn", dataclasses.replace(EVALUATIONS.get("relearn"), version="2"))
+    after = {c.name: c.spec.run_id for c in plan(board)}
+    assert all(before[name] != after[name] for name in before)
+    bumped = _reference_ids()
+    assert all(refs[key] != bumped[key] for key in refs)
 
 
 def test_bumping_a_method_version_changes_the_ids_of_its_cells_only(monkeypatch: pytest.MonkeyPatch) -> None:

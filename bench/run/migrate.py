@@ -45,6 +45,8 @@ LEGACY_METRICS = frozenset({
     "mia_gradnorm", "mia_gradnorm_l2", "mia_loss", "mia_mink", "mia_minkpp", "mia_zlib", "model_utility",
     "privleak_gradnorm", "privleak_gradnorm_l2", "privleak_loss", "privleak_mink", "privleak_minkpp",
     "privleak_zlib", "prob", "rouge_l", "truth_ratio", "truth_ratio_raw", "verbmem"})
+# the evaluations that computed numbers on every evaluated model then (``bench.metrics.identity.evaluation_versions``)
+LEGACY_EVALUATIONS = ("lm_eval/*", "relearn/*")
 SEARCHES = "searches"
 
 
@@ -78,7 +80,8 @@ def _task_config(task: str, preset: str | None = None) -> TaskConfig:
 
 def legacy_metric_versions(config: TaskConfig) -> dict[str, str]:
     """``{metric: LEGACY_VERSION}`` of the legacy metrics the task evaluates (``bench.metrics.identity``)."""
-    return {name: LEGACY_VERSION for name in evaluated_metrics(config) if name in LEGACY_METRICS}
+    return {**{name: LEGACY_VERSION for name in evaluated_metrics(config) if name in LEGACY_METRICS},
+            **{name: LEGACY_VERSION for name in LEGACY_EVALUATIONS}}
 
 
 def _check_task(task: Any, recorded: Any, config: TaskConfig) -> None:

@@ -104,3 +104,4 @@ class EvaluationSpec:
     known: tuple[str, ...] = ()  # its keys where they are a fixed set (for a did-you-mean)
     run_only: bool = False
     compute: Callable[[Any, Any, Any], dict[str, MetricEntry]] | None = None
+    version: str = "1"  # of its numbers: with ``compute``, part of every run and reference id (bench.metrics.identity)

@@ -54,8 +54,9 @@ OK = "ok"
 
 
 def evidence(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON form of a record without ``VOLATILE`` top-level fields and without any ``*_seconds`` / ``*_gib`` field
-    at any depth: what a rerun with the same seeds must reproduce (see the module docstring)."""
+    """The JSON form of a record, in the current schema (``migrate``: a record stored before a schema change is the
+    same evidence as its rerun), without ``VOLATILE`` top-level fields and without any ``*_seconds`` / ``*_gib``
+    field at any depth: what a rerun with the same seeds must reproduce (see the module docstring)."""
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items() if not k.endswith(VOLATILE_SUFFIXES)}
@@ -63,7 +64,7 @@ def evidence(data: Mapping[str, Any]) -> dict[str, Any]:
             return [strip(v) for v in value]
         return value
 
-    return strip({k: v for k, v in data.items() if k not in VOLATILE})
+    return strip({k: v for k, v in migrate(data).items() if k not in VOLATILE})
 
 
 def _one_id(data: dict[str, Any], old: str) -> dict[str, Any]:
