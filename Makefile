@@ -48,8 +48,9 @@ browser:
 	  || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)) \
 	  || echo "chromium not installed: the HTML board's browser test will be skipped"
 
+# the tests run on every core (pytest-xdist, at most 4 workers); each worker pins its own thread count
 test: $(STAMP) browser
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --durations 25
 
 perf: $(STAMP)
 	$(VENV)/bin/ubench perf

@@ -15,7 +15,7 @@ from bench.data.tokenize import Encoded, collate
 from bench.methods.base import LossContext, ReferenceModel, UnlearnBatch, make_method, search_space_of
 from bench.methods.rmu import control_vector
 from bench.registry import METHODS
-from bench.release.citations import ARXIV_ID
+from bench.specs.papers import ARXIV_ID
 
 from .test_methods import FORGET_SHAPES, PAD, RETAIN_SHAPES, answer_logprobs, tiny_llama, toy_sequences
 

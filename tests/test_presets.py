@@ -225,9 +225,9 @@ def test_peak_memory_is_a_cuda_measurement_and_not_evidence() -> None:
         block = torch.empty(2**28, dtype=torch.uint8, device=device)  # 0.25 GiB
         assert peak_memory_gib(device) >= 0.25
         del block
-    record = {"metrics": {"forget/es": 0.5}, "env": {"cuda_peak_memory_gib": 13.6},
+    record = {"schema_version": 2, "metrics": {"forget/es": 0.5}, "env": {"cuda_peak_memory_gib": 13.6},
               "build": {"params": 3, "build_seconds": 78.8, "cuda_peak_memory_gib": 4.85}}
-    assert evidence(record) == {"metrics": {"forget/es": 0.5}, "build": {"params": 3}}
+    assert evidence(record) == {"schema_version": 2, "metrics": {"forget/es": 0.5}, "build": {"params": 3}}
 
 
 @pytest.mark.parametrize("board", ["tofu", "smollm2"])
