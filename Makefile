@@ -50,7 +50,7 @@ browser:
 
 # the tests run on every core (pytest-xdist, at most 4 workers); each worker pins its own thread count
 test: $(STAMP) browser
-	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --durations 25
+	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal --durations 25
 
 perf: $(STAMP)
 	$(VENV)/bin/ubench perf

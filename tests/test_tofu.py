@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import datasets.config
+import huggingface_hub.constants
 import pytest
 
 from bench.data.hub import MIRROR_ENV, HubUnavailableError
@@ -104,6 +106,12 @@ def test_unreachable_hub_without_mirror_is_one_clear_line(tmp_path: Path, monkey
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.delenv(MIRROR_ENV, raising=False)
+    # the libraries read their offline switches when first imported: a session that imported them already would try
+    # the network (and wait for its timeouts) instead
+    for module in (datasets.config, huggingface_hub.constants):
+        for name in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, True)
     with pytest.raises(HubUnavailableError) as info:
         load_task("tofu", "forget01")
     message = str(info.value)
