@@ -69,12 +69,15 @@ def metrics_reference() -> str:
               "prefix. lm-eval utility and the relearning attack need more than one teacher-forced pass and one "
               "generation per split, so they are run once per evaluated model (not for every calibration probe) and "
               "are not counted by `ubench perf --only eval`; the G-effect is measured during training. None has a "
-              "calibrated form. The board's column tooltips come from the same declarations.", "",
-              "| column | better | definition | source |",
-              "|--------|--------|------------|--------|"]
+              "calibrated form. The board's column tooltips come from the same declarations. The version of an "
+              "evaluation that computes its own numbers enters every run and reference id (as `<name>/*`); the "
+              "G-effect, recorded during training, is covered by the engine's `eval_version`.", "",
+              "| column | better | definition | source | version |",
+              "|--------|--------|------------|--------|---------|"]
     for name in EVALUATIONS.names():
         spec = EVALUATIONS.get(name)
-        lines.append(f"| {spec.keys} | {spec.better} | {_cell(spec.description)} | {spec.source or '–'} |")
+        version = spec.version if spec.compute is not None else "–"
+        lines.append(f"| {spec.keys} | {spec.better} | {_cell(spec.description)} | {spec.source or '–'} | {version} |")
     return "\n".join(lines) + "\n"
 
 
