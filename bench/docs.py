@@ -11,7 +11,8 @@ from pathlib import Path
 
 from bench.methods.base import make_method
 from bench.metrics.base import ItemMetric, ModelMetric
-from bench.registry import EVALUATIONS, METHODS, METRICS
+from bench.attacks.base import Attack
+from bench.registry import ATTACKS, EVALUATIONS, METHODS, METRICS
 from bench.runtime.paths import REPO_ROOT
 from bench.runtime.store import atomic_write_text
 from bench.specs.mapping import SpecError
@@ -78,6 +79,29 @@ def metrics_reference() -> str:
         spec = EVALUATIONS.get(name)
         version = spec.version if spec.compute is not None else "–"
         lines.append(f"| {spec.keys} | {spec.better} | {_cell(spec.description)} | {spec.source or '–'} | {version} |")
+    return "\n".join(lines) + "\n" + attacks_reference()
+
+
+def attacks_reference() -> str:
+    """The registered attacks (``bench.registry.ATTACKS``): name, cost class, what they measure, source, version."""
+    lines = ["", "## Attacks", "",
+             "Registered attacks (`bench.registry.ATTACKS`, `bench/attacks/`). A board names the ones it runs "
+             "(`attacks:` in its YAML; `cheap` and `all` name a cost class). Each runs on the final and the calibrated "
+             "model of every cell and on both reference models (the retain oracle's row is the attack's \"never "
+             "learned\" baseline) and stores `<split>/<metric>@<attack>` for the forget and retain sets, on the "
+             "evaluation's shared item draws; `forget/es@worst` and `forget/prob@worst` are the highest value over "
+             "the attacks run and the plain one. A record's `timings` keep each attack's seconds "
+             "(`attack_<name>_seconds`). The attacks a board runs and their versions enter its run and reference "
+             "ids.", "",
+             "| attack | cost | keys | definition | source | version |",
+             "|--------|------|------|------------|--------|---------|"]
+    for name in ATTACKS.names():
+        attack = ATTACKS.get(name)
+        keys = ", ".join(f"`forget/{m}@{name}`" for m in attack.metrics)
+        doc = " ".join((attack.__doc__ or "").split()) if attack.__doc__ != Attack.__doc__ else ""
+        definition = _cell(" ".join(p for p in (attack.summary, doc) if p))
+        lines.append(f"| `{name}` | {attack.cost} | {keys} | {definition} | {attack.paper or '–'} | "
+                     f"{attack.version} |")
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ PACKAGE = REPO / "bench"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # imported where they are used, never at the top: optional or heavy dependencies (the comment on the line says why)
-LAZY = ("ray", "lm_eval", "peft", "selenium", "bitsandbytes", "quanto", "optimum")  # optimum.quanto
+LAZY = ("ray", "lm_eval", "peft", "selenium", "bitsandbytes", "quanto", "optimum", "torchao")  # optimum.quanto
 # torch loads only after bench/__init__ has pinned the kernel environment (bench.runtime.numerics)
 # datasets, lm-eval's own dependency, is quieted only where lm-eval runs: reading configs and records loads neither
 LAZY_IN = {"bench/runtime/numerics.py": ("torch",), "bench/metrics/lm_eval_utility.py": ("datasets",)}

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from bench.attacks.base import CHEAP, attack_names
 from bench.grid.columns import check_columns
 from bench.grid.search import search, search_id_of
-from bench.registry import METHODS
+from bench.registry import ATTACKS, METHODS, RegistryError
 from bench.run.execute import execute
 from bench.run.references import REFERENCE_KINDS, task_reference_id
 from bench.run.runspec import make_run_spec
@@ -37,6 +38,23 @@ class Cell:
         return f"{self.task.label}/{self.method.display}/seed{self.seed}"
 
 
+def board_attacks(board: LeaderboardSpec) -> tuple[str, ...]:
+    """The attacks the board runs, sorted: its ``attacks`` with ``cheap`` / ``all`` expanded to the registered
+    attacks of that cost; an unknown name raises a one-line error naming the board file."""
+    names: set[str] = set()
+    for i, name in enumerate(board.attacks):
+        if name in (CHEAP, "all"):
+            names.update(attack_names(None if name == "all" else CHEAP))
+        elif name in ATTACKS:
+            names.add(name)
+        else:
+            try:
+                ATTACKS.get(name)
+            except RegistryError as exc:
+                raise SpecError(f"{board.path}: attacks[{i}]: {exc} (or cheap / all)") from None
+    return tuple(sorted(names))
+
+
 def plan(board: LeaderboardSpec, check_data: bool = True) -> list[Cell]:
     """Every cell of ``board``; raises SpecError/RegistryError naming the file and entry on any bad input. Without
     ``check_data`` the task families and forget sets are not checked (no task data is loaded): the cells a board
@@ -44,6 +62,7 @@ def plan(board: LeaderboardSpec, check_data: bool = True) -> list[Cell]:
     for path in board.plugin_files:  # before the columns are checked: a plug-in may register a column's metric
         METHODS.load_plugin_file(path)
     check_columns(board)
+    attacks = board_attacks(board)
     cells = []
     for t_index, task in enumerate(board.tasks):
         for m_index, entry in enumerate(board.methods):
@@ -52,7 +71,7 @@ def plan(board: LeaderboardSpec, check_data: bool = True) -> list[Cell]:
                     spec = make_run_spec(task.task, task.split, entry.method, entry.params, board.budget, seed,
                                          board.path, f"methods[{m_index}]", control=board.control,
                                          requests=task.requests, adapter=board.adapter, model=task.model,
-                                         check_data=check_data)
+                                         check_data=check_data, attacks=attacks)
                 except SpecError as exc:
                     if "unknown task" in str(exc):
                         raise SpecError(f"{board.path}: tasks[{t_index}].task: {exc}") from exc
@@ -106,7 +125,7 @@ def cell_record(cell: Cell, board: LeaderboardSpec, store: Store) -> RunRecord |
         return None
     chosen = summary.best or summary.trials[0]
     current = make_run_spec(cell.task.task, cell.task.split, cell.method.method, chosen.params, board.budget,
-                            cell.seed, control=board.control, check_data=False)
+                            cell.seed, control=board.control, check_data=False, attacks=board_attacks(board))
     record = store.load_run(chosen.run_id) if chosen.run_id == current.run_id else None
     return None if record is None else replace(record, search=summary.selection)
 
@@ -159,8 +178,9 @@ def read_board(board: LeaderboardSpec, store: Store) -> BoardRecords:
     """Plan ``board`` once (``check_data=False``) and read every record it shows from ``store``."""
     cells = plan(board, check_data=False)
     records = [cell_record(c, board, store) for c in cells]
+    attacks = board_attacks(board)
     reference_ids = {(task.label, kind): list(dict.fromkeys(task_reference_id(task.task, task.split, task.model, kind,
-                                                                              seed) for seed in board.seeds))
+                                                                              seed, attacks) for seed in board.seeds))
                      for task in board.tasks for kind in REFERENCE_KINDS}
     references = {i: store.load_reference(i) for ids in reference_ids.values() for i in ids}
     return BoardRecords(board, store, cells, records, reference_ids, references)

@@ -30,8 +30,9 @@ import difflib
 from functools import cache
 from pathlib import Path
 
+from bench.attacks.base import WORST, WORST_METRICS
 from bench.grid.column_kinds import CONTROL_DESCRIPTIONS, ControlKind, EngineKind, EvaluationKind, KeyKind
-from bench.registry import EVALUATIONS, METRICS
+from bench.registry import ATTACKS, EVALUATIONS, METRICS
 from bench.runtime.keys import CALIBRATED, CALIBRATED_PREFIX, CONTROL, ENGINE, MetricKey, split_key
 from bench.runtime.records import Record, ReferenceRecord
 from bench.specs.board import LeaderboardSpec
@@ -95,7 +96,12 @@ def column_direction(column: str) -> str:
 def column_description(column: str) -> str:
     """One line saying what a column key measures, from the declaration of its metric or evaluation."""
     key, kind = _kind(column)
-    return kind.describe(key)
+    text = kind.describe(key)
+    if key.attack == WORST:
+        return f"{text}; the worst case over the board's attacks (the highest value, no attack included)"
+    if key.attack is not None:
+        return f"{text}; under the {key.attack} attack: {ATTACKS.get(key.attack).summary}"
+    return text
 
 
 def is_text(column: str) -> bool:
@@ -144,11 +150,26 @@ def _unknown_metric(key: MetricKey, column: str) -> str:
     return f"unknown column {column!r}"
 
 
+def _attack_problem(key: MetricKey, column: str) -> str | None:
+    """Why ``column``'s ``@attack`` part is not valid: an attack is a registered one (``bench.attacks``) or
+    ``worst``, on a split metric of the engine (``forget/es@quant4``)."""
+    if key.evaluation != ENGINE or key.split is None:
+        return f"unknown column {column!r}; an attack applies to a split's metric, e.g. forget/es@quant4"
+    if key.attack == WORST:
+        kept = ', '.join(f'forget/{m}@worst' for m in WORST_METRICS)
+        return None if key.name in WORST_METRICS else f"unknown column {column!r}; the worst case is kept for {kept}"
+    if key.attack not in ATTACKS:
+        close = difflib.get_close_matches(key.attack, [*ATTACKS.names(), WORST], n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (attacks: {', '.join(ATTACKS.names())}, worst)"
+        return f"unknown attack {key.attack!r} in column {column!r}{hint}"
+    return None
+
+
 def column_problem(column: str) -> str | None:
     """Why ``column`` is not a valid column key (one line, with a did-you-mean), or None when it is valid."""
     key, kind = _kind(column)
-    if key.attack is not None:
-        return f"unknown column {column!r}; no evaluation is recorded under an attack yet"
+    if key.attack is not None and (problem := _attack_problem(key, column)):
+        return problem
     if key.view == CALIBRATED and not kind.calibrated:
         raw = key_text(key.raw)
         return f"{raw} has no calibrated form; write {raw}"

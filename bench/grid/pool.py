@@ -43,8 +43,9 @@ def build_in_worker(task: str, split: str, kind: str) -> str:
     return str(get_model(load_task(task, split), kind).path)
 
 
-def references_in_worker(task: str, split: str, replicate: int, kinds: tuple[str, ...], root: str) -> None:
-    get_references(load_task(task, split), Store(Path(root)), replicate=replicate, kinds=kinds)
+def references_in_worker(task: str, split: str, replicate: int, kinds: tuple[str, ...], root: str,
+                         attacks: tuple[str, ...] = ()) -> None:
+    get_references(load_task(task, split), Store(Path(root)), replicate=replicate, kinds=kinds, attacks=attacks)
 
 
 def run_in_worker(cell: Cell, board: LeaderboardSpec, root: str, reuse: bool) -> RunRecord:
@@ -107,14 +108,15 @@ class LocalPoolExecutor(Executor):
             self._submit_all(pool, cells, pending, board, store, reuse, done)
 
     @staticmethod
-    def _references(pool, tasks: list[tuple[str, str]], replicates: list[int], store: Store) -> None:
+    def _references(pool, tasks: list[tuple[str, str]], replicates: list[int], store: Store,
+                    attacks: tuple[str, ...] = ()) -> None:
         """Every replicate's reference evaluations in the workers: the oracles side by side first, each target as
         soon as its oracle's record exists (6 evaluations on 2 workers: 3 rounds, where the parent alone took 2
         rounds for replicate 0 while the workers idled). A record already stored is only loaded."""
         root = str(store.root.resolve())
-        oracles = {pool.submit(references_in_worker, task, split, seed, ("oracle",), root): (task, split, seed)
+        oracles = {pool.submit(references_in_worker, task, split, seed, ("oracle",), root, attacks): (task, split, seed)
                    for task, split in tasks for seed in replicates}
-        targets = [pool.submit(references_in_worker, *oracles[future], ("target",), root)
+        targets = [pool.submit(references_in_worker, *oracles[future], ("target",), root, attacks)
                    for future in as_completed(oracles) if future.result() is None]
         for future in targets:
             future.result()
@@ -129,7 +131,8 @@ class LocalPoolExecutor(Executor):
                   for kind in ("target", "oracle")]
         for build in builds:
             build.result()
-        self._references(pool, tasks, sorted({cells[i].seed for i in pending}), store)
+        attacks = tuple(cells[pending[0]].spec.model.get("attacks", {})) if pending else ()
+        self._references(pool, tasks, sorted({cells[i].seed for i in pending}), store, attacks)
         futures = {pool.submit(run_in_worker, cells[i], board, str(store.root.resolve()), reuse): i
                    for i in pending}
         for future in as_completed(futures):

@@ -151,6 +151,14 @@ def _item_values(scores, split: str, item_metrics: list[ItemMetric], metrics: di
     return values
 
 
+def shared_draws(per_item: PerItem, ids: Mapping[str, list[str]]) -> list[dict[str, np.ndarray]]:
+    """The evaluation's shared bootstrap draws of items (``bootstrap_draws`` over its scored splits, in order):
+    every metric of one evaluation, and every attack on the same model (``bench.attacks``), resamples the same
+    items in replicate b. Empty when a split has fewer than 2 items."""
+    sizes = {split: len(ids[split]) for split in per_item if per_item[split]}
+    return bootstrap_draws(sizes) if sizes and min(sizes.values()) >= 2 else []
+
+
 def _add_model_metrics(metrics: dict[str, MetricValue], model_metrics: list[ModelMetric], per_item: PerItem,
                        oracle: PerItem | None, ids: Mapping[str, list[str]]) -> None:
     """Add every computable model metric to ``metrics`` with its percentile interval over bootstrap draws of the
@@ -163,8 +171,7 @@ def _add_model_metrics(metrics: dict[str, MetricValue], model_metrics: list[Mode
         except MissingInputError:  # e.g. GradNorm AUCs of an evaluation without gradnorm
             continue
     model_metrics = [m for m in model_metrics if m.name in values]
-    sizes = {split: len(ids[split]) for split in per_item if per_item[split]}
-    draws = bootstrap_draws(sizes) if sizes and min(sizes.values()) >= 2 else []
+    draws = shared_draws(per_item, ids)
     replicates = bootstrap_model_replicates({m.name: m.compute for m in model_metrics}, per_item, oracle, draws,
                                             {m.name: m.compute_draws for m in model_metrics if m.compute_draws})
     for name, value in values.items():
@@ -172,7 +179,7 @@ def _add_model_metrics(metrics: dict[str, MetricValue], model_metrics: list[Mode
         interval = percentile_interval(reps) if reps is not None else (None, None)
         metrics[name] = MetricValue(value, None, 1, "", *interval, replicates=reps)
     for key, metric in list(metrics.items()):  # the item metrics' means on the same draws
-        if metric.replicates is None and draws and metric.split in sizes:
+        if metric.replicates is None and draws and metric.split in draws[0]:
             values_ = per_item[metric.split][key.split("/", 1)[1]]
             reps = draw_matrix(np.asarray(values_), draws, metric.split).mean(axis=1).astype(np.float64)
             metrics[key] = dataclasses.replace(metric, replicates=reps)

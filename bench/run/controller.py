@@ -27,7 +27,9 @@ class Controller:
     the target weights (for mixing / rollback) and one ``AnswerScorer`` whose encodings every probe reuses."""
 
     def __init__(self, spec: ControlSpec, data: TaskData, tokenizer, target_record: ReferenceRecord,
-                 target_state: dict[str, torch.Tensor], full_metrics: MetricsFn) -> None:
+                 target_state: dict[str, torch.Tensor], full_metrics: MetricsFn,
+                 attacked: Callable[[torch.nn.Module, dict[str, MetricEntry]], dict[str, MetricEntry]] | None = None
+                 ) -> None:
         self.spec, self.data, self.tokenizer = spec, data, tokenizer
         metrics = target_record.metrics
         self.u_target = float(metrics[UTILITY_METRIC[spec.utility]].value)
@@ -37,6 +39,8 @@ class Controller:
         self.checkpoints: list[dict] = []
         self._last_passing: dict[str, torch.Tensor] | None = None
         self.full_metrics = full_metrics
+        self.attacked = attacked  # the board's attacks on the calibrated model (None: the board runs none)
+        self.raw_attacks: dict[str, MetricEntry] = {}  # the same on the final model (alpha = 1), set by the run
 
     @property
     def threshold(self) -> float:
@@ -95,10 +99,12 @@ class Controller:
             probe(a)
         calibrated = probe(alpha)
         if alpha == 1.0:
-            calibrated_metrics = metrics_dict(evaluation)
+            calibrated_metrics = {**metrics_dict(evaluation), **self.raw_attacks}
         else:
             mixed.set_alpha(alpha)
             calibrated_metrics = self.full_metrics(model)
+            if self.attacked is not None:
+                calibrated_metrics.update(self.attacked(model, calibrated_metrics))
             mixed.set_alpha(1.0)
         points = sorted(probe.cache.values(), key=lambda p: p.alpha)
         calibration = Calibration(alpha=alpha, tau=self.spec.tau, u_target=self.u_target, utility=self.spec.utility,

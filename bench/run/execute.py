@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
+from bench.attacks.base import AttackContext, attack_metrics
 from bench.data.tasks import TaskData, load_task
 from bench.data.tokenize import Encoded, encode_qa
 from bench.geffect.callback import GEffectRecorder
 from bench.methods.base import Method, ReferenceModel, make_method
-from bench.metrics.evaluate import Evaluation, evaluate
+from bench.metrics.evaluate import Evaluation, evaluate, shared_draws
 from bench.models.adapters import merge, parameter_counts, wrap
 from bench.models.presets import ModelPreset, apply_to_task
 from bench.run.controller import Controller
@@ -108,11 +109,21 @@ def _unlearn(spec: RunSpec, data: TaskData, refs: References, method: Method, pa
         parts["extra"]["adapter"] = {**asdict(spec.adapter), **parameter_counts(model)}
     reference = ReferenceModel(refs.target.load()) if method.needs_reference else None
 
+    last: dict[str, Evaluation] = {}
+
     def full_metrics(m: torch.nn.Module) -> dict[str, MetricEntry]:
         """The calibrated (mixed) model's metrics: every QA split; VerbMem's text splits are reported raw."""
-        return metrics_dict(evaluate(m, tokenizer, data, refs.oracle_per_item, text=False))
+        last["calibrated"] = evaluate(m, tokenizer, data, refs.oracle_per_item, text=False)
+        return metrics_dict(last["calibrated"])
 
-    control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics)
+    def attacked(m: torch.nn.Module, plain: dict[str, MetricEntry]) -> dict[str, MetricEntry]:
+        """The board's attacks on the calibrated model (``plain``: its metrics from ``full_metrics``)."""
+        ev = last["calibrated"]
+        return attack_metrics(m, attack_context(refs, data), run_attacks(spec), plain,
+                              shared_draws(ev.per_item, ev.ids))
+
+    control = Controller(spec.control, data, tokenizer, refs.records["target"], target_state, full_metrics,
+                         attacked if run_attacks(spec) else None)
     evaluation: Evaluation | None = None
     if spec.requests > 1:
         with gradient_checkpointing(model):
@@ -150,9 +161,24 @@ def _evaluate(spec: RunSpec, data: TaskData, refs: References, done: _Unlearned,
     if evaluation is None:  # a sequential run's last request already evaluated the final model
         evaluation = evaluate(done.model, refs.tokenizer, data, refs.oracle_per_item, gradnorm=True)
     timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
-    parts["metrics"] = {**metrics_dict(evaluation),
-                        **external_metrics(done.model, refs.tokenizer, data, timings)}
+    plain = metrics_dict(evaluation)
+    attack_start = time.perf_counter()
+    attacked = attack_metrics(done.model, attack_context(refs, data), run_attacks(spec), plain,
+                              shared_draws(evaluation.per_item, evaluation.ids), timings)
+    if run_attacks(spec):
+        timings["attacks_seconds"] = round(time.perf_counter() - attack_start, 3)
+    done.control.raw_attacks = attacked
+    parts["metrics"] = {**plain, **external_metrics(done.model, refs.tokenizer, data, timings), **attacked}
     return evaluation
+
+
+def run_attacks(spec: RunSpec) -> tuple[str, ...]:
+    """The attacks a run's spec names (``model["attacks"]``, set from its board: ``bench.attacks``)."""
+    return tuple(spec.model.get("attacks", {}))
+
+
+def attack_context(refs: References, data: TaskData) -> AttackContext:
+    return AttackContext(refs.tokenizer, data, refs.target.load, refs.oracle.load)
 
 
 def _calibrate(done: _Unlearned, evaluation: Evaluation, parts: dict[str, Any],
@@ -181,7 +207,7 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> RunReco
         data = load_task(spec.task, spec.split)
         if preset is not None:
             apply_to_task(preset, data)
-        refs = get_references(data, store, preset, replicate=spec.seed)
+        refs = get_references(data, store, preset, replicate=spec.seed, attacks=run_attacks(spec))
         timings["references_seconds"] = round(time.perf_counter() - start, 3)
         method = make_method(spec.method, spec.hparams)
         done = _unlearn(spec, data, refs, method, parts, files, timings)

@@ -34,10 +34,11 @@ def runtime_for(preset: ModelPreset | None) -> Runtime:
 def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], budget: Budget, seed: int,
                   source: str = "", path: str = "", control: ControlSpec | None = None,
                   requests: int = 1, adapter: AdapterSpec | None = None, model: str | None = None,
-                  check_data: bool = True) -> RunSpec:
+                  check_data: bool = True, attacks: tuple[str, ...] = ()) -> RunSpec:
     """Validate the method name and hyper-parameters (SpecError / RegistryError) and pin every default. Without
     ``check_data`` the task's family and forget set are not checked (nothing is imported or loaded for them): the
-    spec of a cell whose stored record a board rebuild reads."""
+    spec of a cell whose stored record a board rebuild reads. ``attacks`` (names, ``bench.attacks``) run on the
+    final, calibrated and reference models; their versions enter the id (``evaluation_identity``)."""
     config = load_task_config(task) if check_data else read_task_config(task)
     if adapter is not None and control is not None and control.kind == "early_stop":
         raise SpecError(f"{source or 'run'}: adapter: LoRA runs support control none or mixing, not early_stop")
@@ -72,7 +73,7 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
                         "weights": {kind: model_identity(data, kind, seed) for kind in REFERENCE_KINDS}}
     return RunSpec(task=config.ref, split=split, method=method, method_version=str(type(instance).version),
                    hparams=full_hparams(instance),
-                   model={**model_fields, "task_digest": config.digest, **evaluation_identity(config)},
+                   model={**model_fields, "task_digest": config.digest, **evaluation_identity(config, attacks)},
                    budget=budget,
                    seed=seed, control=control or ControlSpec(), requests=requests, adapter=adapter)
 

@@ -97,6 +97,9 @@ class LeaderboardSpec:
     # Python files registering what the board's columns or methods need beyond the package (metrics, evaluations,
     # methods: see README "Extending"); relative paths are read from the board file's folder, as entries' `plugin`
     plugins: tuple[str, ...] = ()
+    # attacks run on every evaluated model of the board (bench.attacks): names, or `cheap` / `all` for the
+    # registered attacks of that cost; their numbers are columns `<split>/<metric>@<attack>`
+    attacks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # both name folders: leaderboards/<name>/<entries>/
