@@ -44,7 +44,7 @@ def _decoder_linears(model: torch.nn.Module) -> list[tuple[str, torch.nn.Linear]
 def _rtn(bits: int, symmetric: bool) -> Callable[[torch.nn.Linear], torch.Tensor]:
     """torchao's weight-only round-to-nearest of one linear layer, dequantized back to the weight's dtype."""
     from torchao.quantization import IntxWeightOnlyConfig, MappingType, quantize_  # the attack's own library
-    from torchao.quantization.granularity import PerGroup
+    from torchao.quantization.granularity import PerGroup  # (the same library, loaded with it)
 
     config = IntxWeightOnlyConfig(weight_dtype=torch.int8 if bits == 8 else torch.int4, granularity=PerGroup(GROUP),
                                   mapping_type=MappingType.SYMMETRIC if symmetric else MappingType.ASYMMETRIC)
