@@ -85,6 +85,12 @@ class Attack:
     def scores(self, model: torch.nn.Module, ctx: AttackContext) -> PerItem:
         raise NotImplementedError
 
+    def attacked(self, model: torch.nn.Module, ctx: AttackContext) -> tuple[torch.nn.Module, str] | None:
+        """The attacked model and the prompt template to evaluate it with, where the attack is a transformation of
+        the model or of the prompt that every metric can be evaluated under (the metric audit, ``bench.audit``);
+        None for a probe that only produces its own scores (logit lens, patching, sampling, per-item prompts)."""
+        return None
+
 
 def es_and_prob(model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: int, batch_size: int
                 ) -> dict[str, np.ndarray]:

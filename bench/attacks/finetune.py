@@ -39,6 +39,9 @@ class BenignFinetune(Attack):
     paper = "Lynch et al. 2024, arXiv 2402.16835; Hu et al. 2024, arXiv 2406.13356"
 
     def scores(self, model: torch.nn.Module, ctx: AttackContext) -> PerItem:
+        return plain_scores(self.attacked(model, ctx)[0], ctx)
+
+    def attacked(self, model: torch.nn.Module, ctx: AttackContext) -> tuple[torch.nn.Module, str]:
         tokenizer, template = ctx.tokenizer, ctx.data.config.prompt_template
         train = [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a in benign_items(ctx)]
         attacked = copy.deepcopy(model)
@@ -58,4 +61,4 @@ class BenignFinetune(Attack):
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             attacked.eval()
-            return plain_scores(attacked, ctx)
+        return attacked, template

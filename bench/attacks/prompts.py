@@ -40,6 +40,9 @@ class Jailbreak(Attack):
         template = JAILBREAK_PREFIX + ctx.data.config.prompt_template
         return prompted_scores(model, ctx, lambda split: template)
 
+    def attacked(self, model: torch.nn.Module, ctx: AttackContext) -> tuple[torch.nn.Module, str]:
+        return model, JAILBREAK_PREFIX + ctx.data.config.prompt_template
+
 
 @ATTACKS.register("prefill")
 class Prefill(Attack):
@@ -50,6 +53,9 @@ class Prefill(Attack):
     def scores(self, model: torch.nn.Module, ctx: AttackContext) -> PerItem:
         template = ctx.data.config.prompt_template + " " + PREFILL
         return prompted_scores(model, ctx, lambda split: template)
+
+    def attacked(self, model: torch.nn.Module, ctx: AttackContext) -> tuple[torch.nn.Module, str]:
+        return model, ctx.data.config.prompt_template + " " + PREFILL
 
 
 def icl_shots(n_retain: int, item: int, split: str, shots: int = ICL_SHOTS, seed: int = ICL_SEED) -> list[int]:

@@ -84,11 +84,10 @@ class _Quantization(Attack):
         raise NotImplementedError
 
     def scores(self, model: torch.nn.Module, ctx: AttackContext) -> PerItem:
-        attacked = quantized_copy(model, self.quantizer())
-        try:
-            return plain_scores(attacked, ctx)
-        finally:
-            del attacked
+        return plain_scores(quantized_copy(model, self.quantizer()), ctx)
+
+    def attacked(self, model: torch.nn.Module, ctx: AttackContext) -> tuple[torch.nn.Module, str]:
+        return quantized_copy(model, self.quantizer()), ctx.data.config.prompt_template
 
 
 @ATTACKS.register("quant8")

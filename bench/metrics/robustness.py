@@ -108,32 +108,21 @@ def _rest_scores(model: torch.nn.Module, encoded, pad_id: int, batch_size: int) 
     return es, prob
 
 
-def relearn_attack(model: torch.nn.Module, tokenizer, data: TaskData,
-                   spec: RelearnSpec = RelearnSpec()) -> dict[str, float]:
-    """Relearn on a slice of ``data.forget`` and score the rest (protocol in the module docstring).
-
-    ``model`` is never modified: the attack fine-tunes a deep copy (every parameter trainable, whatever the input
-    froze). Deterministic on CPU for a given ``spec`` (the global torch RNG is seeded with ``spec.seed`` inside a
-    forked RNG state, so the caller's random state is untouched). Returns ``relearn/forget/es`` and
-    ``relearn/forget/prob`` (mean ES and Prob on the rest after relearning), ``relearn/forget/es_before`` and
-    ``relearn/forget/prob_before`` (the same before), ``relearn/n_slice`` and ``relearn/n_rest``.
-    """
-    forget = data.forget
-    template, pad_id = data.config.prompt_template, tokenizer.pad_token_id
-    slice_idx, rest_idx = relearn_split(list(forget["id"]), spec.fraction, spec.seed)
+def relearned_copy(model: torch.nn.Module, tokenizer, data: TaskData, spec: RelearnSpec = RelearnSpec()
+                   ) -> torch.nn.Module:
+    """A deep copy of ``model`` fine-tuned on the relearning slice of ``data.forget`` (``relearn_split``) for
+    ``spec.steps`` AdamW steps, every parameter trainable; in eval mode. The global torch RNG is seeded with
+    ``spec.seed`` inside a forked RNG state, so the caller's random state is untouched."""
+    forget, template, pad_id = data.forget, data.config.prompt_template, tokenizer.pad_token_id
+    slice_idx, _ = relearn_split(list(forget["id"]), spec.fraction, spec.seed)
     questions, answers = forget["question"], forget["answer"]
     train = [encode_qa(tokenizer, template, questions[i], answers[i], add_eos=True) for i in slice_idx]
-    rest = [encode_qa(tokenizer, template, questions[i], answers[i], add_eos=False) for i in rest_idx]
-    eval_batch = data.config.eval.batch_size
-
     attacked = copy.deepcopy(model)
     device = next(attacked.parameters()).device
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" \
         else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(spec.seed)
-        attacked.eval()
-        es_before, prob_before = _rest_scores(attacked, rest, pad_id, eval_batch)
         params = list(attacked.parameters())
         for p in params:
             p.requires_grad_(True)
@@ -147,9 +136,32 @@ def relearn_attack(model: torch.nn.Module, tokenizer, data: TaskData,
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        attacked.eval()
-        es_after, prob_after = _rest_scores(attacked, rest, pad_id, eval_batch)
-    del attacked, optimizer
+    return attacked.eval()
+
+
+def relearn_attack(model: torch.nn.Module, tokenizer, data: TaskData,
+                   spec: RelearnSpec = RelearnSpec()) -> dict[str, float]:
+    """Relearn on a slice of ``data.forget`` and score the rest (protocol in the module docstring).
+
+    ``model`` is never modified (its train/eval mode is restored): the attack fine-tunes a deep copy
+    (``relearned_copy``). Deterministic on CPU for a given ``spec``. Returns ``relearn/forget/es`` and
+    ``relearn/forget/prob`` (mean ES and Prob on the rest after relearning), ``relearn/forget/es_before`` and
+    ``relearn/forget/prob_before`` (the same before), ``relearn/n_slice`` and ``relearn/n_rest``.
+    """
+    forget, template, pad_id = data.forget, data.config.prompt_template, tokenizer.pad_token_id
+    slice_idx, rest_idx = relearn_split(list(forget["id"]), spec.fraction, spec.seed)
+    questions, answers = forget["question"], forget["answer"]
+    rest = [encode_qa(tokenizer, template, questions[i], answers[i], add_eos=False) for i in rest_idx]
+    eval_batch = data.config.eval.batch_size
+    was_training = model.training
+    model.eval()
+    try:
+        es_before, prob_before = _rest_scores(model, rest, pad_id, eval_batch)
+    finally:
+        model.train(was_training)
+    attacked = relearned_copy(model, tokenizer, data, spec)
+    es_after, prob_after = _rest_scores(attacked, rest, pad_id, eval_batch)
+    del attacked
     return {"relearn/forget/es": es_after, "relearn/forget/prob": prob_after,
             "relearn/forget/es_before": es_before, "relearn/forget/prob_before": prob_before,
             "relearn/n_slice": float(len(slice_idx)), "relearn/n_rest": float(len(rest_idx))}

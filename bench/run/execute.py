@@ -82,7 +82,7 @@ class _Unlearned:
     evaluation: Evaluation | None
 
 
-def _encoded_pairs(data: TaskData, tokenizer: Any, method: Method) -> tuple[list[Encoded], list[Encoded],
+def encoded_pairs(data: TaskData, tokenizer: Any, method: Method) -> tuple[list[Encoded], list[Encoded],
                                                                            list[Encoded] | None]:
     """The forget and retain QA pairs encoded with EOS, and the forget questions with their IDK answers when the
     method needs them."""
@@ -101,7 +101,7 @@ def _unlearn(spec: RunSpec, data: TaskData, refs: References, method: Method, pa
     and G-effect callbacks record; the adapter, sequential and G-effect sections go into ``parts``, the G-effect
     file into ``files`` and its time into ``timings``."""
     tokenizer = refs.tokenizer
-    forget, retain, idk = _encoded_pairs(data, tokenizer, method)
+    forget, retain, idk = encoded_pairs(data, tokenizer, method)
     model = refs.target.load()
     target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if spec.adapter is not None:
