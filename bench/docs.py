@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.attacks.base import Attack
 from bench.methods.base import make_method
 from bench.metrics.base import ItemMetric, ModelMetric
-from bench.attacks.base import Attack
 from bench.registry import ATTACKS, EVALUATIONS, METHODS, METRICS
 from bench.runtime.paths import REPO_ROOT
 from bench.runtime.store import atomic_write_text

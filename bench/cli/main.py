@@ -16,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from bench.cli.audit import add_audit, cmd_audit
 from bench.cli.geffect import cmd_geffect
 from bench.cli.info import cmd_docs, cmd_ls
 from bench.cli.models import cmd_build_oracle, cmd_checkpoints, cmd_presets
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_and_new_method(sub)
     _add_release_and_cite(sub)
     _add_store(sub)
+    add_audit(sub)
     return parser
 
 
@@ -192,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "submit": cmd_submit, "new-method": cmd_new_method, "tune": cmd_tune, "geffect": cmd_geffect,
                 "build-oracle": cmd_build_oracle, "presets": cmd_presets, "checkpoints": cmd_checkpoints,
                 "reproduce": cmd_reproduce,
-                "release": cmd_release, "cite": cmd_cite, "store": cmd_store}
+                "release": cmd_release, "cite": cmd_cite, "store": cmd_store, "audit": cmd_audit}
     try:
         with report_corrupt_records():  # one `ubench: warning:` line per corrupt record file
             return handlers[args.command](args)
