@@ -204,3 +204,22 @@ def test_a_board_with_attacks_fills_every_row(tmp_path: Path):
     assert table["forget/es@quant4"].notna().all()
     assert table["calibrated/forget/es@worst"].notna().all()
     assert MINI in table["task"].iloc[0]
+
+
+def test_the_attack_sentence_names_only_significant_rises():
+    """A hand-made board table: A's forget ES rises by 0.1 on every paired draw under quant4, B's by +-0.05 noise
+    around 0, the oracle's not at all: only A is named, and the oracle is said not to rise."""
+    import pandas as pd
+
+    from bench.board.attack_analysis import attack_sentence
+
+    rng = np.random.default_rng(0)
+    plain = {m: rng.normal(0.3, 0.02, 2000) for m in ("A", "B", "retain oracle")}
+    attacked = {"A": plain["A"] + 0.1, "B": plain["B"] + rng.normal(0, 0.05, 2000),
+                "retain oracle": plain["retain oracle"]}
+    rows = pd.DataFrame({"method": ["retain oracle", "A", "B"], "reference": [True, False, False],
+                         "forget/es": [0.3, 0.3, 0.3], "forget/es@quant4": [0.3, 0.4, 0.3]})
+    rows.attrs["draws"] = {"t": {"forget/es": plain, "forget/es@quant4": attacked}}
+    text = attack_sentence(rows, "t", rows, rows[~rows["reference"]])
+    assert "under `quant4` for A (0.300 → 0.400) (the retain oracle's does not)" in text
+    assert "B (" not in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.board.attack_analysis import attack_sentence
 from bench.board.findings import ga_label, name_list
 from bench.board.format import REFERENCE_LABELS
 from bench.board.seedstats import significantly
@@ -138,6 +139,7 @@ def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
     for task_name, rows in table.groupby("task", sort=False):
         methods = rows[~rows["reference"].astype(bool)]
         parts = [text for text in (_relearn_sentence(table, task_name, rows, methods),
+                                   attack_sentence(table, task_name, rows, methods),
                                    _lm_eval_sentence(board, table, task_name, rows, methods)) if text is not None]
         if parts:
             prefix = f"On `{task_name}`: " if table["task"].nunique() > 1 else ""
