@@ -223,3 +223,21 @@ def test_the_attack_sentence_names_only_significant_rises():
     text = attack_sentence(rows, "t", rows, rows[~rows["reference"]])
     assert "under `quant4` for A (0.300 → 0.400) (the retain oracle's does not)" in text
     assert "B (" not in text
+
+
+def test_perf_reports_every_attack_against_one_evaluation():
+    from bench.perf.attacks import attack_cost
+    from bench.registry import ATTACKS
+
+    report = attack_cost(MINI, "forget10")
+    assert set(report.seconds) == set(ATTACKS.names())
+    assert report.evaluation_seconds > 0 and all(s > 0 for s in report.seconds.values())
+    assert "x one evaluation" in report.text()
+
+
+def test_attack_metric_columns_read_their_direction_from_the_attack():
+    from bench.grid.columns import column_direction, column_problem
+
+    assert column_problem("forget/uds@patch") is None and column_direction("forget/uds@patch") == "higher"
+    assert "measures uds" in column_problem("forget/es@patch")
+    assert column_direction("forget/rouge_l@sample") == "lower"  # a registered metric keeps its own direction

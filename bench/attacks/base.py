@@ -81,6 +81,9 @@ class Attack:
     paper: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     metrics: ClassVar[tuple[str, ...]] = ("es", "prob")
+    # direction of better of a number that is no registered metric (``uds``: higher, 1 = erased as deep as the
+    # oracle lacks it); registered metrics keep their own
+    directions: ClassVar[dict[str, str]] = {}
 
     def scores(self, model: torch.nn.Module, ctx: AttackContext) -> PerItem:
         raise NotImplementedError

@@ -131,6 +131,7 @@ def layer_readouts(model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: i
 class LogitLens(Attack):
     name = "logit_lens"
     summary = "answer read out through the final norm and head at every layer; the layer best for forget Prob"
+    metrics = ("es", "prob", "layer")
     paper = "nostalgebraist 2020; Patil et al. 2023, arXiv 2309.17410; Lynch et al. 2024, arXiv 2402.16835"
 
     def scores(self, model: torch.nn.Module, ctx: AttackContext) -> PerItem:
@@ -192,6 +193,7 @@ class Patching(Attack):
     name = "patch"
     cost = "expensive"  # 2 + 2 x layers forwards per batch
     metrics = ("uds",)
+    directions = {"uds": "higher"}
     summary = "Unlearning Depth Score: the model's layer outputs patched into the target, tau = 0.05"
     paper = "Lee et al. 2026 (UDS), arXiv 2605.24614"
 

@@ -67,7 +67,7 @@ def _add_perf(sub: argparse._SubParsersAction) -> None:
     perf.add_argument("--repeats", type=int, default=5)
     perf.add_argument("--model", help="model preset for the step benchmark (e.g. smollm2_135m; default: the "
                                       "task's tiny model); the device is $UBENCH_DEVICE (default: a GPU if any)")
-    perf.add_argument("--only", choices=["step", "calibration", "geffect", "eval", "grid", "cells"],
+    perf.add_argument("--only", choices=["step", "calibration", "geffect", "eval", "attacks", "grid", "cells"],
                       help="run one benchmark (default: all but cells); cells: the per-phase seconds of a board's "
                            "stored records (no run)")
     perf.add_argument("--board", default="leaderboards/synthetic.yaml",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bench.perf.attacks import attack_cost
 from bench.perf.calibration import calibration_cost
 from bench.perf.cells import cell_breakdown
 from bench.perf.evaluation import eval_cost
@@ -32,6 +33,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
         print(report.text(), flush=True)
     if args.only in (None, "eval"):
         print(eval_cost(args.task, args.split).text(), flush=True)
+    if args.only in (None, "attacks"):
+        print(attack_cost(args.task, args.split).text(), flush=True)
     if args.only in (None, "grid"):
         print(grid_throughput(cells=args.cells).text(), flush=True)
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bench.data.splits import FORGET_SPLITS, SPLIT_ROLES, SPLITS
 from bench.metrics.base import ItemMetric
-from bench.registry import METRICS
+from bench.registry import ATTACKS, METRICS
 from bench.runtime.keys import CALIBRATED, CALIBRATED_PREFIX, EvaluationSpec, MetricKey, format_key
 from bench.runtime.records import Record
 from bench.runtime.sections import MetricEntry
@@ -115,6 +115,26 @@ class EngineKind(KeyKind):
 
     def number_format(self, key: MetricKey) -> str:
         return METRICS.get(key.name).number_format
+
+
+class AttackMetricKind(EngineKind):
+    """A number an attack measures that is no registered metric (``forget/uds@patch``, ``forget/layer@logit_lens``):
+    read like an engine metric, its direction and meaning from the attack's declaration (``Attack.directions``)."""
+
+    def direction(self, key: MetricKey) -> str:
+        return ATTACKS.get(key.attack).directions.get(key.name, "none")
+
+    def describe(self, key: MetricKey) -> str:
+        attack = ATTACKS.get(key.attack)
+        return f"{key.name} of the {attack.name} attack on the {key.split} split: {attack.summary}"
+
+    def problem(self, key: MetricKey, text: str) -> str | None:
+        metrics = ATTACKS.get(key.attack).metrics
+        return None if key.name in metrics else \
+            f"unknown column {text!r}; the {key.attack} attack measures {', '.join(metrics)}"
+
+    def number_format(self, key: MetricKey) -> str:
+        return ".3f"
 
 
 CONTROL_DESCRIPTIONS = {

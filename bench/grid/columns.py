@@ -31,14 +31,21 @@ from functools import cache
 from pathlib import Path
 
 from bench.attacks.base import WORST, WORST_METRICS
-from bench.grid.column_kinds import CONTROL_DESCRIPTIONS, ControlKind, EngineKind, EvaluationKind, KeyKind
+from bench.grid.column_kinds import (
+    CONTROL_DESCRIPTIONS,
+    AttackMetricKind,
+    ControlKind,
+    EngineKind,
+    EvaluationKind,
+    KeyKind,
+)
 from bench.registry import ATTACKS, EVALUATIONS, METRICS
 from bench.runtime.keys import CALIBRATED, CALIBRATED_PREFIX, CONTROL, ENGINE, MetricKey, split_key
 from bench.runtime.records import Record, ReferenceRecord
 from bench.specs.board import LeaderboardSpec
 from bench.specs.mapping import SpecError, read_yaml
 
-ENGINE_KIND, CONTROL_KIND = EngineKind(), ControlKind()
+ENGINE_KIND, CONTROL_KIND, ATTACK_METRIC_KIND = EngineKind(), ControlKind(), AttackMetricKind()
 
 
 @cache
@@ -64,6 +71,8 @@ def parse_key(text: str) -> MetricKey:
 
 def kind_of(key: MetricKey) -> KeyKind:
     if key.evaluation == ENGINE:
+        if key.attack is not None and key.name not in METRICS and key.attack in ATTACKS:
+            return ATTACK_METRIC_KIND
         return ENGINE_KIND
     if key.evaluation == CONTROL:
         return CONTROL_KIND
@@ -99,7 +108,7 @@ def column_description(column: str) -> str:
     text = kind.describe(key)
     if key.attack == WORST:
         return f"{text}; the worst case over the board's attacks (the highest value, no attack included)"
-    if key.attack is not None:
+    if key.attack is not None and kind is not ATTACK_METRIC_KIND:
         return f"{text}; under the {key.attack} attack: {ATTACKS.get(key.attack).summary}"
     return text
 
@@ -162,6 +171,9 @@ def _attack_problem(key: MetricKey, column: str) -> str | None:
         close = difflib.get_close_matches(key.attack, [*ATTACKS.names(), WORST], n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else f" (attacks: {', '.join(ATTACKS.names())}, worst)"
         return f"unknown attack {key.attack!r} in column {column!r}{hint}"
+    measured = ATTACKS.get(key.attack).metrics
+    if key.name not in measured:
+        return f"unknown column {column!r}; the {key.attack} attack measures {', '.join(measured)}"
     return None
 
 
@@ -173,7 +185,7 @@ def column_problem(column: str) -> str | None:
     if key.view == CALIBRATED and not kind.calibrated:
         raw = key_text(key.raw)
         return f"{raw} has no calibrated form; write {raw}"
-    if key.evaluation == ENGINE and key.name not in METRICS:
+    if kind is ENGINE_KIND and key.name not in METRICS:
         return _unknown_metric(key, column)
     return kind.problem(key, column)
 
