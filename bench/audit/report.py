@@ -16,6 +16,7 @@ from bench.attacks.base import attack_versions
 from bench.audit.measure import PLAIN, RELEARN, audit_attacks, audited_metrics, column, measure, table
 from bench.audit.pools import FT_STEPS, UNLEARNING_METHODS, VARIANTS, knowledge_pools, unlearned_pool
 from bench.audit.stats import DRAWS, metric_stats
+from bench.board.findings import name_list
 from bench.data.tasks import load_task
 from bench.metrics.evaluate import SELF, evaluate
 from bench.metrics.identity import metric_versions
@@ -92,6 +93,38 @@ def frame(record: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["_order", "metric"]).drop(columns="_order").reset_index(drop=True)
 
 
+PAPER_CANDIDATES = ("forget/prob", "forget/rouge_l", "forget/em", "forget/es", "forget/truth_ratio")
+
+
+def _separation_sentence(record: dict) -> str:
+    """Whether faithfulness ranks anything here, and which attack moves the metrics most and least."""
+    stats = record["stats"]
+    aucs = [s["auc"] for s in stats.values() if np.isfinite(s["auc"])]
+    saturated = sum(a >= 0.999 for a in aucs)
+    mean_r = {a: float(np.nanmean([s["robustness"][a] for s in stats.values()])) for a in record["attacks"]}
+    hardest, softest = min(mean_r, key=mean_r.get), max(mean_r, key=mean_r.get)
+    text = (f"{saturated} of {len(aucs)} metrics separate the pools perfectly (AUC 1.000), so faithfulness does not "
+            "rank them on this task and robustness decides the order. " if saturated > len(aucs) / 2 else "")
+    return text + (f"The attack that moves metrics most is `{hardest}` (mean R {mean_r[hardest]:.2f}); the least, "
+                   f"`{softest}` ({mean_r[softest]:.2f}).")
+
+
+def _candidates_sentence(record: dict) -> str:
+    """The seed paper's candidate metrics in the audit's order, with ES's place among them."""
+    stats = record["stats"]
+    present = [k for k in PAPER_CANDIDATES if k in stats and np.isfinite(stats[k]["overall"])]
+    if "forget/es" not in present:
+        return ""
+    ordered = sorted(present, key=lambda k: -stats[k]["overall"])
+    es_low, es_high = stats["forget/es"]["intervals"]["overall"]
+    above = [k for k in ordered if stats[k]["intervals"]["overall"][0] > es_high]
+    below = [k for k in ordered if stats[k]["intervals"]["overall"][1] < es_low]
+    listed = " > ".join(f"`{k.split('/')[-1]}` {stats[k]['overall']:.3f}" for k in ordered)
+    return (f" Among the paper's own candidates: {listed}; ES is clearly above "
+            f"{', '.join(f'`{k}`' for k in below) or 'none'} and clearly below "
+            f"{', '.join(f'`{k}`' for k in above) or 'none'} (non-overlapping 95% intervals).")
+
+
 def finding(record: dict) -> str:
     """The paragraph read against the seed paper: where ES ranks, and which metrics lead."""
     ranked = [k for k in frame(record)["metric"]]
@@ -105,11 +138,11 @@ def finding(record: dict) -> str:
     tied = [k for k in ranked if k != "forget/es" and stats[k]["intervals"]["overall"][0] > high]
     verdict = ("agrees: ES is first" if position == 1 else
                f"partly agrees: ES ranks {position} of {len(ranked)}, and no metric's interval lies above ES's"
-               if not tied else f"disagrees: ES ranks {position} of {len(ranked)}, and "
-               f"{', '.join(f'`{k}`' for k in tied)} score(s) above ES's interval")
+               if not tied else f"does not single ES out: over every registered metric ES ranks {position} of "
+               f"{len(ranked)}, and {name_list([f'`{k}`' for k in tied], limit=6)} score above ES's interval")
     return (f"{SEED_PAPER} On {record['task']} ({len(record['seeds'])} replicate(s)), the audit {verdict} "
             f"(ES: faithfulness AUC {es['auc']:.3f}, overall {es['overall']:.3f} [{low:.3f}, {high:.3f}]). "
-            f"Best overall: {top}.")
+            f"Best overall: {top}. {_separation_sentence(record)}{_candidates_sentence(record)}")
 
 
 def _plots(record: dict, out: Path) -> None:
