@@ -16,7 +16,6 @@ from bench.attacks.base import attack_versions
 from bench.audit.measure import PLAIN, RELEARN, audit_attacks, audited_metrics, column, measure, table
 from bench.audit.pools import FT_STEPS, UNLEARNING_METHODS, VARIANTS, knowledge_pools, unlearned_pool
 from bench.audit.stats import DRAWS, metric_stats
-from bench.board.findings import name_list
 from bench.data.tasks import load_task
 from bench.metrics.evaluate import SELF, evaluate
 from bench.metrics.identity import metric_versions
@@ -139,7 +138,7 @@ def finding(record: dict) -> str:
     verdict = ("agrees: ES is first" if position == 1 else
                f"partly agrees: ES ranks {position} of {len(ranked)}, and no metric's interval lies above ES's"
                if not tied else f"does not single ES out: over every registered metric ES ranks {position} of "
-               f"{len(ranked)}, and {name_list([f'`{k}`' for k in tied], limit=6)} score above ES's interval")
+               f"{len(ranked)}, and {', '.join(f'`{k}`' for k in tied)} score above ES's interval")
     return (f"{SEED_PAPER} On {record['task']} ({len(record['seeds'])} replicate(s)), the audit {verdict} "
             f"(ES: faithfulness AUC {es['auc']:.3f}, overall {es['overall']:.3f} [{low:.3f}, {high:.3f}]). "
             f"Best overall: {top}. {_separation_sentence(record)}{_candidates_sentence(record)}")
