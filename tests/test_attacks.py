@@ -240,4 +240,5 @@ def test_attack_metric_columns_read_their_direction_from_the_attack():
 
     assert column_problem("forget/uds@patch") is None and column_direction("forget/uds@patch") == "higher"
     assert "measures uds" in column_problem("forget/es@patch")
+    assert "forget set only" in column_problem("retain/layer@logit_lens")
     assert column_direction("forget/rouge_l@sample") == "lower"  # a registered metric keeps its own direction

@@ -130,8 +130,12 @@ class AttackMetricKind(EngineKind):
 
     def problem(self, key: MetricKey, text: str) -> str | None:
         metrics = ATTACKS.get(key.attack).metrics
-        return None if key.name in metrics else \
-            f"unknown column {text!r}; the {key.attack} attack measures {', '.join(metrics)}"
+        if key.name not in metrics:
+            return f"unknown column {text!r}; the {key.attack} attack measures {', '.join(metrics)}"
+        if key.split != "forget":  # an attack's own numbers (UDS, the lens layer) are about the forget set
+            return f"{key.name} of the {key.attack} attack is measured on the forget set only; " \
+                   f"write forget/{key.name}@{key.attack}"
+        return None
 
     def number_format(self, key: MetricKey) -> str:
         return ".3f"
