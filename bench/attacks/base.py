@@ -29,7 +29,7 @@ from bench.metrics.engine import teacher_forced
 from bench.metrics.memorization import extraction_strength, probability
 from bench.registry import ATTACKS
 from bench.runtime.keys import ATTACK_MARK
-from bench.runtime.sections import MetricEntry
+from bench.runtime.sections import MetricEntry, stored_boot
 
 ATTACKED_SPLITS = ("forget", "retain")  # what an attack scores: does the forget set come back, and at what cost
 WORST = "worst"
@@ -127,8 +127,7 @@ def _boot(values: np.ndarray, draws: list[dict[str, np.ndarray]] | None, split: 
 
 def _entry(value: float, n: int, split: str, boot: np.ndarray | None) -> MetricEntry:
     low, high = percentile_interval(boot) if boot is not None else (None, None)
-    stored = None if boot is None else tuple(None if not np.isfinite(x) else float(f"{x:.6g}") for x in boot)
-    return MetricEntry(float(value), None, n, split, low, high, stored)
+    return MetricEntry(float(value), None, n, split, low, high, stored_boot(boot))
 
 
 def _nanmean(values: np.ndarray) -> float:

@@ -33,6 +33,7 @@ from bench.attacks.base import ATTACKED_SPLITS, Attack, AttackContext, PerItem
 from bench.data.tokenize import Encoded, collate, encode_qa
 from bench.metrics.memorization import extraction_strength, probability
 from bench.registry import ATTACKS
+from bench.runtime.device import adaptive_batches
 
 UDS_TAU = 0.05
 
@@ -45,11 +46,6 @@ def _encoded(ctx: AttackContext, split: str) -> list[Encoded]:
     questions, answers = ctx.qa(split)
     template = ctx.data.config.prompt_template
     return [encode_qa(ctx.tokenizer, template, q, a, add_eos=False) for q, a in zip(questions, answers)]
-
-
-def _batches(encoded: Sequence[Encoded], size: int):
-    for start in range(0, len(encoded), size):
-        yield list(range(start, min(start + size, len(encoded))))
 
 
 def _positions(encoded: Sequence[Encoded], rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -111,17 +107,21 @@ def layer_readouts(model: torch.nn.Module, encoded: Sequence[Encoded], pad_id: i
     device = next(model.parameters()).device
     out: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in encoded]
     capture = _Capture(layers)
+
+    def step(rows: list[int]) -> None:
+        batch = collate([encoded[i] for i in rows], pad_id)
+        model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device))
+        r, p, t = _positions(encoded, rows)
+        per_layer = []
+        for hidden in capture.outputs:
+            logits = head(norm(hidden[r.to(device), p.to(device)]))
+            per_layer.append((_per_item(_token_logprobs(logits, t.to(device)), r, len(rows)),
+                              _per_item((logits.argmax(-1) == t.to(device)).double(), r, len(rows))))
+        for b, i in enumerate(rows):  # written only once the whole batch succeeded (a retried batch re-runs)
+            out[i] = [(logp[b], match[b].astype(bool)) for logp, match in per_layer]
+
     try:
-        for rows in _batches(encoded, batch_size):
-            batch = collate([encoded[i] for i in rows], pad_id)
-            model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device))
-            r, p, t = _positions(encoded, rows)
-            for hidden in capture.outputs:
-                logits = head(norm(hidden[r.to(device), p.to(device)]))
-                logp = _per_item(_token_logprobs(logits, t.to(device)), r, len(rows))
-                match = _per_item((logits.argmax(-1) == t.to(device)).double(), r, len(rows))
-                for b, i in enumerate(rows):
-                    out[i].append((logp[b], match[b].astype(bool)))
+        adaptive_batches(list(range(len(encoded))), batch_size, step)
     finally:
         capture.remove()
     return out
@@ -158,20 +158,25 @@ def patching_deltas(target: torch.nn.Module, source: torch.nn.Module, encoded: S
     t_layers, s_layers = decoder_layers(target), decoder_layers(source)
     out = np.zeros((len(encoded), len(t_layers)))
     source_capture, target_capture = _Capture(s_layers), _Capture(t_layers)
-    try:
-        for rows in _batches(encoded, batch_size):
-            batch = collate([encoded[i] for i in rows], pad_id)
-            kwargs = dict(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device))
-            r, p, t = (x.to(device) for x in _positions(encoded, rows))
-            source(**kwargs)
-            states = [h[r, p].clone() for h in source_capture.outputs]  # before the target's passes (the target
-            full = _token_logprobs(target(**kwargs).logits[r, p], t)    # may be the source itself)
-            for layer in range(len(t_layers)):
-                target_capture.replace = (layer, r, p, states[layer])
+
+    def step(rows: list[int]) -> None:
+        batch = collate([encoded[i] for i in rows], pad_id)
+        kwargs = dict(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device))
+        r, p, t = (x.to(device) for x in _positions(encoded, rows))
+        source(**kwargs)
+        states = [h[r, p].clone() for h in source_capture.outputs]  # before the target's passes (the target
+        full = _token_logprobs(target(**kwargs).logits[r, p], t)    # may be the source itself)
+        for layer in range(len(t_layers)):
+            target_capture.replace = (layer, r, p, states[layer])
+            try:
                 patched = _token_logprobs(target(**kwargs).logits[r, p], t)
+            finally:
                 target_capture.replace = None
-                for b, delta in enumerate(_per_item(full - patched, r.cpu(), len(rows))):
-                    out[rows[b], layer] = delta.mean() if len(delta) else 0.0
+            for b, delta in enumerate(_per_item(full - patched, r.cpu(), len(rows))):
+                out[rows[b], layer] = delta.mean() if len(delta) else 0.0
+
+    try:
+        adaptive_batches(list(range(len(encoded))), batch_size, step)
     finally:
         source_capture.remove()
         target_capture.remove()

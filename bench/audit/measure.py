@@ -48,8 +48,7 @@ def audit_attacks() -> list[str]:
     return [*names, RELEARN]
 
 
-def _values(model, tokenizer, data: TaskData, oracle, keys: dict[str, int]) -> dict[str, float]:
-    metrics = evaluate(model, tokenizer, data, oracle, text=False).metrics
+def _values(metrics: dict, keys: dict[str, int]) -> dict[str, float]:
     return {k: float(f"{metrics[k].value:.6g}") if k in metrics and metrics[k].value is not None else float("nan")
             for k in keys}  # 6 significant digits: what the record keeps and its content hash covers
 
@@ -70,22 +69,24 @@ def oracle_items(data: TaskData, tokenizer, seed: int):
     return evaluate(oracle, tokenizer, data, SELF, text=False).per_item
 
 
-def measure(models: Sequence[PoolModel], data: TaskData, tokenizer, attacks: Sequence[str],
-            keys: dict[str, int], log=print) -> list[dict]:
-    """One row per (model, attack): pool, seed, how, attack (``none`` = plain) and every audited metric. Pools
-    ``knows`` and ``never`` are measured plain; ``unlearned`` models and the plain oracles (``never`` pool, ``how``
-    = oracle: each attack's never-learned baseline) under every attack too."""
-    oracles = {m.seed: oracle_items(data, tokenizer, m.seed) for m in models}
-    rows = []
+def measure(models: Sequence[PoolModel], data: TaskData, tokenizer, attacks: Sequence[str], log=print
+            ) -> tuple[list[dict], dict[str, int]]:
+    """One row per (model, attack): pool, seed, how, attack (``none`` = plain) and every audited metric
+    (``audited_metrics`` of the first evaluation's keys, returned with the rows). Pools ``knows`` and ``never`` are
+    measured plain; ``unlearned`` models and the plain oracles (``never`` pool, ``how`` = oracle: each attack's
+    never-learned baseline) under every attack too. Each replicate's oracle is evaluated once for all its models."""
+    oracles = {seed: oracle_items(data, tokenizer, seed) for seed in sorted({m.seed for m in models})}
+    rows, keys = [], {}
     for i, m in enumerate(models):
         ctx = AttackContext(tokenizer, data)
         attacked = attacks if m.pool == "unlearned" or m.how == "oracle" else ()
         for attack in (PLAIN, *attacked):
             model, task = (m.model, data) if attack == PLAIN else _under_attack(attack, m.model, ctx, data)
-            values = _values(model, tokenizer, task, oracles[m.seed], keys)
-            rows.append({"pool": m.pool, "seed": m.seed, "how": m.how, "attack": attack, **values})
+            metrics = evaluate(model, tokenizer, task, oracles[m.seed], text=False).metrics
+            keys = keys or audited_metrics(metrics)
+            rows.append({"pool": m.pool, "seed": m.seed, "how": m.how, "attack": attack, **_values(metrics, keys)})
         log(f"[{i + 1}/{len(models)}] {m.name}: {1 + len(attacked)} evaluation(s)")
-    return rows
+    return rows, keys
 
 
 def table(rows: list[dict], pool: str | None = None, attack: str = PLAIN) -> dict[tuple, dict]:

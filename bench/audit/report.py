@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 
 from bench.attacks.base import attack_versions
-from bench.audit.measure import PLAIN, RELEARN, audit_attacks, audited_metrics, column, measure, table
+from bench.audit.measure import RELEARN, audit_attacks, column, measure, table
 from bench.audit.pools import FT_STEPS, UNLEARNING_METHODS, VARIANTS, knowledge_pools, unlearned_pool
 from bench.audit.stats import DRAWS, metric_stats
 from bench.data.tasks import load_task
-from bench.metrics.evaluate import SELF, evaluate
 from bench.metrics.identity import metric_versions
 from bench.models.tiny import get_tokenizer
 from bench.run.record import env_info
@@ -45,8 +44,7 @@ def run_audit(task: str, split: str, seeds: Sequence[int], budget: str, methods:
     models = knowledge_pools(data, tokenizer, seeds, variants)
     models += unlearned_pool(data, tokenizer, seeds, tier(budget), methods)
     attacks = list(audit_attacks() if attacks is None else attacks)
-    keys = audited_metrics(evaluate(models[0].model, tokenizer, data, SELF, text=False).metrics)
-    rows = measure(models, data, tokenizer, attacks, keys, log)
+    rows, keys = measure(models, data, tokenizer, attacks, log)
     stats = summarise(rows, keys, attacks, draws)
     record = {"kind": "metric-audit", "audit_version": AUDIT_VERSION, "task": data.config.ref, "split": split,
               "seeds": list(seeds), "budget": budget, "methods": list(methods),
@@ -193,5 +191,3 @@ def write_audit(record: dict, out: Path) -> list[Path]:
     _plots(record, out)
     return [out / name for name in ("audit.json", "audit.csv", "audit.md", "faithfulness.png", "robustness.png")]
 
-
-__all__ = ["PLAIN", "run_audit", "write_audit", "finding"]

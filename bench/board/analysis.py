@@ -10,6 +10,7 @@ from bench.board.attack_analysis import attack_sentence
 from bench.board.findings import ga_label, name_list
 from bench.board.format import REFERENCE_LABELS
 from bench.board.seedstats import significantly
+from bench.board.table import column_draws
 from bench.geffect.callback import GEFFECT
 from bench.grid.columns import parse_key
 from bench.specs.board import LeaderboardSpec
@@ -56,7 +57,7 @@ LM_EVAL_KEY = "lm_eval/synthetic_world_mc/acc"
 
 
 def _draws(table: pd.DataFrame, task: str, column: str, label: str) -> np.ndarray | None:
-    return (table.attrs.get("draws") or {}).get(task, {}).get(column, {}).get(label)
+    return column_draws(table, task, column).get(label)
 
 
 def _significantly_above(table: pd.DataFrame, task: str, column: str, label: str, base: np.ndarray | None,

@@ -5,27 +5,23 @@ own rise under the same attack (what an attack does to a model that never learne
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from bench.attacks.base import WORST
 from bench.board.findings import name_list
 from bench.board.format import REFERENCE_LABELS
 from bench.board.seedstats import significantly
+from bench.board.table import column_draws
 from bench.grid.columns import key_text, parse_key
 from bench.runtime.keys import RAW, MetricKey
 
 PLAIN_KEY = key_text(MetricKey("es", "forget", RAW))
 
 
-def _draws(table: pd.DataFrame, task: str, column: str, label: str) -> np.ndarray | None:
-    return (table.attrs.get("draws") or {}).get(task, {}).get(column, {}).get(label)
-
-
 def attack_columns(table: pd.DataFrame, task: str) -> list[str]:
     """The board's raw ``forget/es@<attack>`` columns with draws (the worst case excluded)."""
     out = []
-    for column in (table.attrs.get("draws") or {}).get(task, {}):
+    for column in (table.attrs.get("draws") or {}).get(task, {}):  # the columns that have draws
         key = parse_key(column)
         if key.attack not in (None, WORST) and key.name == "es" and key.split == "forget" and key.view == RAW:
             out.append(column)
@@ -35,7 +31,7 @@ def attack_columns(table: pd.DataFrame, task: str) -> list[str]:
 def _risers(table: pd.DataFrame, task: str, rows: pd.DataFrame, column: str) -> list[str]:
     out = []
     for label in rows["method"]:
-        attacked, plain = _draws(table, task, column, label), _draws(table, task, PLAIN_KEY, label)
+        attacked, plain = column_draws(table, task, column).get(label), column_draws(table, task, PLAIN_KEY).get(label)
         if attacked is not None and plain is not None and significantly(attacked - plain):
             value = rows.loc[rows["method"] == label]
             out.append(f"{label} ({float(value[PLAIN_KEY].iloc[0]):.3f} → {float(value[column].iloc[0]):.3f})")

@@ -126,10 +126,15 @@ def score_of(column: str):
     return lambda v: np.asarray(v, dtype=float)
 
 
+def column_draws(table: pd.DataFrame, task: str, column: str) -> dict[str, np.ndarray]:
+    """``{row label: draws}`` of ``column`` on ``task``: the board's shared bootstrap draws (``table.attrs``)."""
+    return (table.attrs.get("draws") or {}).get(task, {}).get(column, {})
+
+
 def ranking(table: pd.DataFrame, task: str, column: str, labels: Sequence[str] | None = None) -> Ranking | None:
     """Significance of ``column``'s order among ``task``'s method rows (or ``labels``), from the board's shared
     bootstrap draws (``table.attrs["draws"]``)."""
-    draws = (table.attrs.get("draws") or {}).get(task, {}).get(column, {})
+    draws = column_draws(table, task, column)
     rows = table[(table["task"] == task) & ~table["reference"].astype(bool)]
     points = {m: float(v) for m, v in zip(rows["method"], rows[column]) if labels is None or m in labels}
     return rank_rows(points, draws, score_of(column))

@@ -40,7 +40,6 @@ class Controller:
         self._last_passing: dict[str, torch.Tensor] | None = None
         self.full_metrics = full_metrics
         self.attacked = attacked  # the board's attacks on the calibrated model (None: the board runs none)
-        self.raw_attacks: dict[str, MetricEntry] = {}  # the same on the final model (alpha = 1), set by the run
 
     @property
     def threshold(self) -> float:
@@ -77,8 +76,10 @@ class Controller:
             model.load_state_dict(self._last_passing or self.target_state)
         state.stop = True
 
-    def finish(self, model: torch.nn.Module, evaluation: Evaluation) -> Control:
-        """After training and the raw evaluation: calibrate (``mixing``) and return the record's ``control``."""
+    def finish(self, model: torch.nn.Module, evaluation: Evaluation,
+               raw_attacks: dict[str, MetricEntry] | None = None) -> Control:
+        """After training and the raw evaluation: calibrate (``mixing``) and return the record's ``control``.
+        ``raw_attacks``: the attacks' metrics of the final model, which are the calibrated ones at alpha = 1."""
         out = Control(spec=vars(self.spec).copy(), u_target=self.u_target, es_target=self.es_target,
                       checkpoints=self.checkpoints)
         if self.spec.kind != "mixing":
@@ -99,7 +100,7 @@ class Controller:
             probe(a)
         calibrated = probe(alpha)
         if alpha == 1.0:
-            calibrated_metrics = {**metrics_dict(evaluation), **self.raw_attacks}
+            calibrated_metrics = {**metrics_dict(evaluation), **(raw_attacks or {})}
         else:
             mixed.set_alpha(alpha)
             calibrated_metrics = self.full_metrics(model)

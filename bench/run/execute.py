@@ -32,6 +32,7 @@ from bench.run.runspec import runtime_for, spec_preset
 from bench.run.sequential import run_sequential
 from bench.run.train import NonFiniteLossError, TrainResult, unlearn
 from bench.runtime.device import peak_memory_gib, reset_peak_memory, runtime, use_runtime
+from bench.runtime.keys import ATTACK_MARK
 from bench.runtime.numerics import pin_threads
 from bench.runtime.records import RunRecord
 from bench.runtime.sections import BudgetUse, GEffectSummary, MetricEntry, RecordError, Training
@@ -162,12 +163,12 @@ def _evaluate(spec: RunSpec, data: TaskData, refs: References, done: _Unlearned,
         evaluation = evaluate(done.model, refs.tokenizer, data, refs.oracle_per_item, gradnorm=True)
     timings["eval_seconds"] = round(time.perf_counter() - eval_start, 3)
     plain = metrics_dict(evaluation)
-    attack_start = time.perf_counter()
-    attacked = attack_metrics(done.model, attack_context(refs, data), run_attacks(spec), plain,
-                              shared_draws(evaluation.per_item, evaluation.ids), timings)
+    attacked: dict[str, MetricEntry] = {}
     if run_attacks(spec):
+        attack_start = time.perf_counter()
+        attacked = attack_metrics(done.model, attack_context(refs, data), run_attacks(spec), plain,
+                                  shared_draws(evaluation.per_item, evaluation.ids), timings)
         timings["attacks_seconds"] = round(time.perf_counter() - attack_start, 3)
-    done.control.raw_attacks = attacked
     parts["metrics"] = {**plain, **external_metrics(done.model, refs.tokenizer, data, timings), **attacked}
     return evaluation
 
@@ -186,7 +187,8 @@ def _calibrate(done: _Unlearned, evaluation: Evaluation, parts: dict[str, Any],
     """Fill ``parts`` with the final model's calibration (``control``); returns the run status and, for a budget
     overrun, its error."""
     control_start = time.perf_counter()
-    parts["control"] = done.control.finish(done.model, evaluation)
+    raw_attacks = {key: entry for key, entry in parts["metrics"].items() if ATTACK_MARK in key}
+    parts["control"] = done.control.finish(done.model, evaluation, raw_attacks)
     timings["control_seconds"] = round(time.perf_counter() - control_start, 3)
     if done.exceeded:
         return "budget_exceeded", RecordError("BudgetExceeded", "; ".join(done.exceeded))

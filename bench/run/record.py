@@ -11,7 +11,6 @@ import time
 from functools import cache
 from typing import Any
 
-import numpy as np
 import torch
 
 from bench.data.tasks import TaskData
@@ -20,7 +19,7 @@ from bench.registry import EVALUATIONS
 from bench.runtime.device import device_name, runtime
 from bench.runtime.numerics import numerics_env
 from bench.runtime.paths import REPO_ROOT
-from bench.runtime.sections import MetricEntry
+from bench.runtime.sections import MetricEntry, stored_boot
 
 NUMBER_PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "scikit-learn", "rouge-score",
                    "datasets", "lm-eval", "peft", "accelerate", "safetensors")  # every package that can move a number
@@ -84,8 +83,5 @@ def external_metrics(model, tokenizer, data: TaskData, timings: dict[str, float]
 def metrics_dict(evaluation: Evaluation) -> dict[str, MetricEntry]:
     """The record's metrics: value, stderr, n, split, the bootstrap interval over items and ``boot``, the metric on
     each shared item draw (6 significant digits), which the board's hierarchical bootstrap over seeds resamples."""
-    def boot(values) -> tuple[float | None, ...] | None:
-        return None if values is None else tuple(None if not np.isfinite(x) else float(f"{x:.6g}") for x in values)
-
-    return {k: MetricEntry(v.value, v.stderr, v.n, v.split, v.ci_low, v.ci_high, boot(v.replicates))
+    return {k: MetricEntry(v.value, v.stderr, v.n, v.split, v.ci_low, v.ci_high, stored_boot(v.replicates))
             for k, v in sorted(evaluation.metrics.items())}

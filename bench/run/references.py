@@ -160,7 +160,8 @@ def get_references(data: TaskData, store: Store, preset: ModelPreset | None = No
             evaluation = evaluate(model, tokenizer, data, oracle, gradnorm=True)
             plain = metrics_dict(evaluation)
             attacked = attack_metrics(model, AttackContext(tokenizer, data, built["target"].load, built["oracle"].load),
-                                      attacks, plain, shared_draws(evaluation.per_item, evaluation.ids))
+                                      attacks, plain, shared_draws(evaluation.per_item, evaluation.ids)) \
+                if attacks else {}
             record = ReferenceRecord(
                 id=ref_id, spec=_reference_spec(data, kind, built[kind], preset, replicate, attacks),
                 metrics={**plain, **external_metrics(model, tokenizer, data), **attacked},

@@ -5,6 +5,7 @@ a section does not know are kept in ``extra`` and written back as read."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
@@ -32,6 +33,11 @@ def require(data: Mapping[str, Any], key: str, types: tuple[type, ...], what: st
 
 def number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def stored_boot(values) -> tuple[float | None, ...] | None:
+    """A metric's values on the shared item draws as a record keeps them: 6 significant digits, None for NaN."""
+    return None if values is None else tuple(None if not math.isfinite(x) else float(f"{x:.6g}") for x in values)
 
 
 @dataclass(frozen=True)
