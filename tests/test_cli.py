@@ -96,6 +96,6 @@ def test_tables_from_another_store_never_overwrite_a_committed_board(tmp_path: P
     assert _with_output(board, argparse.Namespace(results=str(other), out=str(out))).out_dir == out.resolve()
     before = {p.name: p.read_bytes() for p in committed.glob("board.*")}
     assert main(["board", str(spec), "--results", str(other)]) == 2
-    assert f"no record of any of the board's 42 cells in the store {other.resolve()}" in _one_line_error(capsys)
+    assert f"no record of any of the board's 21 cells in the store {other.resolve()}" in _one_line_error(capsys)
     assert {p.name: p.read_bytes() for p in committed.glob("board.*")} == before
     assert not other.exists()

@@ -123,9 +123,9 @@ def test_a_session_that_runs_no_entry_leaves_the_committed_tables(tmp_path: Path
     code, stdout = _pytest(spec.parent.parent, results, str(spec), *args, monkeypatch=monkeypatch, capsys=capsys)
     assert code in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED), stdout
     if "--collect-only" in args:
-        assert stdout.count("synthetic.yaml::") == 42, stdout
+        assert stdout.count("synthetic.yaml::") == 21, stdout
     else:
-        assert "42 deselected" in stdout, stdout
+        assert "21 deselected" in stdout, stdout
     assert _tree(out) == before  # board.md/csv/html, tradeoff.png and every G-effect plot, byte for byte
     assert not results.exists()
     assert "leaderboard synthetic" not in stdout
@@ -157,7 +157,7 @@ def test_ubench_board_on_an_empty_store_is_exit_2_naming_the_store(tmp_path: Pat
     assert main(["board", str(spec), "--results", str(empty)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ubench: error: ") and "\n" not in err, err
-    assert f"in the store {empty.resolve()};" in err and "no record of any of the board's 42 cells" in err
+    assert f"in the store {empty.resolve()};" in err and "no record of any of the board's 21 cells" in err
     assert _tree(out) == before
     assert not empty.exists()
     assert main(["board", str(spec), "--results", str(empty), "--out", str(tmp_path / "tables")]) == 2
