@@ -38,6 +38,9 @@ def _add_run_and_board(sub: argparse._SubParsersAction) -> None:
     run.add_argument("board", help="leaderboard YAML, e.g. leaderboards/synthetic.yaml")
     run.add_argument("-k", help="only entries whose name contains this (or matches this glob)")
     run.add_argument("--rerun", action="store_true", help="ignore stored records and run again")
+    run.add_argument("--keep-models", action="store_true",
+                     help="save each run's final and calibrated models next to its record (runs/<id>/models/), "
+                          "as the board option keep_models: true does")
     run.add_argument("-j", "--jobs", type=int, default=0,
                      help="local worker processes (default: the CPU count, at most 4; 1 with a GPU; 1 runs in "
                           "this process); with --executor ray: the most cells in flight (default: no cap)")

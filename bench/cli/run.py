@@ -4,6 +4,7 @@ stored records only)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 from bench.cli.common import load_plugins, print_tables, redirect_output, select_cells
@@ -23,6 +24,8 @@ from bench.specs.mapping import SpecError
 def cmd_run(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)
     board = redirect_output(LeaderboardSpec.load(args.board), args)
+    if args.keep_models:
+        board = dataclasses.replace(board, keep_models=True)
     cells = select_cells(plan(board), args.k)
     if not cells:
         raise SpecError(f"{args.board}: -k {args.k!r} selects no entry")

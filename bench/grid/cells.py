@@ -100,7 +100,7 @@ def run_cell(cell: Cell, board: LeaderboardSpec, store: Store, reuse: bool = Tru
     several trials, the selected trial of a calibrated search (arXiv 2406.09179) with its ``search`` selection
     (the first trial's record when none succeeded)."""
     if trials_per_cell(board) == 1:
-        return execute(cell.spec, store, reuse=reuse)
+        return execute(cell.spec, store, reuse=reuse, keep_models=board.keep_models)
     result = search(**search_args(cell, board), store=store)
     chosen = result.best or result.trials[0]
     record = store.load_run(chosen.run_id) or RunRecord(id=chosen.run_id)

@@ -106,7 +106,7 @@ class Controller:
             calibrated_metrics = self.full_metrics(model)
             if self.attacked is not None:
                 calibrated_metrics.update(self.attacked(model, calibrated_metrics))
-            mixed.set_alpha(1.0)
+        mixed.set_alpha(1.0)  # the probes leave the model mixed: hand back the unlearned model (lerp at 1 is exact)
         points = sorted(probe.cache.values(), key=lambda p: p.alpha)
         calibration = Calibration(alpha=alpha, tau=self.spec.tau, u_target=self.u_target, utility=self.spec.utility,
                                   u_unlearned=u_unlearned, u_alpha=calibrated.utility,

@@ -26,6 +26,7 @@ from bench.metrics.evaluate import Evaluation, evaluate, shared_draws
 from bench.models.adapters import merge, parameter_counts, wrap
 from bench.models.presets import ModelPreset, apply_to_task
 from bench.run.controller import Controller
+from bench.run.keep import keep_models
 from bench.run.record import external_metrics, metrics_dict, run_env
 from bench.run.references import References, get_references
 from bench.run.runspec import runtime_for, spec_preset
@@ -56,18 +57,21 @@ def gradient_checkpointing(model: torch.nn.Module) -> Iterator[None]:
         model.config.use_cache = True
 
 
-def execute(spec: RunSpec, store: Store, reuse: bool = True) -> RunRecord:
+def execute(spec: RunSpec, store: Store, reuse: bool = True, keep_models: bool = False) -> RunRecord:
     """Run ``spec`` unless its record exists; store and return the record (status ok or failed). The run computes
-    on ``bench.runtime.device.select_device()`` in its model preset's precision; the record names the device."""
+    on ``bench.runtime.device.select_device()`` in its model preset's precision; the record names the device.
+    ``keep_models``: also save its final and calibrated models next to the record (``bench.run.keep``); a stored
+    successful record without them is run again to make them."""
     if reuse:
         existing = store.load_run(spec.run_id)
-        if existing is not None:
+        if existing is not None and not (keep_models and existing.status == "ok"
+                                         and not store.kept_models(spec.run_id)):
             return existing
     preset = spec_preset(spec)
     pin_threads()  # the same thread count on every entry point (bench.runtime.numerics)
     with use_runtime(runtime_for(preset)) as rt:
         reset_peak_memory(rt.device)
-        return _execute(spec, store, preset)
+        return _execute(spec, store, preset, keep_models)
 
 
 @dataclass
@@ -195,9 +199,10 @@ def _calibrate(done: _Unlearned, evaluation: Evaluation, parts: dict[str, Any],
     return "ok", None
 
 
-def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> RunRecord:
+def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None, keep: bool = False) -> RunRecord:
     """Run ``spec`` (references, unlearning, scoring, calibration) and store its record; an error that stops the
-    run is recorded as a failed status with its type and message (and the step of a non-finite loss)."""
+    run is recorded as a failed status with its type and message (and the step of a non-finite loss). ``keep``:
+    save the final and calibrated models before the record (``bench.run.keep``)."""
     timings: dict[str, float] = {}
     env = run_env()
     parts: dict[str, Any] = {"extra": {}}  # the record's sections, as far as the run got
@@ -216,6 +221,12 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None) -> RunReco
         evaluation = _evaluate(spec, data, refs, done, parts, timings)
         per_item = evaluation.rows()
         status, error = _calibrate(done, evaluation, parts, timings)
+        if keep:
+            keep_start = time.perf_counter()
+            calibration = parts["control"].calibration
+            keep_models(store, spec.run_id, done.model, refs.tokenizer, done.control.target_state,
+                        calibration.alpha if calibration is not None else None)
+            timings["keep_models_seconds"] = round(time.perf_counter() - keep_start, 3)
     except NonFiniteLossError as exc:
         error = RecordError("NonFiniteLoss", str(exc), step=exc.step)
     except (RuntimeError, ValueError, ArithmeticError, OSError) as exc:

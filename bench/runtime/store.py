@@ -31,10 +31,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -58,6 +59,7 @@ RESULT = "result.json"
 SPEC = "spec.json"
 PER_ITEM = "per_item.jsonl"
 GEFFECT_FILE = "geffect.jsonl"
+MODELS = "models"  # runs/<id>/models/<kind>/: a run's kept models (``save_pretrained`` folders), on request
 SEARCHES = "searches"
 TMP_SUFFIX = ".tmp"
 
@@ -217,6 +219,40 @@ class Store:
                 atomic_write_text(folder / name, text)
             atomic_write_text(folder / RESULT, result)
         return folder
+
+    def models_folder(self, run_id: str) -> Path:
+        """Where run ``run_id`` keeps its models: ``runs/<id>/models/``, one ``save_pretrained`` folder per kind
+        (``final``, ``calibrated``)."""
+        return self.folder(RunRecord.FOLDER, run_id) / MODELS
+
+    def kept_models(self, run_id: str) -> dict[str, Path]:
+        """The run's kept model folders by kind, complete ones only (a ``config.json``: a folder is renamed into
+        place whole, so a partial one is never seen here)."""
+        folder = self.models_folder(run_id)
+        if not folder.is_dir():
+            return {}
+        return {p.name: p for p in sorted(folder.iterdir())
+                if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()}
+
+    def keep_model(self, run_id: str, kind: str, fill: Callable[[Path], None]) -> Path:
+        """Write the model folder ``models/<kind>`` of run ``run_id`` atomically: ``fill`` writes a temporary
+        sibling folder, which replaces any earlier folder of that kind by a rename, so a crash leaves the old folder
+        or the new one, plus at most a hidden temporary folder."""
+        folder = self.models_folder(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{kind}.", suffix=TMP_SUFFIX, dir=folder))
+        try:
+            fill(tmp)
+            dest = folder / kind
+            if dest.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{kind}.old.", suffix=TMP_SUFFIX, dir=folder))
+                os.replace(dest, old / kind)
+                shutil.rmtree(old)
+            os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        return dest
 
     def ids(self, kind: str) -> list[str]:
         """The ids of the records of ``kind`` (``runs`` or ``refs``) with a folder in the store, sorted (a folder

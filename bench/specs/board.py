@@ -100,6 +100,10 @@ class LeaderboardSpec:
     # attacks run on every evaluated model of the board (bench.attacks): names, or `cheap` / `all` for the
     # registered attacks of that cost; their numbers are columns `<split>/<metric>@<attack>`
     attacks: tuple[str, ...] = ()
+    # save every run's final and calibrated model as `save_pretrained` folders next to its record
+    # (runs/<id>/models/{final,calibrated}), for `ubench geffect --checkpoint`, attacks and audits; `ubench run
+    # --keep-models` sets it for one run. Not part of any id: the numbers are the same with or without it.
+    keep_models: bool = False
 
     def __post_init__(self) -> None:
         # both name folders: leaderboards/<name>/<entries>/
