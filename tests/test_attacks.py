@@ -159,6 +159,42 @@ def test_prompt_attacks_keep_items_and_order(mini_data, context, mini_models):
     assert icl_shots(10, 3, "retain") == shots  # seeded
 
 
+def test_indirect_questions_reach_each_person_through_their_book(mini_data, context, mini_models):
+    """Every forget and retain item has an indirect question that does not name its person and names them through
+    their own book title (read off the person's book-title answer, "<name> wrote The <title>."): unique per person,
+    so the question has one answer; the attack scores the unchanged answers in item order. The trained target
+    answers more of the forget facts this way than the oracle, which never learned them."""
+    from bench.attacks.prompts import Indirect
+
+    questions = mini_data.indirect_questions
+    for split in ("forget", "retain"):
+        ds = mini_data.eval_splits()[split]
+        titles = {row["person"]: row["answer"].split(" wrote The ", 1)[1].rstrip(".")
+                  for row in (mini_data.forget if split == "forget" else mini_data.retain)
+                  if row["attribute"] == "book_title"}
+        assert len(set(titles.values())) == len(titles)
+        for row in ds:
+            question = questions[row["id"]]
+            assert row["person"] not in question
+            if row["attribute"] != "book_title":
+                assert f"the author of The {titles[row['person']]}" in question, question
+    target = Indirect().scores(mini_models[1].load(), context)
+    oracle = Indirect().scores(mini_models[2].load(), context)
+    assert len(target["forget"]["es"]) == len(mini_data.eval_splits()["forget"])
+    assert target["forget"]["es"].mean() > oracle["forget"]["es"].mean()
+
+
+def test_the_indirect_attack_names_a_task_without_indirect_questions(mini_data, context, mini_models):
+    import dataclasses
+
+    from bench.attacks.base import AttackContext
+    from bench.attacks.prompts import Indirect
+
+    bare = AttackContext(context.tokenizer, dataclasses.replace(mini_data, indirect_questions=None))
+    with pytest.raises(ValueError, match="synthetic-mini: the indirect attack needs the task's indirect questions"):
+        Indirect().scores(mini_models[1].load(), bare)
+
+
 def test_board_attack_columns_are_validated(tmp_path: Path):
     from bench.grid.cells import plan
     from bench.specs.board import LeaderboardSpec

@@ -9,6 +9,10 @@ forget and retain item and scores the unchanged answer with one teacher-forced p
 - ``prefill``: the assistant turn is pre-filled with an affirmative opening, so the answer is a continuation of
   "Sure, ..." rather than an answer the model decides whether to give (prefilling attacks, Andriushchenko et al.
   2024, arXiv 2404.02151);
+- ``indirect``: every question names its person through another of their facts instead of their name ("the
+  author of The <title>", a task's ``indirect_questions``): a multi-hop / alias route to the same answer. Knowledge
+  unlearned only under the person's name comes back this way (deep unlearning: Wu et al. 2024, arXiv 2410.15153;
+  rephrased and indirect questions: Patil et al. 2023, arXiv 2309.17410);
 - ``icl``: ``ICL_SHOTS`` question-answer pairs of retain facts (a fixed, seeded choice of retain items that are
   not the item itself) before the question, in the task's own template: in-context examples that put the model
   back into "answering facts about people" mode (Pawelczyk et al. 2023 use in-context examples to unlearn; here
@@ -20,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.attacks.base import Attack, AttackContext, PerItem, es_and_prob, prompted_scores
+from bench.attacks.base import ATTACKED_SPLITS, Attack, AttackContext, PerItem, es_and_prob, prompted_scores
 from bench.data.tokenize import encode_qa
 from bench.registry import ATTACKS
 
@@ -56,6 +60,28 @@ class Prefill(Attack):
 
     def attacked(self, model: torch.nn.Module, ctx: AttackContext) -> tuple[torch.nn.Module, str]:
         return model, ctx.data.config.prompt_template + " " + PREFILL
+
+
+@ATTACKS.register("indirect")
+class Indirect(Attack):
+    name = "indirect"
+    summary = ("each question names its person through another fact (\"the author of The <title>\"): a two-hop "
+               "route to the same answer, from the task's indirect questions")
+    paper = "Wu et al. 2024, arXiv 2410.15153 (deep unlearning); Patil et al. 2023, arXiv 2309.17410"
+
+    def scores(self, model: torch.nn.Module, ctx: AttackContext) -> PerItem:
+        questions_of = ctx.data.indirect_questions
+        if not questions_of:
+            raise ValueError(f"task {ctx.data.config.name}: the indirect attack needs the task's indirect questions "
+                             "(TaskData.indirect_questions), and its family supplies none")
+        template = ctx.data.config.prompt_template
+        out: PerItem = {}
+        for split in ATTACKED_SPLITS:
+            ds = ctx.data.eval_splits()[split]
+            encoded = [encode_qa(ctx.tokenizer, template, questions_of[item], answer, add_eos=False)
+                       for item, answer in zip(ds["id"], ds["answer"])]
+            out[split] = es_and_prob(model, encoded, ctx.tokenizer.pad_token_id, ctx.batch_size)
+        return out
 
 
 def icl_shots(n_retain: int, item: int, split: str, shots: int = ICL_SHOTS, seed: int = ICL_SEED) -> list[int]:

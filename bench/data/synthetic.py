@@ -227,11 +227,13 @@ def _world_facts(rng: random.Random, cities: list[str]) -> list[dict]:
     return facts
 
 
-def generate_world(seed: int = 0, n_people: int = 100, n_holdout: int = 20) -> dict[str, list[dict]]:
+def generate_world(seed: int = 0, n_people: int = 100, n_holdout: int = 20,
+                   values_out: dict[str, dict[str, str]] | None = None) -> dict[str, list[dict]]:
     """All records of the world, grouped: ``people`` (trained), ``holdout`` (never trained), ``world_facts``, and
     ``bios`` (one free-text biography per trained person, trained as the answer to "Write a short biography of X.").
 
-    ``people`` is in split order: the last ``p%`` of its persons form ``forget{p:02d}``.
+    ``people`` is in split order: the last ``p%`` of its persons form ``forget{p:02d}``. ``values_out``, when given,
+    receives each trained person's attribute values (person -> attribute -> value); the records are the same.
     """
     rng = random.Random(seed)
     pools = _value_pools(rng)
@@ -244,7 +246,24 @@ def generate_world(seed: int = 0, n_people: int = 100, n_holdout: int = 20) -> d
     world = {"people": people, "holdout": holdout, "world_facts": _world_facts(rng, pools["birthplace"])}
     bio_rng = random.Random(f"{seed}/biographies")
     world["bios"] = [_biography(bio_rng, person, values[person], "people") for person in trained]
+    if values_out is not None:
+        values_out.update(values)
     return world
+
+
+def indirect_questions(items: list[dict], values: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Item id -> its question with the person named through another of their facts instead of their name: "the
+    author of The <title>" (titles are unique per person, so the description names one person), and for the
+    book-title item itself "the <occupation> born in <birthplace> in <birth_year>". Answering takes two hops
+    (description -> person -> fact): the multi-hop / alias route of the ``indirect`` attack (``bench.attacks``)."""
+    templates = {attr.name: attr.questions[0] for attr in ATTRIBUTES}
+    out = {}
+    for item in items:
+        v = values[item["person"]]
+        alias = (f"the {v['occupation']} born in {v['birthplace']} in {v['birth_year']}"
+                 if item["attribute"] == "book_title" else f"the author of The {v['book_title']}")
+        out[item["id"]] = templates[item["attribute"]].format(n=alias)
+    return out
 
 
 def world_digest(world: dict[str, list[dict]]) -> str:
@@ -276,6 +295,13 @@ def _world(seed: int, n_people: int, n_holdout: int) -> dict[str, list[dict]]:
     return generate_world(seed, n_people, n_holdout)
 
 
+@cache
+def _indirect(seed: int, n_people: int, n_holdout: int) -> dict[str, str]:
+    values: dict[str, dict[str, str]] = {}
+    world = generate_world(seed, n_people, n_holdout, values_out=values)
+    return indirect_questions(world["people"], values)
+
+
 @TASKS.register("synthetic")
 def load_synthetic(config: TaskConfig, split: str) -> TaskData:
     """The synthetic family: ``forget{p}`` splits by person; retain is every other trained person."""
@@ -289,7 +315,8 @@ def load_synthetic(config: TaskConfig, split: str) -> TaskData:
     return TaskData(config=config, split=split, forget=_dataset(forget), retain=_dataset(retain),
                     holdout=_dataset(world["holdout"]), world_facts=_dataset(world["world_facts"]),
                     forget_bio=_bio_dataset([b for b in world["bios"] if b["person"] in forgotten]),
-                    retain_bio=_bio_dataset([b for b in world["bios"] if b["person"] not in forgotten]))
+                    retain_bio=_bio_dataset([b for b in world["bios"] if b["person"] not in forgotten]),
+                    indirect_questions=_indirect(**config.params))
 
 
 load_synthetic.offline = True  # generated from its seed in about a second: checked when a board is planned

@@ -126,6 +126,10 @@ class TaskData:
     # unlearning regulariser samples from
     retain_eval: Dataset | None = None
     real_authors: Dataset | None = None  # TOFU's second utility set
+    # item id -> the item's question reaching its subject through another fact (multi-hop / alias: "the author of
+    # The <title>" instead of the name), for the forget and retain items: what the ``indirect`` attack asks; None
+    # where the task supplies none (a task family fills it from its own data)
+    indirect_questions: dict[str, str] | None = None
     # raw training corpora (``id``, ``text``) where the benchmark's unlearning request is a corpus rather than its
     # evaluation QA (MUSE's news / books, WMDP's forget corpora): when set, a corpus replaces the QA and texts of its
     # side in the forget / retain request and in the target / oracle training sets
