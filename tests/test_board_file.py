@@ -1,0 +1,52 @@
+"""The board file format as a new user meets it (issue 18): YAML 1.2 numbers, errors in file order, an optional
+``sort``, paths relative to the file that names them, and errors that name the entry file of a submitted method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.specs.board import LeaderboardSpec, load_submitted_entries
+from bench.specs.mapping import SpecError, read_yaml
+from bench.submit.entry import SubmissionEntry
+
+BOARD = """name: b
+version: "1"
+tasks: [{task: synthetic, split: forget10}]
+methods: [{method: ga, params: {lr: 1e-3}}]
+budget: smoke
+columns: [forget/es, retain/es]
+sort: {by: forget/es, descending: false}
+"""
+
+ENTRY = """method: ga
+version: "1"
+label: GA-small
+paper: Gradient ascent
+authors: [A. Author]
+tier: smoke
+params: {lr: 1e-3, weight_decay: 1E-2}
+"""
+
+
+@pytest.mark.parametrize(("text", "value"), [("1e-3", 0.001), ("1E5", 100000.0), (".5", 0.5), ("-2e+2", -200.0),
+                                             ("1.0e-3", 0.001), ("3", 3), ("2.5", 2.5)])
+def test_yaml_1_2_numbers_are_numbers(tmp_path: Path, text: str, value: float) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(f"lr: {text}\n")
+    parsed = read_yaml(path)["lr"]
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_an_unquoted_exponent_is_a_number_in_a_board_and_in_an_entry_file(tmp_path: Path) -> None:
+    board = tmp_path / "b.yaml"
+    board.write_text(BOARD.replace("budget: smoke", "budget: {steps: 3, lr: 1e-4}"))
+    spec = LeaderboardSpec.load(board)
+    assert spec.methods[0].params == {"lr": 0.001} and spec.budget.lr == 0.0001
+    entries = tmp_path / "b" / "entries"
+    entries.mkdir(parents=True)
+    (entries / "ga-small.yaml").write_text(ENTRY)
+    assert SubmissionEntry.load(entries / "ga-small.yaml").params == {"lr": 0.001, "weight_decay": 0.01}
+    [(_, entry)] = load_submitted_entries(entries)
+    assert entry.params == {"lr": 0.001, "weight_decay": 0.01}
