@@ -50,3 +50,21 @@ def test_an_unquoted_exponent_is_a_number_in_a_board_and_in_an_entry_file(tmp_pa
     assert SubmissionEntry.load(entries / "ga-small.yaml").params == {"lr": 0.001, "weight_decay": 0.01}
     [(_, entry)] = load_submitted_entries(entries)
     assert entry.params == {"lr": 0.001, "weight_decay": 0.01}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # a missing field comes after every field given
+    ("name: b\nversion: '1'\nbudget: {stpes: 3}\ntasks: []\nmethods: []\n",
+     "budget.stpes: unknown field; did you mean 'steps'?"),
+    # the first wrong field of the file, not the first of the dataclass
+    ("name: b\nversion: '1'\nseeds: [x]\ntasks: [{task: synthetic, split: forget10}]\nmethods: [{method: ga}]\n"
+     "columns: 3\n", "seeds[0]: expected an integer, got str 'x'"),
+    ("name: b\nversion: '1'\ntasks: [{task: synthetic, split: forget10, requests: 0}, {task: 1}]\n",
+     "tasks[0].requests: must be an integer >= 1, got 0"),
+])
+def test_errors_are_reported_in_file_order(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        LeaderboardSpec.load(path)
+    assert str(info.value) == f"{path}: {expected}"

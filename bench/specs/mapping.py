@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from bench.specs.schema import field_path, init_fields, mapping_adapter
+from bench.specs.schema import field_path, init_fields, input_position, mapping_adapter
 
 
 class SpecError(ValueError):
@@ -105,13 +105,13 @@ def from_mapping(cls: type, data: Any, source: str, path: str = "") -> Any:
     try:
         return mapping_adapter(cls).validate_python(data)
     except ValidationError as exc:
-        raise _spec_error(cls, exc, source, path) from None
+        raise _spec_error(cls, data, exc, source, path) from None
 
 
-def _spec_error(cls: type, exc: ValidationError, source: str, path: str) -> SpecError:
-    """The one-line ``SpecError`` of the error the input shows first: the one in the first field (declaration order)
-    that has an error, where unknown keys of a mapping come before the errors inside it."""
-    errors = exc.errors(include_url=False)
+def _spec_error(cls: type, data: Any, exc: ValidationError, source: str, path: str) -> SpecError:
+    """The one-line ``SpecError`` of the error the input shows first: the first in file order (a missing field
+    after the fields given), where unknown keys of a mapping come before the errors inside it."""
+    errors = sorted(exc.errors(include_url=False), key=lambda e: input_position(cls, data, e["loc"]))
     first = errors[0]
     unknown = [e for e in errors if e["type"] in ("extra_forbidden", "invalid_key")
                and first["loc"][:len(e["loc"]) - 1] == e["loc"][:-1]]
