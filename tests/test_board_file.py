@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.board.table import order_text
+from bench.grid.columns import check_columns, sort_descending
 from bench.specs.board import LeaderboardSpec, load_submitted_entries
 from bench.specs.mapping import SpecError, read_yaml
 from bench.submit.entry import SubmissionEntry
@@ -68,3 +70,34 @@ def test_errors_are_reported_in_file_order(tmp_path: Path, text: str, expected: 
     with pytest.raises(SpecError) as info:
         LeaderboardSpec.load(path)
     assert str(info.value) == f"{path}: {expected}"
+
+
+@pytest.mark.parametrize(("columns", "by", "descending", "order"), [
+    ("[forget/es, retain/es]", "forget/es", False, "ascending"),  # lower is better on a forget split
+    ("[retain/es, forget/es]", "retain/es", True, "descending"),
+    ("[privleak_minkpp]", "privleak_minkpp", False, "closest to 0 first"),  # best at an ideal value
+])
+def test_sort_defaults_to_the_first_column_best_first(tmp_path: Path, columns: str, by: str, descending: bool,
+                                                      order: str) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text(BOARD.replace("sort: {by: forget/es, descending: false}\n", "")
+                    .replace("columns: [forget/es, retain/es]", f"columns: {columns}"))
+    board = LeaderboardSpec.load(path)
+    check_columns(board)
+    assert (board.sort.by, sort_descending(board), order_text(board)) == (by, descending, order)
+
+
+@pytest.mark.parametrize(("sort", "descending"), [("{by: forget/es}", False), ("{by: retain/es}", True),
+                                                  ("{descending: true}", True)])
+def test_a_partial_sort_takes_the_same_defaults(tmp_path: Path, sort: str, descending: bool) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text(BOARD.replace("{by: forget/es, descending: false}", sort))
+    assert sort_descending(LeaderboardSpec.load(path)) is descending
+
+
+def test_a_default_sort_column_without_a_direction_asks_for_descending(tmp_path: Path) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text(BOARD.replace("sort: {by: forget/es, descending: false}\n", "")
+                    .replace("columns: [forget/es, retain/es]", "columns: [geffect/top_group_share]"))
+    with pytest.raises(SpecError, match="sort.by: geffect/top_group_share has no direction of better; give sort"):
+        check_columns(LeaderboardSpec.load(path))

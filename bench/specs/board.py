@@ -70,8 +70,12 @@ class TaskEntry:
 
 @dataclass(frozen=True)
 class SortSpec:
-    by: str
-    descending: bool = True
+    """How a board orders its method rows within each task (reference rows stay on top)."""
+
+    by: str = ""  # the column to sort by (default: the first of the board's `columns`)
+    # true: highest first; default: best first, by the column's direction of better (a column best at an ideal
+    # value sorts by distance to it, closest first, whatever this says; one without a direction needs it given)
+    descending: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class LeaderboardSpec:
     tasks: tuple[TaskEntry, ...]
     methods: tuple[MethodEntry, ...]
     columns: tuple[str, ...]
-    sort: SortSpec
+    sort: SortSpec = field(default_factory=SortSpec)  # default: by the first column, best first
     budget: Budget | str = "standard"  # a tier name (bench/specs/tiers.yaml) or an explicit budget mapping
     control: ControlSpec = field(default_factory=ControlSpec)
     seeds: tuple[int, ...] = ()  # default: the tier's number of seeds, 0..n-1
@@ -107,6 +111,8 @@ class LeaderboardSpec:
             raise ValueError(f"name: must be a folder name (no '/', not '.' or '..'), got {self.name!r}")
         if not self.entries.strip() or "\0" in self.entries:
             raise ValueError(f"entries: must be a folder name, got {self.entries!r}")
+        if not self.sort.by and self.columns:  # the documented default sort column
+            object.__setattr__(self, "sort", dataclasses.replace(self.sort, by=self.columns[0]))
 
     @property
     def all_columns(self) -> tuple[str, ...]:
