@@ -3,15 +3,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from bench.board.table import order_text
+from bench.grid.cells import plan
 from bench.grid.columns import check_columns, sort_descending
 from bench.specs.board import LeaderboardSpec, load_submitted_entries
 from bench.specs.mapping import SpecError, read_yaml
 from bench.submit.entry import SubmissionEntry
+
+from .conftest import PLUGINS
+
+TASKS = Path(__file__).resolve().parent.parent / "tasks"
 
 BOARD = """name: b
 version: "1"
@@ -101,3 +108,28 @@ def test_a_default_sort_column_without_a_direction_asks_for_descending(tmp_path:
                     .replace("columns: [forget/es, retain/es]", "columns: [geffect/top_group_share]"))
     with pytest.raises(SpecError, match="sort.by: geffect/top_group_share has no direction of better; give sort"):
         check_columns(LeaderboardSpec.load(path))
+
+
+def test_paths_in_a_board_and_its_entry_files_are_read_from_their_folders(tmp_path: Path, monkeypatch,
+                                                                         nan_method: str) -> None:
+    """A task YAML file, ``plugins`` and a method's ``plugin`` in a board, and an entry file's ``plugin``, are read
+    from the folder of the file that names them, whatever the working directory."""
+    project = tmp_path / "project"
+    (project / "tasks").mkdir(parents=True)
+    shutil.copy(TASKS / "synthetic" / "mini.yaml", project / "tasks" / "mini.yaml")
+    board = project / "boards" / "b.yaml"
+    (board.parent / "b" / "entries").mkdir(parents=True)
+    plugin = PLUGINS / "nan_method.py"
+    board.write_text(BOARD.replace("{task: synthetic,", "{task: ../tasks/mini.yaml,")
+                     .replace("{method: ga, params: {lr: 1e-3}}",
+                              f"{{method: nan_loss, plugin: {os.path.relpath(plugin, board.parent)}}}")
+                     + f"plugins: [{os.path.relpath(plugin, board.parent)}]\n")
+    (board.parent / "b" / "entries" / "nan2.yaml").write_text(
+        f"method: nan_loss\nlabel: NaN2\nplugin: {os.path.relpath(plugin, board.parent / 'b' / 'entries')}\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    spec = LeaderboardSpec.load(Path("..") / "project" / "boards" / "b.yaml")
+    assert spec.plugin_files == (str(plugin),)
+    cells = plan(spec, check_data=False)
+    assert [c.name for c in cells] == ["mini.yaml/forget10/nan_loss/seed0", "mini.yaml/forget10/NaN2/seed0"]
+    assert cells[0].spec.task.startswith("synthetic-mini")

@@ -53,15 +53,17 @@ class TaskEntry:
     """A (task, forget split) of a board. ``requests`` > 1 applies the forget split as that many sequential forget
     requests (MUSE's sustainability: the subjects in consecutive groups, each unlearned on the previous result)."""
 
-    task: str
-    split: str
+    task: str  # a task name (tasks/**/*.yaml), or a task YAML file (relative: from the board file's folder)
+    split: str  # a forget split of the task
     requests: int = 1
-    model: str | None = None  # a model preset (models/<name>.yaml) instead of the task's tiny models
+    # a model preset, by name (models/<name>.yaml) or YAML file, instead of the task's tiny models
+    model: str | None = None
 
     @property
     def label(self) -> str:
-        """``task/split``, or ``task/split/preset`` for a model preset: a row group of the board."""
-        return f"{self.task}/{self.split}" + (f"/{self.model}" if self.model else "")
+        """``task/split``, or ``task/split/preset`` for a model preset (a YAML file by its file name): a row group
+        of the board."""
+        return f"{shown_name(self.task)}/{self.split}" + (f"/{shown_name(self.model)}" if self.model else "")
 
     def __post_init__(self) -> None:
         if not isinstance(self.requests, int) or self.requests < 1:
@@ -132,7 +134,7 @@ class LeaderboardSpec:
             spec = dataclasses.replace(spec, budget=tier(spec.budget, str(path)))
         if not spec.seeds:
             spec = dataclasses.replace(spec, seeds=tuple(range(tier_seeds(spec.budget.tier))))
-        spec = _with_plugin_paths(spec, Path(path).parent)
+        spec = _with_file_paths(spec, Path(path).parent)
         submitted = load_submitted_entries(spec.entries_dir)
         if submitted:
             taken = {m.display for m in spec.methods}
@@ -162,12 +164,31 @@ class LeaderboardSpec:
         return Path(self.path).parent / self.name
 
 
+def is_file_ref(name: str | None) -> bool:
+    """Whether a board's task or model names a YAML file rather than a registered name."""
+    return name is not None and name.endswith((".yaml", ".yml"))
+
+
+def shown_name(name: str | None) -> str | None:
+    """A task or model as tables and releases show it: its name, or its YAML file's name (no local folder)."""
+    return Path(name).name if name is not None and is_file_ref(name) else name
+
+
 def _resolved(path: str, folder: Path) -> str:
     """``path`` read from a file in ``folder``: absolute, relative paths taken from ``folder``."""
     return path if not path or Path(path).is_absolute() else str((folder / path).resolve())
 
 
-def _with_plugin_paths(spec: LeaderboardSpec, folder: Path) -> LeaderboardSpec:
-    """``spec`` with its ``plugins`` and its method entries' ``plugin`` paths read from the board file's folder."""
+def _file_ref(name: str | None, folder: Path) -> str | None:
+    """A task or model as read from a board file in ``folder``: a YAML file resolved from there, a name unchanged."""
+    return _resolved(name, folder) if is_file_ref(name) else name
+
+
+def _with_file_paths(spec: LeaderboardSpec, folder: Path) -> LeaderboardSpec:
+    """``spec`` with every path it names read from the board file's folder: ``plugins``, its method entries'
+    ``plugin`` and its tasks' task and model YAML files."""
     methods = tuple(dataclasses.replace(m, plugin=_resolved(m.plugin, folder)) for m in spec.methods)
-    return dataclasses.replace(spec, methods=methods, plugins=tuple(_resolved(p, folder) for p in spec.plugins))
+    tasks = tuple(dataclasses.replace(t, task=_file_ref(t.task, folder), model=_file_ref(t.model, folder))
+                  for t in spec.tasks)
+    return dataclasses.replace(spec, methods=methods, tasks=tasks,
+                               plugins=tuple(_resolved(p, folder) for p in spec.plugins))
