@@ -81,3 +81,17 @@ def test_the_committed_board_collects_with_the_plugin_registered_once(autoload: 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "21 tests collected" in result.stdout, result.stdout[-2000:]
     assert result.stdout.count("PLUGIN registered: <module 'bench.pytest_plugin'") == 1, result.stdout[-2000:]
+
+
+def test_a_board_named_on_the_command_line_is_collected_wherever_it_lives(pytester: pytest.Pytester,
+                                                                          tmp_path: Path) -> None:
+    """``pytest path/to/board.yaml`` collects the board outside a ``leaderboards`` folder too; collecting that
+    folder does not take its YAML files for boards (fixture YAMLs stay fixtures)."""
+    board = mini_board(pytester.path)
+    elsewhere = pytester.path / "boards" / "mini.yaml"
+    elsewhere.parent.mkdir()
+    board.rename(elsewhere)
+    named = _run(pytester, tmp_path / "results", str(elsewhere), "--collect-only", "-q")
+    assert named.ret == 0 and "3 tests collected" in named.stdout.str(), named.stdout.str()
+    folder = _run(pytester, tmp_path / "results", str(elsewhere.parent), "--collect-only", "-q")
+    assert "no tests collected" in folder.stdout.str(), folder.stdout.str()
