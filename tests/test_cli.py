@@ -99,3 +99,15 @@ def test_tables_from_another_store_never_overwrite_a_committed_board(tmp_path: P
     assert f"no record of any of the board's 21 cells in the store {other.resolve()}" in _one_line_error(capsys)
     assert {p.name: p.read_bytes() for p in committed.glob("board.*")} == before
     assert not other.exists()
+
+
+def test_run_k_takes_a_pytest_expression(tmp_path: Path, env_results: Path, capsys) -> None:
+    """``-k 'GA or npo'`` selects both stored entries (the expression of ``pytest -k``); a malformed one is a
+    one-line error, exit 2."""
+    copy_mini_records(env_results)
+    board = fixture_board(tmp_path, methods="[{method: ga, label: GA}, {method: gd}, {method: npo}]")
+    assert main(["run", str(board), "-k", "GA or npo"]) == 0
+    out = capsys.readouterr().out.split("#")[0]
+    assert "/GA/seed0: ok [stored]" in out and "/npo/seed0: ok [stored]" in out and "/gd/" not in out
+    assert main(["run", str(board), "-k", "GA or"]) == 2
+    assert f"{board}: -k: invalid expression 'GA or': at column 6: expected" in _one_line_error(capsys)

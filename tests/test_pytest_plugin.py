@@ -12,6 +12,10 @@ from pathlib import Path
 import datasets  # noqa: F401 -- imported before any in-process run (see _run)
 import pytest
 
+from bench.grid.cells import plan
+from bench.grid.select import select_cells
+from bench.specs.board import LeaderboardSpec
+
 from .conftest import PLUGINS, copy_mini_records, fixture_board, mini_board
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,3 +99,17 @@ def test_a_board_named_on_the_command_line_is_collected_wherever_it_lives(pytest
     assert named.ret == 0 and "3 tests collected" in named.stdout.str(), named.stdout.str()
     folder = _run(pytester, tmp_path / "results", str(elsewhere.parent), "--collect-only", "-q")
     assert "no tests collected" in folder.stdout.str(), folder.stdout.str()
+
+
+@pytest.mark.parametrize("expression", ["GA or NPO", "not GA", "npo and seed0", "GA and not KL", "leaderboards and npo",
+                                        "mini.yaml and not (npo or KL)", "nothing"])
+def test_ubench_run_k_selects_the_entries_pytest_k_selects(pytester: pytest.Pytester, tmp_path: Path,
+                                                           expression: str) -> None:
+    """``ubench run -k`` and ``pytest -k`` take the same expression language and select the same entries: pytest's
+    own matcher over the names of the entry's node id (folders, board file, ``task/split/method/seedN``)."""
+    board = fixture_board(pytester.path)  # GA, GA+KL and npo
+    collected = _run(pytester, tmp_path / "results", str(board), "--collect-only", "-q", "-k", expression)
+    by_pytest = [line.split("::", 1)[1] for line in collected.outlines if "mini.yaml::" in line]
+    by_ubench = [cell.name for cell in select_cells(plan(LeaderboardSpec.load(board), check_data=False), expression,
+                                                    board.relative_to(pytester.path))]
+    assert by_ubench == by_pytest
