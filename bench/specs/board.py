@@ -145,6 +145,13 @@ class LeaderboardSpec:
             spec = dataclasses.replace(spec, methods=(*spec.methods, *(e for _, e in submitted)))
         return spec
 
+    def method_sources(self) -> list[tuple[str, str]]:
+        """Where each method entry is written, in ``methods`` order: (the board file, ``methods[<i>]``) for the
+        board's own, (its entry file, ``""``) for one that ``ubench submit`` added: what an error about it names."""
+        submitted = load_submitted_entries(self.entries_dir)
+        return [next(((str(file), "") for file, entry in submitted if entry == method), (self.path, f"methods[{i}]"))
+                for i, method in enumerate(self.methods)]
+
     @property
     def plugin_files(self) -> tuple[str, ...]:
         """Every plug-in file the board loads: its ``plugins``, then its method entries' ``plugin`` files."""
