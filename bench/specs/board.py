@@ -23,10 +23,10 @@ class MethodEntry:
     """A method on a board: registered name, optional display label, hyper-parameter overrides, and (for an
     out-of-tree method submitted from a single file) the plug-in file that registers it."""
 
-    method: str
-    label: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    plugin: str = ""
+    method: str  # a registered method name (`ubench ls methods`)
+    label: str = ""  # the board row's name (default: the method name); labels are unique on a board
+    params: dict[str, Any] = field(default_factory=dict)  # hyper-parameter overrides (the method's defaults fill in)
+    plugin: str = ""  # a Python file that registers the method (relative: from the file that names it)
 
     @property
     def display(self) -> str:
@@ -55,7 +55,7 @@ class TaskEntry:
 
     task: str  # a task name (tasks/**/*.yaml), or a task YAML file (relative: from the board file's folder)
     split: str  # a forget split of the task
-    requests: int = 1
+    requests: int = 1  # > 1: the forget split as that many sequential forget requests (MUSE's sustainability)
     # a model preset, by name (models/<name>.yaml) or YAML file, instead of the task's tiny models
     model: str | None = None
 
@@ -84,17 +84,17 @@ class SortSpec:
 class LeaderboardSpec:
     """A named, versioned board: tasks x methods x seeds under one budget, and how to show the results."""
 
-    name: str
-    version: str
-    tasks: tuple[TaskEntry, ...]
-    methods: tuple[MethodEntry, ...]
-    columns: tuple[str, ...]
+    name: str  # names the board's folders: tables in <name>/ and entries in <name>/<entries>/ next to the file
+    version: str  # the board's version, quoted ("3"): releases are <version>+<content hash>
+    tasks: tuple[TaskEntry, ...]  # the (task, forget split) row groups, at least one
+    methods: tuple[MethodEntry, ...]  # the method entries, at least one (entry files add more)
+    columns: tuple[str, ...]  # the main table's columns: metric keys (docs/metrics.md), e.g. forget/es
     sort: SortSpec = field(default_factory=SortSpec)  # default: by the first column, best first
     budget: Budget | str = "standard"  # a tier name (bench/specs/tiers.yaml) or an explicit budget mapping
-    control: ControlSpec = field(default_factory=ControlSpec)
+    control: ControlSpec = field(default_factory=ControlSpec)  # how runs are made comparable before the table
     seeds: tuple[int, ...] = ()  # default: the tier's number of seeds, 0..n-1
-    description: str = ""
-    path: str = ""
+    description: str = ""  # what the board compares, shown under its title
+    path: str = ""  # the board file itself: filled in when it is read (leave it out)
     entries: str = "entries"  # folder (next to the generated tables) of method entries added by `ubench submit`
     # further markdown tables after the main one, title -> columns (same rows, same order; all columns in the CSV)
     tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
