@@ -2,8 +2,9 @@
 
 ``pytest leaderboards/synthetic.yaml`` runs (or reuses) every entry, and at session end writes the board's tables
 and prints it. Items are named ``<task>/<split>/<method>/seed<N>``, so ``-k npo`` selects entries and ``--lf``
-reruns the failed ones. An entry passes only if its run finished with status ``ok``. Only YAML files in a folder
-named ``leaderboards`` are collected, so fixtures elsewhere are left alone.
+reruns the failed ones. An entry passes only if its run finished with status ``ok``. A YAML file named on the command
+line is collected as a board wherever it lives; collecting a folder takes only the YAML files in a folder named
+``leaderboards``, so fixtures elsewhere are left alone.
 
 With pytest-xdist (``pytest leaderboards/synthetic.yaml -n 2``) every worker collects the same items in the same
 order (``plan`` is deterministic), the first item of a (task, split) in each worker builds or waits for its
@@ -53,7 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(parent: pytest.Collector, file_path: Path):
-    if file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "leaderboards":
+    """A board: a YAML file named on the command line, or one in a folder named ``leaderboards``."""
+    board_file = file_path.parent.name == "leaderboards" or parent.session.isinitpath(file_path)
+    if file_path.suffix in (".yaml", ".yml") and board_file:
         return LeaderboardFile.from_parent(parent, path=file_path)
     return None
 

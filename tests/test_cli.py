@@ -99,3 +99,35 @@ def test_tables_from_another_store_never_overwrite_a_committed_board(tmp_path: P
     assert f"no record of any of the board's 21 cells in the store {other.resolve()}" in _one_line_error(capsys)
     assert {p.name: p.read_bytes() for p in committed.glob("board.*")} == before
     assert not other.exists()
+
+
+def test_run_k_takes_a_pytest_expression(tmp_path: Path, env_results: Path, capsys) -> None:
+    """``-k 'GA or npo'`` selects both stored entries (the expression of ``pytest -k``); a malformed one is a
+    one-line error, exit 2."""
+    copy_mini_records(env_results)
+    board = fixture_board(tmp_path, methods="[{method: ga, label: GA}, {method: gd}, {method: npo}]")
+    assert main(["run", str(board), "-k", "GA or npo"]) == 0
+    out = capsys.readouterr().out.split("#")[0]
+    assert "/GA/seed0: ok [stored]" in out and "/npo/seed0: ok [stored]" in out and "/gd/" not in out
+    assert main(["run", str(board), "-k", "GA or"]) == 2
+    assert f"{board}: -k: invalid expression 'GA or': at column 6: expected" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(("package", "expected"), [
+    ("randlabel-ubench", "method: unknown method 'random_label' (install its package: pip install randlabel-ubench)"),
+    ("", "method: unknown method 'random_label'"),
+])
+def test_an_uninstalled_submitted_method_names_its_entry_file(tmp_path: Path, env_results: Path, capsys,
+                                                               package: str, expected: str) -> None:
+    """A method from an entry file (``ubench submit``) that is no longer registered (its package uninstalled) is
+    reported at the entry file, not at a ``methods[i]`` the board file does not have, with the package to install
+    where the entry names it."""
+    copy_mini_records(env_results)
+    board = fixture_board(tmp_path, methods="[{method: ga, label: GA}]")
+    entry = board.parent / "mini" / "entries" / "randlabel.yaml"
+    entry.parent.mkdir(parents=True)
+    entry.write_text("method: random_label\nversion: '1'\nlabel: RandLabel\npaper: P\nauthors: [A]\ntier: smoke\n"
+                     + (f"package: {package}\n" if package else ""))
+    assert main(["board", str(board)]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith(f"ubench: error: {entry}: {expected}") and "methods[1]" not in err, err

@@ -12,6 +12,10 @@ from pathlib import Path
 import datasets  # noqa: F401 -- imported before any in-process run (see _run)
 import pytest
 
+from bench.grid.cells import plan
+from bench.grid.select import select_cells
+from bench.specs.board import LeaderboardSpec
+
 from .conftest import PLUGINS, copy_mini_records, fixture_board, mini_board
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,3 +85,31 @@ def test_the_committed_board_collects_with_the_plugin_registered_once(autoload: 
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "21 tests collected" in result.stdout, result.stdout[-2000:]
     assert result.stdout.count("PLUGIN registered: <module 'bench.pytest_plugin'") == 1, result.stdout[-2000:]
+
+
+def test_a_board_named_on_the_command_line_is_collected_wherever_it_lives(pytester: pytest.Pytester,
+                                                                          tmp_path: Path) -> None:
+    """``pytest path/to/board.yaml`` collects the board outside a ``leaderboards`` folder too; collecting that
+    folder does not take its YAML files for boards (fixture YAMLs stay fixtures)."""
+    board = mini_board(pytester.path)
+    elsewhere = pytester.path / "boards" / "mini.yaml"
+    elsewhere.parent.mkdir()
+    board.rename(elsewhere)
+    named = _run(pytester, tmp_path / "results", str(elsewhere), "--collect-only", "-q")
+    assert named.ret == 0 and "3 tests collected" in named.stdout.str(), named.stdout.str()
+    folder = _run(pytester, tmp_path / "results", str(elsewhere.parent), "--collect-only", "-q")
+    assert "no tests collected" in folder.stdout.str(), folder.stdout.str()
+
+
+@pytest.mark.parametrize("expression", ["GA or NPO", "not GA", "npo and seed0", "GA and not KL", "leaderboards and npo",
+                                        "mini.yaml and not (npo or KL)", "nothing"])
+def test_ubench_run_k_selects_the_entries_pytest_k_selects(pytester: pytest.Pytester, tmp_path: Path,
+                                                           expression: str) -> None:
+    """``ubench run -k`` and ``pytest -k`` take the same expression language and select the same entries: pytest's
+    own matcher over the names of the entry's node id (folders, board file, ``task/split/method/seedN``)."""
+    board = fixture_board(pytester.path)  # GA, GA+KL and npo
+    collected = _run(pytester, tmp_path / "results", str(board), "--collect-only", "-q", "-k", expression)
+    by_pytest = [line.split("::", 1)[1] for line in collected.outlines if "mini.yaml::" in line]
+    by_ubench = [cell.name for cell in select_cells(plan(LeaderboardSpec.load(board), check_data=False), expression,
+                                                    board.relative_to(pytester.path))]
+    assert by_ubench == by_pytest

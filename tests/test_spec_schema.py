@@ -67,4 +67,4 @@ def test_board_errors_name_the_field(fields: dict, message: str) -> None:
 def test_a_valid_board_mapping_builds_the_frozen_dataclasses() -> None:
     spec = from_mapping(LeaderboardSpec, board(budget={"steps": 5}, adapter={"r": 4}, seeds=[0, 1]), SOURCE)
     assert spec.budget == Budget(steps=5) and spec.adapter == AdapterSpec(r=4) and spec.seeds == (0, 1)
-    assert spec.tasks[0].requests == 1 and spec.sort.descending is True
+    assert spec.tasks[0].requests == 1 and spec.sort.descending is None  # best first (bench.grid.columns)

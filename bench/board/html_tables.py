@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.board.format import ARROWS, cell_text
 from bench.board.render import render
-from bench.grid.columns import column_description, column_direction, is_text
+from bench.grid.columns import column_description, column_direction, is_text, sort_descending
 from bench.metrics.base import IDEALS
 from bench.specs.board import LeaderboardSpec
 
@@ -65,7 +65,7 @@ def _heads(board: LeaderboardSpec, columns: Sequence[str], status: bool) -> list
         tip = f"{column}: {column_description(column)}. {DIRECTION_TEXT[direction]}."
         sort = "none"
         if column == board.sort.by:  # by distance to an ideal value: in neither order of the values ("other")
-            sort = "other" if direction in IDEALS else "descending" if board.sort.descending else "ascending"
+            sort = "other" if direction in IDEALS else "descending" if sort_descending(board) else "ascending"
         heads.append({"label": column, "kind": kind, "tip": tip, "sort": sort, "column": column,
                       "direction": direction, "arrow": ARROWS[direction]})
     if status:

@@ -17,7 +17,7 @@ from bench.board.format import REFERENCE_LABELS
 from bench.board.seedstats import Ranking, SeedDraws, rank_rows, seed_matrix
 from bench.board.seedstats import interval as seed_interval
 from bench.grid.cells import BoardRecords, Cell, read_board
-from bench.grid.columns import column_direction, is_text, record_boot, record_text, record_value
+from bench.grid.columns import column_direction, is_text, record_boot, record_text, record_value, sort_descending
 from bench.metrics.base import IDEALS, distance_to_ideal
 from bench.run.references import REFERENCE_KINDS
 from bench.runtime.records import Record, RunRecord
@@ -112,7 +112,7 @@ def order_text(board: LeaderboardSpec) -> str:
     direction = column_direction(board.sort.by)
     if direction in IDEALS:
         return f"closest to {IDEALS[direction]:g} first"
-    return "descending" if board.sort.descending else "ascending"
+    return "descending" if sort_descending(board) else "ascending"
 
 
 def score_of(column: str):
@@ -151,12 +151,12 @@ def _mark_ranks(method_rows: list[dict], key: str, draws: dict[str, np.ndarray])
 
 def _row_order(board: LeaderboardSpec, key: str):
     """Sort key of method rows by ``key``: blanks last; a column best at an ideal value (``zero`` / ``half``) by
-    distance to it, closest first (``sort.descending`` does not apply); others by value, in ``sort.descending``
+    distance to it, closest first (``sort.descending`` does not apply); others by value, in ``sort_descending``
     order."""
     direction = column_direction(key)
     if direction in IDEALS:
         return lambda r: (np.isnan(r[key]), 0.0 if np.isnan(r[key]) else distance_to_ideal(direction, r[key]))
-    ascending = not board.sort.descending
+    ascending = not sort_descending(board)
     return lambda r: (np.isnan(r[key]), r[key] if ascending else -r[key])
 
 

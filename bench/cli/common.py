@@ -1,10 +1,8 @@
-"""What the ``ubench`` commands share: loading plug-in files, selecting cells with ``-k``, where a board's tables go,
-and printing them."""
+"""What the ``ubench`` commands share: loading plug-in files, where a board's tables go, and printing them."""
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,12 +10,6 @@ from bench.board.markdown import to_markdown
 from bench.registry import METHODS
 from bench.release.publish import store_tables_dir, with_output
 from bench.runtime.paths import REPO_ROOT, results_dir
-
-
-def select_cells(cells, pattern: str | None):
-    if not pattern:
-        return cells
-    return [c for c in cells if pattern.lower() in c.name.lower() or fnmatch.fnmatch(c.name, pattern)]
 
 
 def redirect_output(board, args: argparse.Namespace):

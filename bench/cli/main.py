@@ -36,7 +36,7 @@ def _add_run_and_board(sub: argparse._SubParsersAction) -> None:
     """``ubench run`` and ``ubench board``, with the store, plug-in and output options they share."""
     run = sub.add_parser("run", help="run a leaderboard's missing cells, then write its tables")
     run.add_argument("board", help="leaderboard YAML, e.g. leaderboards/synthetic.yaml")
-    run.add_argument("-k", help="only entries whose name contains this (or matches this glob)")
+    run.add_argument("-k", help="only the entries that `pytest BOARD -k EXPRESSION` runs, e.g. 'GA or NPO', 'not GA'")
     run.add_argument("--rerun", action="store_true", help="ignore stored records and run again")
     run.add_argument("--keep-models", action="store_true",
                      help="save each run's final and calibrated models next to its record (runs/<id>/models/), "

@@ -7,10 +7,11 @@ import argparse
 import dataclasses
 import time
 
-from bench.cli.common import load_plugins, print_tables, redirect_output, select_cells
+from bench.cli.common import load_plugins, print_tables, redirect_output
 from bench.grid.cells import plan
 from bench.grid.executor import ExecutorError
 from bench.grid.executors import make_executor
+from bench.grid.select import select_cells
 from bench.release.publish import write_tables
 from bench.runtime.distributed import init_from_env, is_main
 from bench.runtime.logs import quiet
@@ -26,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     board = redirect_output(LeaderboardSpec.load(args.board), args)
     if args.keep_models:
         board = dataclasses.replace(board, keep_models=True)
-    cells = select_cells(plan(board), args.k)
+    cells = select_cells(plan(board), args.k, args.board)
     if not cells:
         raise SpecError(f"{args.board}: -k {args.k!r} selects no entry")
     plugins = [*args.plugin, *board.plugin_files]

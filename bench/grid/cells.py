@@ -18,7 +18,7 @@ from bench.run.runspec import make_run_spec
 from bench.runtime.records import ReferenceRecord, RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec, MethodEntry, TaskEntry
-from bench.specs.mapping import SpecError
+from bench.specs.mapping import SpecError, read_yaml
 from bench.specs.run import RunSpec
 from bench.specs.tiers import tier_trials
 
@@ -63,13 +63,15 @@ def plan(board: LeaderboardSpec, check_data: bool = True) -> list[Cell]:
         METHODS.load_plugin_file(path)
     check_columns(board)
     attacks = board_attacks(board)
+    sources = board.method_sources()
+    check_entry_packages(board, sources)
     cells = []
     for t_index, task in enumerate(board.tasks):
-        for m_index, entry in enumerate(board.methods):
+        for entry, (source, where) in zip(board.methods, sources):
             for seed in board.seeds:
                 try:
                     spec = make_run_spec(task.task, task.split, entry.method, entry.params, board.budget, seed,
-                                         board.path, f"methods[{m_index}]", control=board.control,
+                                         source, where, control=board.control,
                                          requests=task.requests, adapter=board.adapter, model=task.model,
                                          check_data=check_data, attacks=attacks)
                 except SpecError as exc:
@@ -82,6 +84,17 @@ def plan(board: LeaderboardSpec, check_data: bool = True) -> list[Cell]:
     if dupes:
         raise SpecError(f"{board.path}: methods: entries share a label {sorted(dupes)}; give each a distinct 'label'")
     return cells
+
+
+def check_entry_packages(board: LeaderboardSpec, sources: list[tuple[str, str]]) -> None:
+    """An entry file (``ubench submit``) whose method is not registered although the entry names the package that
+    provides it (``package``: uninstalled since) is one line naming the entry file and the package to install."""
+    for entry, (source, where) in zip(board.methods, sources):
+        if not where and entry.method not in METHODS:
+            package = read_yaml(source).get("package")
+            if package:
+                raise SpecError(f"{source}: method: unknown method {entry.method!r} (install its package: pip "
+                                f"install {package})")
 
 
 def trials_per_cell(board: LeaderboardSpec) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import difflib
 from functools import cache
-from pathlib import Path
 
 from bench.attacks.base import WORST, WORST_METRICS
 from bench.grid.column_kinds import (
@@ -43,7 +42,7 @@ from bench.registry import ATTACKS, EVALUATIONS, METRICS
 from bench.runtime.keys import CALIBRATED, CALIBRATED_PREFIX, CONTROL, ENGINE, MetricKey, split_key
 from bench.runtime.records import Record, ReferenceRecord
 from bench.specs.board import LeaderboardSpec
-from bench.specs.mapping import SpecError, read_yaml
+from bench.specs.mapping import SpecError
 
 ENGINE_KIND, CONTROL_KIND, ATTACK_METRIC_KIND = EngineKind(), ControlKind(), AttackMetricKind()
 
@@ -190,19 +189,20 @@ def column_problem(column: str) -> str | None:
     return kind.problem(key, column)
 
 
-def _explicit_descending(board: LeaderboardSpec) -> bool:
-    """Whether the board's file gives ``sort.descending`` itself (True for a board without a readable file: its
-    ``SortSpec`` was built in code, where the argument is explicit)."""
-    if not board.path or not Path(board.path).is_file():
-        return True
-    try:
-        sort = read_yaml(board.path).get("sort")
-    except SpecError:
-        return True
-    return isinstance(sort, dict) and "descending" in sort
+def sort_descending(board: LeaderboardSpec) -> bool:
+    """Whether the board's method rows go from the highest value of its sort column down: ``sort.descending`` when
+    the board gives it, else best first by the column's direction of better (``higher``: descending). A column best
+    at an ideal value sorts by distance to it, where this does not apply."""
+    if board.sort.descending is not None:
+        return board.sort.descending
+    return column_direction(board.sort.by) == "higher"
 
 
 def check_columns(board: LeaderboardSpec) -> None:
+    """Every column and the sort key name a valid column (one line naming the field otherwise), the sort key is a
+    number, and it has a direction of better unless ``sort.descending`` is given."""
+    if not board.sort.by:
+        raise SpecError(f"{board.path}: sort.by: give the column to sort by (the board lists no column to default to)")
     located = [(f"columns[{i}]", c) for i, c in enumerate(board.columns)]
     located += [(f"tables.{title}[{i}]", c) for title, cols in board.tables.items() for i, c in enumerate(cols)]
     for where, column in (*located, ("sort.by", board.sort.by)):
@@ -212,7 +212,7 @@ def check_columns(board: LeaderboardSpec) -> None:
     key = board.sort.by
     if is_text(key):
         raise SpecError(f"{board.path}: sort.by: {key} is text and cannot order the board; sort by a number")
-    if column_direction(key) == "none" and not _explicit_descending(board):
+    if column_direction(key) == "none" and board.sort.descending is None:
         raise SpecError(f"{board.path}: sort.by: {key} has no direction of better; give sort.descending (true or "
                         "false) explicitly")
 

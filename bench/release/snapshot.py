@@ -16,7 +16,7 @@ from bench.models.presets import load_preset
 from bench.run.references import REFERENCE_KINDS
 from bench.runtime.records import ReferenceRecord, RunRecord, evidence
 from bench.runtime.store import RESULT, Store, dumps
-from bench.specs.board import LeaderboardSpec, load_submitted_entries
+from bench.specs.board import LeaderboardSpec, load_submitted_entries, shown_name
 from bench.specs.mapping import canonical_json
 
 RELEASES = "releases"
@@ -70,6 +70,8 @@ def _canonical_spec(board: LeaderboardSpec) -> dict:
     spec = json.loads(canonical_json(board))
     spec.pop("path", None)
     spec.pop("output", None)
+    for task in spec.get("tasks", []):  # a task or model YAML file by its name, not its folder
+        task["task"], task["model"] = shown_name(task["task"]), shown_name(task["model"])
     for method in spec.get("methods", []):
         if method.get("plugin"):
             method["plugin"] = f"plugins/{Path(method['plugin']).name}"
@@ -105,9 +107,9 @@ def snapshot(board: LeaderboardSpec, store: Store, records: BoardRecords | None 
             files[f"board/plugins/{Path(plugin).name}"] = Path(plugin).read_bytes()
     for task in board.tasks:
         config = read_task_config(task.task)
-        item = {"task": task.task, "split": task.split, "requests": task.requests, "model": task.model,
-                "name": config.name, "version": config.version, "ref": config.ref, "family": config.family,
-                "digest": config.digest}
+        item = {"task": shown_name(task.task), "split": task.split, "requests": task.requests,
+                "model": shown_name(task.model), "name": config.name, "version": config.version, "ref": config.ref,
+                "family": config.family, "digest": config.digest}
         if task.model:
             item["preset_digest"] = load_preset(task.model).digest
         snap.tasks.append(item)

@@ -23,10 +23,10 @@ class MethodEntry:
     """A method on a board: registered name, optional display label, hyper-parameter overrides, and (for an
     out-of-tree method submitted from a single file) the plug-in file that registers it."""
 
-    method: str
-    label: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    plugin: str = ""
+    method: str  # a registered method name (`ubench ls methods`)
+    label: str = ""  # the board row's name (default: the method name); labels are unique on a board
+    params: dict[str, Any] = field(default_factory=dict)  # hyper-parameter overrides (the method's defaults fill in)
+    plugin: str = ""  # a Python file that registers the method (relative: from the file that names it)
 
     @property
     def display(self) -> str:
@@ -53,15 +53,17 @@ class TaskEntry:
     """A (task, forget split) of a board. ``requests`` > 1 applies the forget split as that many sequential forget
     requests (MUSE's sustainability: the subjects in consecutive groups, each unlearned on the previous result)."""
 
-    task: str
-    split: str
-    requests: int = 1
-    model: str | None = None  # a model preset (models/<name>.yaml) instead of the task's tiny models
+    task: str  # a task name (tasks/**/*.yaml), or a task YAML file (relative: from the board file's folder)
+    split: str  # a forget split of the task
+    requests: int = 1  # > 1: the forget split as that many sequential forget requests (MUSE's sustainability)
+    # a model preset, by name (models/<name>.yaml) or YAML file, instead of the task's tiny models
+    model: str | None = None
 
     @property
     def label(self) -> str:
-        """``task/split``, or ``task/split/preset`` for a model preset: a row group of the board."""
-        return f"{self.task}/{self.split}" + (f"/{self.model}" if self.model else "")
+        """``task/split``, or ``task/split/preset`` for a model preset (a YAML file by its file name): a row group
+        of the board."""
+        return f"{shown_name(self.task)}/{self.split}" + (f"/{shown_name(self.model)}" if self.model else "")
 
     def __post_init__(self) -> None:
         if not isinstance(self.requests, int) or self.requests < 1:
@@ -70,25 +72,29 @@ class TaskEntry:
 
 @dataclass(frozen=True)
 class SortSpec:
-    by: str
-    descending: bool = True
+    """How a board orders its method rows within each task (reference rows stay on top)."""
+
+    by: str = ""  # the column to sort by (default: the first of the board's `columns`)
+    # true: highest first; default: best first, by the column's direction of better (a column best at an ideal
+    # value sorts by distance to it, closest first, whatever this says; one without a direction needs it given)
+    descending: bool | None = None
 
 
 @dataclass(frozen=True)
 class LeaderboardSpec:
     """A named, versioned board: tasks x methods x seeds under one budget, and how to show the results."""
 
-    name: str
-    version: str
-    tasks: tuple[TaskEntry, ...]
-    methods: tuple[MethodEntry, ...]
-    columns: tuple[str, ...]
-    sort: SortSpec
+    name: str  # names the board's folders: tables in <name>/ and entries in <name>/<entries>/ next to the file
+    version: str  # the board's version, quoted ("3"): releases are <version>+<content hash>
+    tasks: tuple[TaskEntry, ...]  # the (task, forget split) row groups, at least one
+    methods: tuple[MethodEntry, ...]  # the method entries, at least one (entry files add more)
+    columns: tuple[str, ...]  # the main table's columns: metric keys (docs/metrics.md), e.g. forget/es
+    sort: SortSpec = field(default_factory=SortSpec)  # default: by the first column, best first
     budget: Budget | str = "standard"  # a tier name (bench/specs/tiers.yaml) or an explicit budget mapping
-    control: ControlSpec = field(default_factory=ControlSpec)
+    control: ControlSpec = field(default_factory=ControlSpec)  # how runs are made comparable before the table
     seeds: tuple[int, ...] = ()  # default: the tier's number of seeds, 0..n-1
-    description: str = ""
-    path: str = ""
+    description: str = ""  # what the board compares, shown under its title
+    path: str = ""  # the board file itself: filled in when it is read (leave it out)
     entries: str = "entries"  # folder (next to the generated tables) of method entries added by `ubench submit`
     # further markdown tables after the main one, title -> columns (same rows, same order; all columns in the CSV)
     tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -111,6 +117,8 @@ class LeaderboardSpec:
             raise ValueError(f"name: must be a folder name (no '/', not '.' or '..'), got {self.name!r}")
         if not self.entries.strip() or "\0" in self.entries:
             raise ValueError(f"entries: must be a folder name, got {self.entries!r}")
+        if not self.sort.by and self.columns:  # the documented default sort column
+            object.__setattr__(self, "sort", dataclasses.replace(self.sort, by=self.columns[0]))
 
     @property
     def all_columns(self) -> tuple[str, ...]:
@@ -130,7 +138,7 @@ class LeaderboardSpec:
             spec = dataclasses.replace(spec, budget=tier(spec.budget, str(path)))
         if not spec.seeds:
             spec = dataclasses.replace(spec, seeds=tuple(range(tier_seeds(spec.budget.tier))))
-        spec = _with_plugin_paths(spec, Path(path).parent)
+        spec = _with_file_paths(spec, Path(path).parent)
         submitted = load_submitted_entries(spec.entries_dir)
         if submitted:
             taken = {m.display for m in spec.methods}
@@ -140,6 +148,13 @@ class LeaderboardSpec:
                 taken.add(entry.display)
             spec = dataclasses.replace(spec, methods=(*spec.methods, *(e for _, e in submitted)))
         return spec
+
+    def method_sources(self) -> list[tuple[str, str]]:
+        """Where each method entry is written, in ``methods`` order: (the board file, ``methods[<i>]``) for the
+        board's own, (its entry file, ``""``) for one that ``ubench submit`` added: what an error about it names."""
+        submitted = load_submitted_entries(self.entries_dir)
+        return [next(((str(file), "") for file, entry in submitted if entry == method), (self.path, f"methods[{i}]"))
+                for i, method in enumerate(self.methods)]
 
     @property
     def plugin_files(self) -> tuple[str, ...]:
@@ -160,12 +175,31 @@ class LeaderboardSpec:
         return Path(self.path).parent / self.name
 
 
+def is_file_ref(name: str | None) -> bool:
+    """Whether a board's task or model names a YAML file rather than a registered name."""
+    return name is not None and name.endswith((".yaml", ".yml"))
+
+
+def shown_name(name: str | None) -> str | None:
+    """A task or model as tables and releases show it: its name, or its YAML file's name (no local folder)."""
+    return Path(name).name if name is not None and is_file_ref(name) else name
+
+
 def _resolved(path: str, folder: Path) -> str:
     """``path`` read from a file in ``folder``: absolute, relative paths taken from ``folder``."""
     return path if not path or Path(path).is_absolute() else str((folder / path).resolve())
 
 
-def _with_plugin_paths(spec: LeaderboardSpec, folder: Path) -> LeaderboardSpec:
-    """``spec`` with its ``plugins`` and its method entries' ``plugin`` paths read from the board file's folder."""
+def _file_ref(name: str | None, folder: Path) -> str | None:
+    """A task or model as read from a board file in ``folder``: a YAML file resolved from there, a name unchanged."""
+    return _resolved(name, folder) if is_file_ref(name) else name
+
+
+def _with_file_paths(spec: LeaderboardSpec, folder: Path) -> LeaderboardSpec:
+    """``spec`` with every path it names read from the board file's folder: ``plugins``, its method entries'
+    ``plugin`` and its tasks' task and model YAML files."""
     methods = tuple(dataclasses.replace(m, plugin=_resolved(m.plugin, folder)) for m in spec.methods)
-    return dataclasses.replace(spec, methods=methods, plugins=tuple(_resolved(p, folder) for p in spec.plugins))
+    tasks = tuple(dataclasses.replace(t, task=_file_ref(t.task, folder), model=_file_ref(t.model, folder))
+                  for t in spec.tasks)
+    return dataclasses.replace(spec, methods=methods, tasks=tasks,
+                               plugins=tuple(_resolved(p, folder) for p in spec.plugins))

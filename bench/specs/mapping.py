@@ -12,13 +12,14 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from bench.specs.schema import field_path, init_fields, mapping_adapter
+from bench.specs.schema import field_path, init_fields, input_position, mapping_adapter
 
 
 class SpecError(ValueError):
@@ -44,11 +45,28 @@ def content_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
 
 
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads YAML 1.2 floats: the core schema's float needs no dot and no exponent
+    sign (``1e-3``, ``1E5``, ``.5``), where YAML 1.1, PyYAML's own, reads ``1e-3`` as text. Integers (tried first)
+    and the other scalars are YAML 1.1's, as before."""
+
+
+YamlLoader.add_implicit_resolver(  # the float rule of the YAML 1.2 core schema (spec 1.2.2, section 10.3.2)
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """The document of YAML ``text`` under ``YamlLoader``: what every file the suite reads from users is parsed by."""
+    return yaml.load(text, Loader=YamlLoader)  # safe: a SafeLoader, which builds no arbitrary objects
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML mapping; a syntax error or a non-mapping document becomes one ``SpecError`` line."""
+    """Parse a YAML mapping (``load_yaml``); a syntax error or a non-mapping document becomes one ``SpecError``
+    line."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        data = load_yaml(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
         raise SpecError(f"{path}: file not found") from exc
     except OSError as exc:  # a folder, no permission
@@ -87,13 +105,13 @@ def from_mapping(cls: type, data: Any, source: str, path: str = "") -> Any:
     try:
         return mapping_adapter(cls).validate_python(data)
     except ValidationError as exc:
-        raise _spec_error(cls, exc, source, path) from None
+        raise _spec_error(cls, data, exc, source, path) from None
 
 
-def _spec_error(cls: type, exc: ValidationError, source: str, path: str) -> SpecError:
-    """The one-line ``SpecError`` of the error the input shows first: the one in the first field (declaration order)
-    that has an error, where unknown keys of a mapping come before the errors inside it."""
-    errors = exc.errors(include_url=False)
+def _spec_error(cls: type, data: Any, exc: ValidationError, source: str, path: str) -> SpecError:
+    """The one-line ``SpecError`` of the error the input shows first: the first in file order (a missing field
+    after the fields given), where unknown keys of a mapping come before the errors inside it."""
+    errors = sorted(exc.errors(include_url=False), key=lambda e: input_position(cls, data, e["loc"]))
     first = errors[0]
     unknown = [e for e in errors if e["type"] in ("extra_forbidden", "invalid_key")
                and first["loc"][:len(e["loc"]) - 1] == e["loc"][:-1]]

@@ -17,12 +17,12 @@ class Budget:
     Effective batch = ``batch_size * grad_accum`` forget items (and as many retain items) per optimizer step.
     """
 
-    steps: int = 20
-    lr: float = 1e-4
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
+    steps: int = 20  # optimizer steps
+    lr: float = 1e-4  # AdamW's peak learning rate
+    batch_size: int = 8  # forget items per micro-batch (and as many retain items)
+    grad_accum: int = 1  # micro-batches per optimizer step
+    warmup_steps: int = 0  # steps of linear warm-up from 0 to lr
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
     max_grad_norm: float = 0.0  # 0 disables clipping
     callback_every: int = 0  # 0: no callbacks
     tier: str = ""  # the named tier this budget is (bench/specs/tiers.yaml); "" for a custom budget
@@ -64,10 +64,10 @@ class ControlSpec:
     ES at those step-budget checkpoints.
     """
 
-    kind: str = "mixing"
-    tau: float = 0.9
-    utility: str = "retain_es"
-    tolerance: float = 0.01
+    kind: str = "mixing"  # mixing | early_stop | none
+    tau: float = 0.9  # the utility kept: U >= tau * U(target), in (0, 1]
+    utility: str = "retain_es"  # the utility U: retain_es | retain_rouge | model_utility
+    tolerance: float = 0.01  # the width of alpha's bisection interval, in (0, 1)
 
     def __post_init__(self) -> None:
         if self.kind not in CONTROL_KINDS:
@@ -126,10 +126,11 @@ class AdapterSpec:
     merged into the weights after training, so evaluation, calibration by mixing and the stored model are those of
     a plain model; the G-effect is measured on the adapter's parameters (the ones trained)."""
 
-    kind: str = "lora"
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
+    kind: str = "lora"  # only lora
+    r: int = 8  # the rank of B A
+    alpha: int = 16  # the scale's numerator: the update is (alpha / r) B A
+    dropout: float = 0.0  # dropout on the adapter's input, in [0, 1)
+    # the modules of every layer that get an adapter (names of the model's linear layers)
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
     def __post_init__(self) -> None:

@@ -13,7 +13,8 @@ run and their errors are located at the dataclass. The rules of the input form:
   ``None``, the dataclass for a mapping, else the first option of the input's own kind, else the last one;
 * ``Any`` and undeclared kinds of value pass unchanged.
 
-``field_path(cls, loc)`` maps a pydantic error location back to the input's field path (``methods[0].params``).
+``field_path(cls, loc)`` maps a pydantic error location back to the input's field path (``methods[0].params``), and
+``input_position(cls, data, loc)`` to its place in the input (to report errors in file order).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterator
 from functools import cache, partial
 from typing import Annotated, Any, NotRequired, Required, Union
 
@@ -139,19 +141,52 @@ def _kind_matches(option: Any, value: Any) -> bool:
     return isinstance(value, kinds) and (option is bool or not isinstance(value, bool))
 
 
-def field_path(cls: type, loc: tuple[Any, ...], path: str = "") -> tuple[str, Any]:
-    """The input path of pydantic location ``loc`` in the mapping form of ``cls`` under ``path`` (``budget.steps``,
-    ``tasks[0]``, ``tables.main``; union tags in ``loc`` are skipped), and the declared type found there."""
+def _walk(cls: type, loc: tuple[Any, ...]) -> Iterator[tuple[Any, str, Any]]:
+    """Each step of pydantic location ``loc`` in the mapping form of ``cls``: (step, what it is: ``tag`` (a union
+    option, not in the input), ``field``, ``index`` or ``key``, the declared type found there)."""
     annotation: Any = cls
     for step in loc:
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
         if origin in (typing.Union, types.UnionType):
-            annotation = args[int(step)]
+            annotation, kind = args[int(step)], "tag"
         elif dataclasses.is_dataclass(annotation):
-            annotation = typing.get_type_hints(annotation).get(step, Any)
-            path = f"{path}.{step}" if path else str(step)
+            annotation, kind = typing.get_type_hints(annotation).get(step, Any), "field"
         elif origin in (tuple, list):
-            annotation, path = (args[0] if args else Any), f"{path}[{step}]"
+            annotation, kind = (args[0] if args else Any), "index"
         else:
-            annotation, path = (args[1] if origin is dict and args else Any), f"{path}.{step}"
+            annotation, kind = (args[1] if origin is dict and args else Any), "key"
+        yield step, kind, annotation
+
+
+def field_path(cls: type, loc: tuple[Any, ...], path: str = "") -> tuple[str, Any]:
+    """The input path of pydantic location ``loc`` in the mapping form of ``cls`` under ``path`` (``budget.steps``,
+    ``tasks[0]``, ``tables.main``; union tags in ``loc`` are skipped), and the declared type found there."""
+    annotation: Any = cls
+    for step, kind, found in _walk(cls, loc):
+        annotation = found
+        if kind == "index":
+            path = f"{path}[{step}]"
+        elif kind != "tag":
+            path = f"{path}.{step}" if path else str(step)
     return path, annotation
+
+
+def input_position(cls: type, data: Any, loc: tuple[Any, ...]) -> tuple[int, ...]:
+    """Where pydantic location ``loc`` of the mapping form of ``cls`` lies in the input ``data``, as the positions
+    along its path: a key's place among its mapping's keys (YAML keeps them in file order; a missing key comes
+    after all of them), an item's index. Sorting errors by it puts them in file order."""
+    position: list[int] = []
+    value = data
+    for step, kind, _ in _walk(cls, loc):
+        if kind == "tag":
+            continue
+        if isinstance(value, dict):
+            keys = list(value)
+            position.append(keys.index(step) if step in value else len(keys))
+            value = value.get(step)
+        elif isinstance(value, (list, tuple)) and isinstance(step, int) and 0 <= step < len(value):
+            position.append(step)
+            value = value[step]
+        else:
+            break
+    return tuple(position)

@@ -20,8 +20,9 @@ class SubmissionEntry:
     ``method``: registered name; ``version``: must equal the class's ``version``; ``label``: the board row
     (default: the method name); ``paper``: title / arXiv id; ``citation``: optional BibTeX; ``authors``: at least
     one; ``params``: hyper-parameter overrides; ``tier``: the board's budget tier; ``plugin``: a single ``.py``
-    file registering the method, relative to the entry file; ``description``: optional; ``submitted``: the date
-    ``ubench submit`` accepted it (written by the tool).
+    file registering the method, relative to the entry file; ``package``: optional, the pip package whose
+    ``ubench.methods`` entry point registers the method (named in the board's error when it is not installed);
+    ``description``: optional; ``submitted``: the date ``ubench submit`` accepted it (written by the tool).
     """
 
     method: str
@@ -33,6 +34,7 @@ class SubmissionEntry:
     citation: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     plugin: str = ""
+    package: str = ""
     description: str = ""
     submitted: str = ""
 
@@ -56,7 +58,7 @@ class SubmissionEntry:
         data = dataclasses.asdict(self)
         data["authors"] = list(self.authors)
         order = ("method", "version", "label", "paper", "authors", "citation", "description", "params", "tier",
-                 "plugin", "submitted")
+                 "plugin", "package", "submitted")
         kept = {k: data[k] for k in order if data[k] != "" or k in ("method", "label", "params", "plugin")}
         return yaml.dump(kept, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=110)
 
