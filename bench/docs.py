@@ -56,7 +56,9 @@ def metrics_reference() -> str:
              "Every model metric also carries a bootstrap 95% interval "
              "over items (200 resamples; the model's and the oracle's items drawn together).", "",
              "A metric's `version` enters the run and reference ids of the tasks that evaluate it: bumping it "
-             "recomputes exactly those records.", "",
+             "recomputes exactly those records. Metrics added after records were published from per-item values "
+             "those records already hold (`in_ids=False`: the reference-model attack) stay out of the ids until "
+             "their version is bumped, so they re-key nothing; records made before them show them blank.", "",
              "| metric | kind | splits | better | better on forget | definition | source | version |",
              "|--------|------|--------|--------|------------------|------------|--------|---------|"]
     for name in METRICS.names():

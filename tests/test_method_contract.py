@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from bench.data.alternates import alternate_answers
 from bench.data.tokenize import encode_qa
 from bench.methods.base import ReferenceModel, make_method
 from bench.models.tiny import get_model, get_tokenizer
@@ -39,8 +40,9 @@ def encoded(mini_data):
     def encode(ds, column):
         return [encode_qa(tokenizer, template, q, a, add_eos=True) for q, a in zip(ds["question"], ds[column])]
 
+    alternates = mini_data.forget.add_column("alternate", alternate_answers(mini_data)[:len(mini_data.forget)])
     return (tokenizer, encode(mini_data.forget, "answer"), encode(mini_data.retain, "answer"),
-            encode(mini_data.forget, "idk_answer"))
+            encode(mini_data.forget, "idk_answer"), encode(alternates, "alternate"))
 
 
 class CountingReference(ReferenceModel):
@@ -53,7 +55,7 @@ class CountingReference(ReferenceModel):
 
 @pytest.mark.parametrize("name", contract_methods())
 def test_three_smoke_steps_with_finite_loss(name: str, mini_data, encoded) -> None:
-    tokenizer, forget, retain, idk = encoded
+    tokenizer, forget, retain, idk, alternate = encoded
     method = make_method(name)
     target = get_model(mini_data, "target")
     model = target.load()
@@ -62,7 +64,7 @@ def test_three_smoke_steps_with_finite_loss(name: str, mini_data, encoded) -> No
     budget = smallest_tier()
     assert budget.tier == "smoke" and budget.steps == 3
     result = unlearn(model, method, forget, retain, budget, seed=0, pad_id=tokenizer.pad_token_id,
-                     reference=reference, idk=idk)
+                     reference=reference, idk=idk, alternate=alternate)
     assert result.steps == 3 and len(result.losses) == 3
     assert all(math.isfinite(v) for v in result.losses), result.losses
     changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]

@@ -389,3 +389,224 @@ def test_every_method_declares_paper_formula_and_search_space(name: str) -> None
             assert min(numbers) <= default <= max(numbers), (name, field, default, values)
         else:
             assert default in list(values), (name, field, default, values)
+
+
+# ------------------------------------------------------------------------------------- baselines of issue 19
+
+
+def test_pdu_lagrangian_formula() -> None:
+    """PDU: L = mean_rows (1/T) sum_i (max_v z_i(v) - mean_v z_i(v))^2 + lambda * (mean_rows NLL_retain - epsilon),
+    z_i the logits at the positions predicting the answer tokens; lambda is ``dual_init`` before any step."""
+    model, _ = models()
+    forget, retain = toy_sequences(1, FORGET_SHAPES), toy_sequences(2, RETAIN_SHAPES)
+    lam, eps = 3.0, 0.2
+    with torch.no_grad():
+        flattening = torch.stack([((answer_logits(model, e).max(-1).values - answer_logits(model, e).mean(-1)) ** 2)
+                                  .mean() for e in forget]).mean()
+        retain_nll = torch.stack([-answer_logprobs(model, e).mean() for e in retain]).mean()
+        expected = float(flattening + lam * (retain_nll - eps))
+    value, diag = loss_of("pdu", {"dual_init": lam, "epsilon": eps}, model, forget, retain)
+    assert value == pytest.approx(expected, **TOL)
+    assert diag["retain_nll"] == pytest.approx(float(retain_nll), **TOL) and diag["dual"] == lam
+
+
+def _unlearn_toy(method, steps: int, **extra):
+    """``steps`` training steps of ``method`` on a tiny random Llama over the toy forget and retain rows."""
+    from bench.run.train import unlearn
+    from bench.specs.run import Budget
+
+    model, ref_model = models()
+    forget, retain = toy_sequences(1, FORGET_SHAPES), toy_sequences(2, RETAIN_SHAPES)
+    reference = ReferenceModel(ref_model) if method.needs_reference else None
+    return model, unlearn(model, method, forget, retain, Budget(steps=steps, lr=1e-3, batch_size=3), 0, PAD,
+                          reference, **extra)
+
+
+def test_pdu_dual_variable_rises_while_violated_and_falls_to_zero_when_satisfied() -> None:
+    """lambda <- max(0, lambda + eta (NLL_retain - epsilon)) after every training step: with epsilon below the
+    retain NLL (violated) lambda rises by eta * (NLL - epsilon) > 0 each step; with epsilon far above it (satisfied)
+    it falls and stops at 0. Calls of ``loss`` outside the loop (the G-effect measurement) leave it be, and every
+    run starts again from ``dual_init``."""
+    violated = make_method("pdu", {"epsilon": 1e-3, "dual_init": 1.0, "dual_step": 0.5})
+    _, result = _unlearn_toy(violated, 3)
+    duals = [d["dual"] for d in result.diagnostics] + [violated.dual]
+    retain_nll = [d["retain_nll"] for d in result.diagnostics]
+    assert all(b > a for a, b in zip(duals, duals[1:])), duals
+    for before, after, nll in zip(duals, duals[1:], retain_nll):
+        assert after == pytest.approx(before + 0.5 * (nll - 1e-3))
+    satisfied = make_method("pdu", {"epsilon": 50.0, "dual_init": 30.0, "dual_step": 0.5})
+    _, result = _unlearn_toy(satisfied, 3)
+    duals = [d["dual"] for d in result.diagnostics] + [satisfied.dual]
+    assert duals[0] == 30.0 and duals[1] < duals[0] and duals[2] == duals[3] == 0.0, duals
+    before = violated.dual
+    loss_batch = UnlearnBatch(collate(toy_sequences(1, FORGET_SHAPES), PAD), collate(toy_sequences(2, RETAIN_SHAPES),
+                                                                                      PAD))
+    violated.loss(tiny_llama(0), loss_batch, LossContext())
+    assert violated.dual == before
+    violated.prepare(tiny_llama(0), LossContext())
+    assert violated.dual == 1.0
+
+
+def test_pdu_dual_warmup_holds_lambda() -> None:
+    """No dual update before ``dual_warmup`` optimizer steps."""
+    method = make_method("pdu", {"epsilon": 1e-3, "dual_warmup": 2})
+    _, result = _unlearn_toy(method, 3)
+    assert [d["dual"] for d in result.diagnostics] == [1.0, 1.0, 1.0] and method.dual > 1.0
+
+
+def test_altpo_formula() -> None:
+    """AltPO: L = -(2/beta) mean log sigmoid(beta ((s(a') - s_ref(a')) - (s(a) - s_ref(a)))) + lambda NLL_retain,
+    a' the alternate answer, s = sum of answer-token log-probs."""
+    model, ref_model = models()
+    forget, retain = toy_sequences(1, FORGET_SHAPES), toy_sequences(2, RETAIN_SHAPES)
+    alternate = idk_sequences(forget, 11)
+    beta, lam = 0.4, 1.5
+
+    def s(m, e):
+        return answer_logprobs(m, e).sum()
+
+    with torch.no_grad():
+        margins = torch.stack([beta * ((s(model, w) - s(ref_model, w)) - (s(model, lo) - s(ref_model, lo)))
+                               for w, lo in zip(alternate, forget)])
+        retain_nll = torch.stack([-answer_logprobs(model, e).mean() for e in retain]).mean()
+        expected = float(-(2 / beta) * torch.nn.functional.logsigmoid(margins).mean() + lam * retain_nll)
+    batch = UnlearnBatch(collate(forget, PAD), collate(retain, PAD), alternate=collate(alternate, PAD))
+    method = make_method("altpo", {"beta": beta, "retain_weight": lam})
+    value, diag = method.loss(model, batch, LossContext(reference=ReferenceModel(ref_model)))
+    assert value.item() == pytest.approx(expected, **TOL)
+    assert method.needs_alternate and method.needs_reference and method.needs_retain
+
+
+def tempered_logprobs(model, e: Encoded, tau: float) -> torch.Tensor:
+    """log softmax(z / tau)[a_i] at the answer positions of one sequence, in float64."""
+    return torch.log_softmax(answer_logits(model, e) / tau, -1).gather(-1, answer_targets(e).unsqueeze(-1))[:, 0]
+
+
+@pytest.mark.parametrize("name", ["ga", "wga", "tnpo", "satimp", "npo", "simnpo"])
+def test_temperature_one_is_the_plain_loss_and_tau_tempers_the_logits(name: str) -> None:
+    """temperature T = 1 gives the plain objective bit for bit; T = 2.5 equals the objective's formula on
+    log softmax(z / T) (GA: mean_rows (1/T_b) sum_i log p_i; NPO: (2/beta) softplus(beta (sum log p - log p_ref));
+    SimNPO: (2/beta) softplus((beta/|a|) sum log p); the token-weighted ones: weights from the tempered p too)."""
+    model, ref_model = models()
+    seqs = toy_sequences(1, FORGET_SHAPES)
+    ref = ReferenceModel(ref_model)
+    assert loss_of(name, {}, model, seqs, reference=ref)[0] == loss_of(name, {"temperature": 1.0}, model, seqs,
+                                                                       reference=ref)[0]
+    tau = 2.5
+    method = make_method(name, {"temperature": tau})
+    with torch.no_grad():
+        lps = [tempered_logprobs(model, e, tau) for e in seqs]
+        ref_lps = [answer_logprobs(ref_model, e) for e in seqs]
+        if name == "npo":
+            beta = method.params.beta
+            expected = torch.stack([(2 / beta) * torch.nn.functional.softplus(beta * (lp.sum() - r.sum()))
+                                    for lp, r in zip(lps, ref_lps)]).mean()
+        elif name == "simnpo":
+            beta = method.params.beta
+            expected = torch.stack([(2 / beta) * torch.nn.functional.softplus(beta / len(lp) * lp.sum())
+                                    for lp in lps]).mean()
+        else:
+            p = [lp.exp() for lp in lps]
+            weight = {"ga": lambda b: 1.0, "wga": lambda b: p[b],
+                      "satimp": lambda b: p[b] ** 5.0 * (1 - p[b]),
+                      "tnpo": lambda b: 2 * torch.sigmoid(0.5 * (lps[b] - ref_lps[b]))}[name]
+            expected = torch.stack([(weight(b) * lp).mean() for b, lp in enumerate(lps)]).mean()
+    assert loss_of(name, {"temperature": tau}, model, seqs, reference=ref)[0] == pytest.approx(float(expected), **TOL)
+    plain = loss_of(name, {}, model, seqs, reference=ref)[0]
+    assert abs(float(expected) - plain) > 1e-3 * abs(plain)  # the temperature changes the value
+
+
+def test_rectified_gradient_never_conflicts_with_the_retain_gradient() -> None:
+    """GRU: g' = g_u if g_u . g_r >= 0, else g_u - (g_u . g_r / ||g_r||^2) g_r; so g' . g_r >= 0 always (0 after a
+    projection, up to round-off), and a non-conflicting g_u is kept as is."""
+    from bench.run.train import rectified
+
+    gen = torch.Generator().manual_seed(0)
+    projections = 0
+    for _ in range(200):
+        g_u, g_r = torch.randn(50, generator=gen, dtype=torch.float64), torch.randn(50, generator=gen,
+                                                                                     dtype=torch.float64)
+        new, projected = rectified(g_u, g_r)
+        assert torch.dot(new, g_r) >= -1e-12 * g_u.norm() * g_r.norm()
+        if torch.dot(g_u, g_r) >= 0:
+            assert not projected and torch.equal(new, g_u)
+        else:
+            projections += 1
+            assert projected and torch.dot(new, g_r).abs() < 1e-10
+            torch.testing.assert_close(new + (torch.dot(g_u, g_r) / g_r.norm() ** 2) * g_r, g_u)
+    assert 50 < projections < 150
+
+
+def test_gru_rectifies_the_step_against_a_moving_average_of_retain_gradients() -> None:
+    """In the loop: ``rectify: gru`` on NPO records the cosine of g_u and the average g_r each step; a rectifier
+    applied to hand-set gradients leaves .grad with a non-negative inner product with
+    g_r = gamma g_r(step) + (1 - gamma) g_r(before)."""
+    from bench.run.train import GradientRectifier
+
+    method = make_method("npo", {"rectify": "gru"})
+    assert method.needs_retain
+    _, result = _unlearn_toy(method, 3)
+    assert all("gru_cosine" in d and d["gru_projected"] in (0.0, 1.0) for d in result.diagnostics)
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 2))]
+    rectifier = GradientRectifier(0.8)
+    rectifier.average = torch.tensor([1.0, 0, 0, 0, 0, 0, 0])
+    rectifier.step_grad = torch.tensor([0.0, 1.0, 0, 0, 0, 0, 0])
+    params[0].grad, params[1].grad = torch.tensor([-1.0, -2.0, 3.0]), torch.ones(2, 2)
+    diag = rectifier.apply(params)
+    g_r = torch.tensor([0.2, 0.8, 0, 0, 0, 0, 0])
+    torch.testing.assert_close(rectifier.average, g_r)
+    g = torch.cat([params[0].grad, params[1].grad.flatten()])
+    assert diag["gru_projected"] == 1.0 and torch.dot(g, g_r).abs() < 1e-6
+    g_u = torch.tensor([-1.0, -2.0, 3.0, 1, 1, 1, 1])
+    torch.testing.assert_close(g, g_u - torch.dot(g_u, g_r) / torch.dot(g_r, g_r) * g_r)
+
+
+def test_sam_steps_with_the_gradient_at_the_perturbed_point() -> None:
+    """SAM: the gradient added is grad L_f(theta + rho g / ||g||) (g = grad L_f(theta)), computed here on a copy of
+    the model moved by hand, plus grad R(theta) of the retain term; the weights are restored bit for bit."""
+    from bench.run.train import sharpness_aware
+
+    model, _ = models()
+    forget, retain = toy_sequences(1, FORGET_SHAPES), toy_sequences(2, RETAIN_SHAPES)
+    batch = UnlearnBatch(collate(forget, PAD), collate(retain, PAD))
+    rho, lam = 0.05, 0.7
+    method = make_method("ga", {"sam_rho": rho, "retain_loss": "nll", "retain_weight": lam})
+    theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+    params = list(model.parameters())
+    value, _ = sharpness_aware(model, method, batch, LossContext(), params, rho, grad_accum=2)
+    got = torch.cat([p.grad.flatten() for p in params])
+    assert all(torch.equal(p, theta[n]) for n, p in model.named_parameters())
+    moved = copy.deepcopy(model)
+    plain = make_method("ga")
+    g = grads(plain.loss(moved, batch, LossContext())[0], moved)
+    with torch.no_grad():
+        offset = 0
+        for p in moved.parameters():
+            p += rho * g[offset: offset + p.numel()].view_as(p) / g.norm()
+            offset += p.numel()
+    at_perturbed = grads(plain.loss(moved, batch, LossContext())[0], moved)
+    retain_grad = grads(lam * torch.stack([-answer_logprobs(model, e).mean() for e in retain]).mean().float(), model)
+    torch.testing.assert_close(got, (at_perturbed + retain_grad) / 2, rtol=1e-5, atol=1e-7)
+    assert (at_perturbed - g).norm() > 1e-4 * g.norm()  # the perturbation moved the gradient
+    assert value == pytest.approx(loss_of("ga", {"retain_loss": "nll", "retain_weight": lam}, model, forget,
+                                          retain)[0], **TOL)
+
+
+def test_new_options_at_their_defaults_keep_every_run_id() -> None:
+    """rectify, gru_gamma, sam_rho and temperature enter a run's hyper-parameters (and id) only when set."""
+    from bench.methods.base import full_hparams
+    from bench.run.runspec import make_run_spec
+    from bench.specs.run import Budget
+
+    from .conftest import MINI
+
+    budget = Budget(steps=4, lr=5e-4, batch_size=8)
+    assert set(full_hparams(make_method("ga"))) == {"retain_loss", "retain_weight", "cap"}
+    plain = make_run_spec(MINI, "forget10", "npo", {}, budget, 0).run_id
+    spelled = make_run_spec(MINI, "forget10", "npo", {"temperature": 1.0, "rectify": "none", "sam_rho": 0.0,
+                                                      "gru_gamma": 0.8}, budget, 0).run_id
+    assert plain == spelled
+    for params in ({"temperature": 2.0}, {"rectify": "gru"}, {"sam_rho": 0.01}, {"rectify": "gru", "gru_gamma": 0.5}):
+        assert make_run_spec(MINI, "forget10", "npo", params, budget, 0).run_id != plain, params
+    with pytest.raises(Exception, match="gru_gamma: only used with rectify: gru"):
+        make_method("npo", {"gru_gamma": 0.5})

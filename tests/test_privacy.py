@@ -324,6 +324,10 @@ def test_evaluate_mini_scores_holdout_and_mia(mini_data) -> None:
         assert oracle_eval.metrics[f"privleak_{short}"].value == 0.0
     assert target_eval.metrics["mia_auc_loss"].value > oracle_eval.metrics["mia_auc_loss"].value
     assert target_eval.metrics["privleak_loss"].value < 0.0
+    # the reference attack against the oracle: no signal on the oracle itself, a leak on the target
+    assert oracle_eval.metrics["mia_auc_reference"].value == 0.5
+    assert oracle_eval.metrics["privleak_reference"].value == 0.0
+    assert target_eval.metrics["mia_auc_reference"].value > 0.5 > target_eval.metrics["privleak_reference"].value
 
 
 def test_privacy_model_metrics_are_best_at_their_ideal_value_and_sort_by_distance() -> None:
@@ -377,3 +381,62 @@ def test_batched_bootstrap_of_aucs_and_privleak_equals_the_per_draw_loop():
     row = mia_auc_rows(model["forget"]["mia_loss"][None], model["holdout"]["mia_loss"][None])[0]
     assert row == pytest.approx(roc_auc_score([1] * 12 + [0] * 9, np.concatenate(
         [model["forget"]["mia_loss"], model["holdout"]["mia_loss"]])), abs=1e-12)
+
+
+def test_reference_attack_auc_equals_sklearn_in_open_unlearnings_orientation() -> None:
+    """mia_auc_reference: per item s = mia_loss(model) - mia_loss(oracle) = NLL_oracle - NLL_model; its AUC equals
+    roc_auc_score with open-unlearning's convention (score NLL_model - NLL_ref, forget labelled 0, holdout 1); the
+    oracle scored against itself gives 0.5; privleak_reference = (0.5 - AUC) / 0.5 * 100; both need the oracle."""
+    rng = np.random.default_rng(4)
+    nll_model = {"forget": rng.gamma(1.0, 0.5, 12).round(2), "holdout": rng.gamma(2.0, 1.0, 9).round(2)}
+    nll_oracle = {"forget": rng.gamma(2.0, 1.0, 12).round(2), "holdout": rng.gamma(2.0, 1.0, 9).round(2)}
+    model = {split: {"mia_loss": -values} for split, values in nll_model.items()}
+    oracle = {split: {"mia_loss": -values} for split, values in nll_oracle.items()}
+    ou_scores = np.r_[nll_model["forget"] - nll_oracle["forget"], nll_model["holdout"] - nll_oracle["holdout"]]
+    want = roc_auc_score(np.r_[np.zeros(12), np.ones(9)], ou_scores)
+    auc, leak = METRICS.get("mia_auc_reference"), METRICS.get("privleak_reference")
+    assert auc.needs_oracle and leak.needs_oracle and not auc.in_ids and not leak.in_ids
+    assert auc.compute(model, oracle) == pytest.approx(want, abs=1e-12)
+    assert want > 0.6  # the model's forget answers are likelier than the oracle's: the attack separates them
+    assert auc.compute(oracle, oracle) == 0.5
+    assert leak.compute(model, oracle) == pytest.approx((0.5 - want) / 0.5 * 100, abs=1e-9)
+    assert leak.compute(oracle, oracle) == 0.0
+    for metric in (auc, leak):
+        with pytest.raises(MissingReferenceError):
+            metric.compute(model, None)
+        with pytest.raises(MissingReferenceError):
+            metric.compute(model, {"forget": oracle["forget"]})
+
+
+def test_reference_attack_bootstrap_draws_equal_the_per_draw_loop() -> None:
+    from bench.metrics.base import bootstrap_draws, bootstrap_model_replicates
+
+    rng = np.random.default_rng(5)
+    model = {"forget": {"mia_loss": rng.normal(size=12).round(1)}, "holdout": {"mia_loss": rng.normal(size=9)}}
+    oracle = {"forget": {"mia_loss": rng.normal(size=12)}, "holdout": {"mia_loss": rng.normal(size=9).round(1)}}
+    metrics = [METRICS.get("mia_auc_reference"), METRICS.get("privleak_reference")]
+    draws = bootstrap_draws({"forget": 12, "holdout": 9}, resamples=50)
+    computes = {m.name: m.compute for m in metrics}
+    for ref in (oracle, model):
+        loop = bootstrap_model_replicates(computes, model, ref, draws)
+        batched = bootstrap_model_replicates(computes, model, ref, draws, {m.name: m.compute_draws for m in metrics})
+        for name in computes:
+            assert np.array_equal(loop[name], batched[name], equal_nan=True), name
+
+
+def test_metrics_added_without_rekeying_stay_out_of_the_ids_until_bumped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference attack's metrics are evaluated on every task with forget and holdout but stay out of its
+    ``metric_versions`` (so of every run and reference id) at version 1; a bump of their version enters the ids."""
+    import dataclasses
+
+    from bench.data.tasks import load_task_config
+    from bench.metrics.identity import evaluated_metrics, metric_versions
+
+    from .conftest import MINI
+
+    config = load_task_config(MINI)
+    assert {"mia_auc_reference", "privleak_reference"} <= set(evaluated_metrics(config))
+    assert not {"mia_auc_reference", "privleak_reference"} & set(metric_versions(config))
+    monkeypatch.setitem(METRICS._entries, "privleak_reference",
+                        dataclasses.replace(METRICS.get("privleak_reference"), version="2"))
+    assert metric_versions(config)["privleak_reference"] == "2"

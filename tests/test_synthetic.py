@@ -102,3 +102,43 @@ def test_bucketed_batches_cover_every_item_once_with_little_padding() -> None:
     assert batches == bucketed_batches(lengths, 16, torch.Generator().manual_seed(0))
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     assert padded < 1.3 * sum(lengths)  # unbucketed random batches of 16 pad most batches to 90 (~2.5x)
+
+
+def test_alternate_answers_swap_in_another_trained_persons_value() -> None:
+    """AltPO's alternates (``bench.data.alternates``): one per forget pair (QA, then biographies), each the forget
+    person's answer template with a retain person's value of the same attribute (a retain person's answer with the
+    name swapped), never the true answer, the same on every call; a biography's is a retain biography, renamed."""
+    from bench.data.alternates import alternate_answers
+
+    data = load_task("synthetic-mini", "forget10")
+    alternates = alternate_answers(data)
+    pairs = data.unlearning_pairs("forget")
+    assert len(alternates) == len(pairs) == len(data.forget) + len(data.forget_bio)
+    assert alternates == alternate_answers(data)
+    retain_answers = {(a, p) for a, p in zip(data.retain["answer"], data.retain["person"])}
+    for (_, answer, _), alternate, row in zip(pairs, alternates, data.forget):
+        assert alternate != answer and row["person"] in alternate
+        renamed = [a for a, p in retain_answers if a.replace(p, row["person"]) == alternate]
+        assert renamed, alternate
+        attribute = next(attr for attr in ATTRIBUTES if attr.name == row["attribute"])
+        assert alternate.startswith(attribute.answer.split("{v}")[0].format(n=row["person"]))
+    bios = dict(zip(data.retain_bio["person"], data.retain_bio["text"]))
+    for (_, text, _), alternate, person in zip(pairs[len(data.forget):], alternates[len(data.forget):],
+                                               data.forget_bio["person"]):
+        assert alternate != text and any(t.replace(p, person) == alternate for p, t in bios.items())
+    assert len(set(alternates)) > len(alternates) // 2  # drawn per item, not one fixed choice
+
+
+def test_methods_needing_alternates_are_refused_on_tasks_without_them() -> None:
+    """A board entry of AltPO on a task whose family has no alternates fails when the board is planned, naming the
+    file and entry (one line), not when its run starts."""
+    import pytest
+
+    from bench.run.runspec import make_run_spec
+    from bench.specs.mapping import SpecError
+    from bench.specs.run import Budget
+
+    with pytest.raises(SpecError, match=r"^b\.yaml: methods\[2\]\.method: altpo needs alternate answers .* "
+                                        r"task tofu \(family tofu\) does not supply"):
+        make_run_spec("tofu", "forget10", "altpo", {}, Budget(), 0, "b.yaml", "methods[2]", check_data=False)
+    assert make_run_spec("synthetic-mini", "forget10", "altpo", {}, Budget(), 0).method == "altpo"

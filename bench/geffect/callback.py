@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from bench.data.alternates import alternate_answers
 from bench.data.tasks import TaskData
 from bench.data.tokenize import collate, encode_qa
 from bench.geffect.compute import GEffect, block_groups, measure
@@ -49,7 +50,10 @@ class GEffectRecorder:
         self.risk_batches = {name: batch(ds) for name, ds in sets.items() if ds is not None and len(ds)}
         self.objective_batch = UnlearnBatch(batch(data.forget, eos=True),
                                             batch(data.retain, eos=True) if method.needs_retain else None,
-                                            batch(data.forget, "idk_answer", eos=True) if method.needs_idk else None)
+                                            batch(data.forget, "idk_answer", eos=True) if method.needs_idk else None,
+                                            batch(data.forget.add_column("alternate", alternate_answers(data)[
+                                                :len(data.forget)]), "alternate", eos=True)
+                                            if method.needs_alternate else None)
         self.instance_ids = list(data.forget.select(range(min(n_items, len(data.forget))))["id"])
         self.measurements: list[GEffect] = []
 
@@ -67,7 +71,7 @@ class GEffectRecorder:
         else:
             objective = UnlearnBatch(*(b.to(device) if b is not None else None for b in
                                        (self.objective_batch.forget, self.objective_batch.retain,
-                                        self.objective_batch.idk)))
+                                        self.objective_batch.idk, self.objective_batch.alternate)))
             result = measure(model, self.method, objective, LossContext(reference=self.reference, step=state.step),
                              risks, instance_batch=risks["forget"], step=state.step, lr=state.lr)
         result.diagnostics = dict(state.diagnostics)

@@ -6,17 +6,22 @@ optimizer, budget and evaluation belong to the harness, so every method gets the
 
 Every ``Params`` derives from ``ObjectiveParams``, whose ``retain_loss`` / ``retain_weight`` add a retain-set
 regulariser to any objective (``nll``: + lambda NLL_retain; ``kl``: + lambda KL(p_ref || p_theta) on retain
-tokens), so GA+KL, NPO+KL, WGA+KL, ... are configurations of one class each, not copies.
+tokens), so GA+KL, NPO+KL, WGA+KL, ... are configurations of one class each, not copies. Two more options of every
+objective change how the training loop steps on it (``bench.run.train``): ``rectify: gru`` projects the step's
+gradient off the retain gradient where they conflict (GRU), ``sam_rho > 0`` takes the forget objective's gradient at
+a sharpness-aware perturbation of the weights (SAM). So GA+GRU, NPO+GRU, NPO+SAM are board entries, not classes.
 
 What a method needs is declared, and the harness provides exactly that:
 
 * ``needs_reference``: the frozen target (loaded once, and only for such methods);
 * ``needs_retain``: a retain batch paired with each forget batch;
-* ``needs_idk``: the forget questions with "I don't know" answers (``batch.idk``, same rows as ``batch.forget``).
+* ``needs_idk``: the forget questions with "I don't know" answers (``batch.idk``, same rows as ``batch.forget``);
+* ``needs_alternate``: the forget questions with plausible alternate answers (``batch.alternate``, same rows as
+  ``batch.forget``; ``bench.data.alternates`` makes them from the task's own facts).
 
-The regulariser adds to the first two on the instance (``kl`` needs the reference and the retain set).
-``prepare`` runs before the first step (e.g. freeze parameters) and ``finalize`` after the last (e.g. negate a
-task vector).
+The regulariser adds to the first two on the instance (``kl`` needs the reference and the retain set; ``rectify:
+gru`` needs the retain set). ``prepare`` runs before the first step (e.g. freeze parameters), ``end_step`` after each
+optimizer step (e.g. a dual variable's update) and ``finalize`` after the last (e.g. negate a task vector).
 
 The loop's other contract lives here too, so that what it calls stays below it: ``StepState`` is what a training
 callback (the G-effect recorder, the control checkpoints) sees after a step.
@@ -25,7 +30,7 @@ callback (the G-effect recorder, the control checkpoints) sees after a step.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -38,6 +43,7 @@ from bench.specs.mapping import SpecError, from_mapping
 from bench.specs.papers import Paper
 
 RETAIN_LOSSES = ("none", "nll", "kl")
+RECTIFIERS = ("none", "gru")
 
 
 def check_positive(**values: float) -> None:
@@ -54,23 +60,39 @@ def check_fraction(**values: float) -> None:
 
 @dataclass(frozen=True)
 class ObjectiveParams:
-    """Hyper-parameters every method has: the optional retain regulariser.
+    """Hyper-parameters every method has: the optional retain regulariser and the two gradient options.
 
     ``retain_loss``: ``none`` | ``nll`` (L += lambda * NLL_retain) | ``kl`` (L += lambda * KL(p_ref || p_theta) on
-    retain answer tokens); ``retain_weight`` is lambda. Subclasses add their own fields (all with defaults) and
-    validate them in ``check``. ``search_space`` maps a field to the values a tuner may try (merged over the
-    class hierarchy by ``search_space_of``).
+    retain answer tokens); ``retain_weight`` is lambda. ``rectify``: ``none`` | ``gru`` (each step's gradient
+    projected off the retain gradient when they conflict, with ``gru_gamma`` the weight of the current retain
+    gradient in its moving average: ``bench.run.train.rectified``). ``sam_rho``: 0 (off) or the radius rho of a
+    sharpness-aware step on the forget objective (``bench.run.train.sharpness_aware``). Subclasses add their own
+    fields (all with defaults) and validate them in ``check``. ``search_space`` maps a field to the values a tuner
+    may try (merged over the class hierarchy by ``search_space_of``). ``late_fields`` name the fields added after
+    run ids were published: at their default they stay out of ``full_hparams`` and so out of every run id (merged
+    over the hierarchy by ``late_fields_of``); their defaults must never change.
     """
 
     retain_loss: str = "none"
     retain_weight: float = 1.0
+    rectify: str = "none"
+    gru_gamma: float = 0.8  # GRU's reference code: g_r <- 0.8 g_r(step) + 0.2 g_r(previous average)
+    sam_rho: float = 0.0
     search_space: ClassVar[dict[str, list]] = {"retain_loss": ["none", "nll", "kl"],
                                                "retain_weight": [0.5, 1.0, 2.0, 5.0]}
+    late_fields: ClassVar[frozenset[str]] = frozenset({"rectify", "gru_gamma", "sam_rho"})
 
     def __post_init__(self) -> None:
         if self.retain_loss not in RETAIN_LOSSES:
             raise ValueError(f"retain_loss: must be one of {', '.join(RETAIN_LOSSES)}, got {self.retain_loss!r}")
+        if self.rectify not in RECTIFIERS:
+            raise ValueError(f"rectify: must be one of {', '.join(RECTIFIERS)}, got {self.rectify!r}")
         check_positive(retain_weight=self.retain_weight)
+        check_fraction(gru_gamma=self.gru_gamma)
+        if self.gru_gamma != ObjectiveParams.gru_gamma and self.rectify != "gru":
+            raise ValueError("gru_gamma: only used with rectify: gru")
+        if not self.sam_rho >= 0:
+            raise ValueError(f"sam_rho: must be >= 0, got {self.sam_rho}")
         self.check()
 
     def check(self) -> None:
@@ -86,11 +108,18 @@ def search_space_of(params_cls: type) -> dict[str, list]:
     return {k: v for k, v in merged.items() if k in names}
 
 
+def late_fields_of(params_cls: type) -> frozenset[str]:
+    """The fields a Params class declares (with its base classes) as added after run ids were published."""
+    return frozenset().union(*(getattr(klass, "__dict__", {}).get("late_fields", frozenset())
+                               for klass in params_cls.__mro__))
+
+
 @dataclass
 class UnlearnBatch:
     forget: TokenBatch
     retain: TokenBatch | None = None
     idk: TokenBatch | None = None  # forget questions answered "I don't know" (same rows as ``forget``)
+    alternate: TokenBatch | None = None  # forget questions with a plausible alternate answer (same rows)
 
 
 class ReferenceModel:
@@ -183,9 +212,14 @@ def gather_logprobs(logits: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
     return -nll.view_as(targets)
 
 
-def token_logprobs(model: torch.nn.Module, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log p(a_i | q, a_<i) at every position, float mask of answer positions), both shaped [B, L-1]."""
-    return gather_logprobs(next_token_logits(model, batch), batch), answer_mask(batch)
+def token_logprobs(model: torch.nn.Module, batch: TokenBatch,
+                   temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(a_i | q, a_<i) at every position, float mask of answer positions), both shaped [B, L-1]; with
+    ``temperature`` T != 1 the log-probs of the tempered distribution softmax(z / T)."""
+    logits = next_token_logits(model, batch)
+    if temperature != 1.0:
+        logits = logits / temperature
+    return gather_logprobs(logits, batch), answer_mask(batch)
 
 
 def row_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -229,7 +263,8 @@ def retain_regulariser(kind: str, model: torch.nn.Module, retain: TokenBatch,
 class Method:
     """Base class of unlearning objectives. Subclasses set ``Params`` and implement ``forget_loss``.
 
-    ``loss`` = ``forget_loss`` + retain_weight * regulariser (when ``params.retain_loss`` is not ``none``).
+    ``loss`` = ``forget_loss`` + ``retain_term`` (retain_weight * regulariser when ``params.retain_loss`` is not
+    ``none``); a sharpness-aware step perturbs the weights for ``forget_loss`` only.
     """
 
     name: ClassVar[str] = ""
@@ -242,6 +277,7 @@ class Method:
     needs_reference: ClassVar[bool] = False
     needs_retain: ClassVar[bool] = False
     needs_idk: ClassVar[bool] = False
+    needs_alternate: ClassVar[bool] = False
     # whether the method is defined on a LoRA adapter's parameters (``RunSpec.adapter``); False where ``finalize``
     # does weight arithmetic that does not carry over to the adapter's factors B A
     supports_adapter: ClassVar[bool] = True
@@ -249,8 +285,9 @@ class Method:
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.Params()
         regulariser = self.regulariser
-        # Instance attributes: what this configuration needs (the objective's needs plus the regulariser's).
-        self.needs_retain = type(self).needs_retain or regulariser != "none"
+        # Instance attributes: what this configuration needs (the objective's needs plus the regulariser's and GRU's).
+        self.needs_retain = (type(self).needs_retain or regulariser != "none"
+                             or getattr(self.params, "rectify", "none") != "none")
         self.needs_reference = type(self).needs_reference or regulariser == "kl"
 
     @property
@@ -263,20 +300,33 @@ class Method:
     def finalize(self, model: torch.nn.Module, ctx: LossContext) -> None:
         """Called once after the last step (e.g. turn the fine-tuned weights into a negated task vector)."""
 
+    def end_step(self, ctx: LossContext, diagnostics: Sequence[dict]) -> None:
+        """Called by the training loop after each optimizer step with the diagnostics of that step's micro-batches
+        (``ctx.step`` is the step's 0-based index). Only training steps reach it: the G-effect measurement and any
+        other call of ``loss`` outside the loop do not, so state updated here follows the optimizer steps alone."""
+
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
                     ctx: LossContext) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError(f"{type(self).__name__} implements neither forget_loss nor loss")
 
+    def retain_term(self, model: torch.nn.Module, batch: UnlearnBatch,
+                    ctx: LossContext) -> tuple[torch.Tensor | None, dict]:
+        """retain_weight * regulariser on the retain batch, with its diagnostics; None where ``retain_loss`` is
+        ``none``."""
+        kind = self.regulariser
+        if kind == "none":
+            return None, {}
+        if batch.retain is None:
+            raise RuntimeError(f"retain_loss={kind} needs a retain batch")
+        value = retain_regulariser(kind, model, batch.retain, ctx.reference)
+        return self.params.retain_weight * value, {f"retain_{kind}": value.item()}
+
     def loss(self, model: torch.nn.Module, batch: UnlearnBatch, ctx: LossContext) -> tuple[torch.Tensor, dict]:
         loss, diagnostics = self.forget_loss(model, batch, ctx)
-        kind = self.regulariser
-        if kind != "none":
-            if batch.retain is None:
-                raise RuntimeError(f"retain_loss={kind} needs a retain batch")
-            value = retain_regulariser(kind, model, batch.retain, ctx.reference)
-            loss = loss + self.params.retain_weight * value
-            diagnostics = {**diagnostics, f"retain_{kind}": value.item()}
-        return loss, diagnostics
+        retain, more = self.retain_term(model, batch, ctx)
+        if retain is None:
+            return loss, diagnostics
+        return loss + retain, {**diagnostics, **more}
 
 
 def make_method(name: str, overrides: dict[str, Any] | None = None, source: str = "", path: str = "") -> Method:
@@ -301,10 +351,15 @@ def make_method(name: str, overrides: dict[str, Any] | None = None, source: str 
 
 
 def full_hparams(method: Method) -> dict[str, Any]:
-    return asdict(method.params)
+    """Every hyper-parameter of ``method`` with its defaults filled in (what a run id hashes), except a late field
+    (``late_fields_of``) at its default: leaving those out keeps the ids of every run made before they existed."""
+    params = method.params
+    late = late_fields_of(type(params))
+    defaults = {f.name: f.default for f in dataclasses.fields(params)}
+    return {name: value for name, value in asdict(params).items() if name not in late or value != defaults[name]}
 
 
 __all__ = ["Method", "ObjectiveParams", "UnlearnBatch", "LossContext", "ReferenceModel", "StepState", "make_method",
            "sequence_nll", "token_logprobs", "SpecError", "check_positive", "check_fraction", "full_hparams",
-           "search_space_of", "row_mean", "answer_mask", "gather_logprobs", "next_token_logits", "hidden_state",
-           "kl_ref_to_model", "retain_regulariser"]
+           "search_space_of", "late_fields_of", "row_mean", "answer_mask", "gather_logprobs", "next_token_logits",
+           "hidden_state", "kl_ref_to_model", "retain_regulariser"]

@@ -14,23 +14,30 @@ from bench.methods.base import (
     ObjectiveParams,
     UnlearnBatch,
     check_fraction,
+    check_positive,
     row_mean,
     token_logprobs,
 )
 from bench.registry import METHODS
 from bench.specs.papers import Paper
 
+TEMPERATURES = [1.0, 2.0, 4.0]  # search values of every ``temperature`` (temperature scaling, arXiv 2406.09179)
+
 
 @dataclass(frozen=True)
 class AscentParams(ObjectiveParams):
     """``cap`` = q: likelihood capping, ascend only on the fraction q of the batch's forget answer tokens with the
-    lowest loss (q = 1: every token, plain ascent)."""
+    lowest loss (q = 1: every token, plain ascent); ``temperature`` = T: temperature scaling, the objective on the
+    trained model's tempered log-probs log softmax(z / T) (T = 1: plain). Both are controls of arXiv 2406.09179."""
 
     cap: float = 1.0
-    search_space = {"cap": [0.25, 0.5, 0.75, 1.0]}
+    temperature: float = 1.0
+    search_space = {"cap": [0.25, 0.5, 0.75, 1.0], "temperature": TEMPERATURES}
+    late_fields = frozenset({"temperature"})
 
     def check(self) -> None:
         check_fraction(cap=self.cap)
+        check_positive(temperature=self.temperature)
 
 
 def capping_mask(logp: torch.Tensor, mask: torch.Tensor, q: float) -> torch.Tensor:
@@ -64,7 +71,8 @@ def weight_stats(weights: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
 @METHODS.register("ga")
 class GradientAscent(Method):
     """L = -E_forget[NLL(a)] = E_forget[(1/T) sum_i log p_i]: minimising it raises the forget NLL. With
-    ``cap = q < 1`` only the q fraction of lowest-NLL answer tokens contribute (likelihood capping)."""
+    ``cap = q < 1`` only the q fraction of lowest-NLL answer tokens contribute (likelihood capping); with
+    ``temperature`` tau != 1, p_i = softmax(z_i / tau)[a_i] (temperature scaling)."""
 
     summary = "E (1/T) Σ_i c_i log p_i; c_i = 1, or likelihood capping with `cap: q`"
     paper = "Jang et al. 2023, Knowledge Unlearning for Mitigating Privacy Risks in Language Models (arXiv 2210.01504)"
@@ -79,7 +87,7 @@ class GradientAscent(Method):
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
                     ctx: LossContext) -> tuple[torch.Tensor, dict]:
-        logp, mask = token_logprobs(model, batch.forget)
+        logp, mask = token_logprobs(model, batch.forget, self.params.temperature)
         forget_nll = -row_mean(logp.detach(), mask).mean()
         loss = weighted_ascent(logp, mask, None, self.params.cap)
         # grad log p_i = (1/p_i) grad p_i: the G-effect paper's inverse-confidence term, which grows without bound as

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, token_logprobs
+from bench.data.tokenize import TokenBatch
+from bench.methods.base import (
+    LossContext,
+    Method,
+    ObjectiveParams,
+    ReferenceModel,
+    UnlearnBatch,
+    check_positive,
+    token_logprobs,
+)
 from bench.methods.papers import MAINI2024_TOFU
 from bench.registry import METHODS
 from bench.specs.papers import Paper
@@ -48,12 +57,20 @@ class IdkDPO(Method):
                     ctx: LossContext) -> tuple[torch.Tensor, dict]:
         if ctx.reference is None or batch.idk is None:
             raise RuntimeError("idkdpo needs the frozen reference model and the IDK answers")
-        beta = self.params.beta
-        logp_w, mask_w = token_logprobs(model, batch.idk)
-        logp_l, mask_l = token_logprobs(model, batch.forget)
-        chosen = (logp_w * mask_w).sum(-1) - ctx.reference.sequence_logprob(batch.idk, "idk")
-        rejected = (logp_l * mask_l).sum(-1) - ctx.reference.sequence_logprob(batch.forget, "forget")
-        margin = beta * (chosen - rejected)
-        loss = -(2.0 / beta) * F.logsigmoid(margin).mean()
-        return loss, {"chosen_log_ratio": chosen.mean().item(), "rejected_log_ratio": rejected.mean().item(),
-                      "preference_accuracy": (margin > 0).float().mean().item()}
+        return preference_loss(model, ctx.reference, (batch.idk, "idk"), batch.forget, self.params.beta)
+
+
+def preference_loss(model: torch.nn.Module, reference: ReferenceModel, chosen: tuple[TokenBatch, str],
+                    rejected: TokenBatch, beta: float) -> tuple[torch.Tensor, dict]:
+    """DPO with the forget answers rejected: -(2/beta) mean log sigmoid(beta * (r(chosen) - r(rejected))),
+    r = log p_theta - log p_ref of the whole answer (sums over its tokens); ``chosen`` is the preferred answers'
+    batch and the reference cache's key for them (same rows as ``rejected``)."""
+    batch, key = chosen
+    logp_w, mask_w = token_logprobs(model, batch)
+    logp_l, mask_l = token_logprobs(model, rejected)
+    chosen_ratio = (logp_w * mask_w).sum(-1) - reference.sequence_logprob(batch, key)
+    rejected_ratio = (logp_l * mask_l).sum(-1) - reference.sequence_logprob(rejected, "forget")
+    margin = beta * (chosen_ratio - rejected_ratio)
+    loss = -(2.0 / beta) * F.logsigmoid(margin).mean()
+    return loss, {"chosen_log_ratio": chosen_ratio.mean().item(), "rejected_log_ratio": rejected_ratio.mean().item(),
+                  "preference_accuracy": (margin > 0).float().mean().item()}

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, token_logprobs
+from bench.methods.ga import TEMPERATURES
 from bench.registry import METHODS
 from bench.specs.papers import Paper
 
@@ -15,10 +16,12 @@ from bench.specs.papers import Paper
 @dataclass(frozen=True)
 class NPOParams(ObjectiveParams):
     beta: float = 0.1  # inverse temperature; beta -> 0 recovers GA
-    search_space = {"beta": [0.05, 0.1, 0.5, 1.0]}
+    temperature: float = 1.0  # logit temperature scaling of log p_theta (arXiv 2406.09179); 1: plain NPO
+    search_space = {"beta": [0.05, 0.1, 0.5, 1.0], "temperature": TEMPERATURES}
+    late_fields = frozenset({"temperature"})
 
     def check(self) -> None:
-        check_positive(beta=self.beta)
+        check_positive(beta=self.beta, temperature=self.temperature)
 
 
 @METHODS.register("npo")
@@ -26,7 +29,8 @@ class NPO(Method):
     """L = (2/beta) E_forget[log(1 + (p_theta(a|q) / p_ref(a|q))^beta)]
          = (2/beta) E[softplus(beta * (log p_theta(a|q) - log p_ref(a|q)))],
     with sequence log-likelihoods (sums over answer tokens) and p_ref the frozen target. Its gradient is GA's
-    reweighted by w = 2 p_theta^beta / (p_theta^beta + p_ref^beta), logged as ``npo_weight``."""
+    reweighted by w = 2 p_theta^beta / (p_theta^beta + p_ref^beta), logged as ``npo_weight``. With ``temperature``
+    tau != 1, p_theta's token probabilities are softmax(z / tau)[a_i] (p_ref stays the target's at tau = 1)."""
 
     summary = "(2/β)·E softplus(β·(log p_θ(a|q) − log p_ref(a|q)))"
     paper = "Zhang et al. 2024, Negative Preference Optimization (arXiv 2404.05868)"
@@ -44,7 +48,7 @@ class NPO(Method):
         if ctx.reference is None:
             raise RuntimeError("npo needs the frozen reference model")
         beta = self.params.beta
-        logp, mask = token_logprobs(model, batch.forget)
+        logp, mask = token_logprobs(model, batch.forget, self.params.temperature)
         log_ratio = (logp * mask).sum(-1) - ctx.reference.sequence_logprob(batch.forget, "forget")
         loss = (2.0 / beta) * F.softplus(beta * log_ratio).mean()
         weight = 2 * torch.sigmoid(beta * log_ratio.detach())

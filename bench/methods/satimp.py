@@ -41,7 +41,7 @@ class SatImp(Method):
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
                     ctx: LossContext) -> tuple[torch.Tensor, dict]:
-        logp, mask = token_logprobs(model, batch.forget)
+        logp, mask = token_logprobs(model, batch.forget, self.params.temperature)
         p = logp.detach().exp()
         weights = p.pow(self.params.beta1) * (1 - p).clamp_min(0).pow(self.params.beta2)
         return weighted_ascent(logp, mask, weights, self.params.cap), weight_stats(weights, mask)

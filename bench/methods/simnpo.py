@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, check_positive, token_logprobs
+from bench.methods.ga import TEMPERATURES
 from bench.registry import METHODS
 from bench.specs.papers import Paper
 
@@ -16,10 +17,12 @@ from bench.specs.papers import Paper
 class SimNPOParams(ObjectiveParams):
     beta: float = 2.5  # inverse temperature on the length-normalised log-likelihood
     delta: float = 0.0  # reward margin
-    search_space = {"beta": [1.0, 2.5, 4.5], "delta": [0.0, 1.0, 2.0]}
+    temperature: float = 1.0  # logit temperature scaling of log p_theta (arXiv 2406.09179); 1: plain SimNPO
+    search_space = {"beta": [1.0, 2.5, 4.5], "delta": [0.0, 1.0, 2.0], "temperature": TEMPERATURES}
+    late_fields = frozenset({"temperature"})
 
     def check(self) -> None:
-        check_positive(beta=self.beta)
+        check_positive(beta=self.beta, temperature=self.temperature)
 
 
 @METHODS.register("simnpo")
@@ -28,7 +31,8 @@ class SimNPO(Method):
          = (2/beta) E[softplus((beta/|a|) log p_theta(a|q) + delta)],
     with log p_theta(a|q) the sum over the |a| answer tokens. No reference model: the length-normalised
     likelihood replaces NPO's ratio to p_ref. Its gradient is GA's (per token) reweighted by
-    w = 2 sigmoid((beta/|a|) log p + delta), logged as ``simnpo_weight``."""
+    w = 2 sigmoid((beta/|a|) log p + delta), logged as ``simnpo_weight``. With ``temperature`` tau != 1, p_theta's
+    token probabilities are softmax(z / tau)[a_i]."""
 
     summary = "(2/β)·E softplus((β/|a|)·log p_θ(a|q) + δ)"
     paper = "Fan et al. 2024, Simplicity Prevails: Rethinking Negative Preference Optimization (arXiv 2410.07163)"
@@ -44,7 +48,7 @@ class SimNPO(Method):
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
                     ctx: LossContext) -> tuple[torch.Tensor, dict]:
         beta, delta = self.params.beta, self.params.delta
-        logp, mask = token_logprobs(model, batch.forget)
+        logp, mask = token_logprobs(model, batch.forget, self.params.temperature)
         normalised = (logp * mask).sum(-1) / mask.sum(-1).clamp_min(1)
         margin = beta * normalised + delta
         loss = (2.0 / beta) * F.softplus(margin).mean()

@@ -45,6 +45,6 @@ class TNPO(Method):
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
                     ctx: LossContext) -> tuple[torch.Tensor, dict]:
-        logp, mask = token_logprobs(model, batch.forget)
+        logp, mask = token_logprobs(model, batch.forget, self.params.temperature)
         weights = self.token_weights(logp, batch, ctx)
         return weighted_ascent(logp, mask, weights, self.params.cap), weight_stats(weights, mask)

@@ -34,6 +34,6 @@ class WGA(Method):
 
     def forget_loss(self, model: torch.nn.Module, batch: UnlearnBatch,
                     ctx: LossContext) -> tuple[torch.Tensor, dict]:
-        logp, mask = token_logprobs(model, batch.forget)
+        logp, mask = token_logprobs(model, batch.forget, self.params.temperature)
         weights = (self.params.alpha * logp.detach()).exp()
         return weighted_ascent(logp, mask, weights, self.params.cap), weight_stats(weights, mask)

@@ -243,6 +243,11 @@ class ModelMetric:
     # the split roles whose per-item values it reads, as alternatives: a task evaluates it when its splits cover
     # every role of one alternative (() = every task)
     role_sets: tuple[tuple[str, ...], ...] = ()
+    # False: a metric added after records were published and computed only from per-item values those records'
+    # metrics already hold. It stays out of run and reference ids (``bench.metrics.identity``) while its version is
+    # "1", so adding it re-keys no record (records made before it lack its value: a blank cell); a bump of its
+    # version enters the ids like any other metric's, so a change of its numbers still re-keys
+    in_ids: bool = True
 
     def evaluated_on(self, roles: Collection[str]) -> bool:
         """Whether a task whose splits have ``roles`` evaluates the metric (see ``role_sets``)."""

@@ -46,7 +46,10 @@ def evaluation_versions() -> dict[str, str]:
 
 
 def metric_versions(config: TaskConfig) -> dict[str, str]:
-    """``{name: version}`` of every metric the task evaluates (a metric without a declared version is at "1"), and
-    of every evaluation that computes numbers (``evaluation_versions``)."""
-    return {**{name: str(getattr(METRICS.get(name), "version", "1")) for name in evaluated_metrics(config)},
+    """``{name: version}`` of every metric the task evaluates (a metric without a declared version is at "1"), but a
+    metric declared ``in_ids=False`` at version "1" (added without re-keying: ``ModelMetric.in_ids``), and of every
+    evaluation that computes numbers (``evaluation_versions``)."""
+    versions = {name: str(getattr(METRICS.get(name), "version", "1")) for name in evaluated_metrics(config)}
+    return {**{name: version for name, version in versions.items()
+               if getattr(METRICS.get(name), "in_ids", True) or version != "1"},
             **evaluation_versions()}

@@ -38,6 +38,16 @@ meaningful. The per-split means are reported but the evidence is in the model me
   monotone: ``half`` for the AUCs (0.5, no membership signal) and ``zero`` for PrivLeak; boards mark them ``→½`` and
   ``→0`` and sort them by distance to the ideal.
 
+* The reference-model attack (open-unlearning's ``mia_reference``, its ``ReferenceAttack``; the reference attack of
+  Carlini et al. 2021 and Mireshghallah et al. 2022): score = (-NLL_model(a)) - (-NLL_ref(a)) = ``mia_loss`` of the
+  model minus ``mia_loss`` of the reference, the retain oracle (trained on neither forget nor holdout, as
+  open-unlearning's reference is the retain model), item by item: the likelihood the model gives an answer beyond
+  what a model that never saw it gives. open-unlearning scores NLL_model - NLL_ref with the forget set as class 0,
+  which is the same AUC. ``mia_auc_reference`` is its AUC in this module's orientation, and ``privleak_reference``
+  its PrivLeak as above, with AUC(oracle) the oracle scored against itself (every score 0: AUC 0.5), so
+  ``privleak_reference`` = (0.5 - AUC) / 0.5 * 100. Both need the oracle's per-item ``mia_loss``; both were added
+  after records were published and stay out of run ids (``ModelMetric.in_ids``).
+
 * GradNorm (MUSE; open-unlearning's ``GradNormAttack``), two statistics of the same per-item gradient g_k =
   grad_{theta_k} NLL(a) of each of the K trainable parameter tensors (``bench.metrics.gradnorm``):
   ``mia_gradnorm`` = -(1/K) sum_k ||g_k||_2, the mean over parameter tensors of each tensor's L2 norm
@@ -247,6 +257,64 @@ def _privleak_metric(score: str) -> Callable[[Mapping[str, Mapping[str, np.ndarr
     return compute
 
 
+REFERENCE_SCORE = "mia_loss"  # the per-item score the reference-model attack compares between model and oracle
+REFERENCE_SOURCE = ("Carlini et al. 2021, Extracting Training Data from Large Language Models (arXiv 2012.07805), "
+                    "reference-model ratio; open-unlearning's mia_reference")
+
+
+def reference_attack_scores(model_scores: np.ndarray, reference_scores: np.ndarray) -> np.ndarray:
+    """Reference-model attack scores, item by item (open-unlearning's ``mia_reference``): the model's LOSS score
+    minus the reference model's on the same item, (-NLL_model(a)) - (-NLL_ref(a)) = NLL_ref(a) - NLL_model(a);
+    higher = more member-like."""
+    return np.asarray(model_scores, dtype=float) - np.asarray(reference_scores, dtype=float)
+
+
+def _reference_scores(per_item: Mapping[str, Mapping[str, np.ndarray]],
+                      oracle: Mapping[str, Mapping[str, np.ndarray]] | None,
+                      name: str) -> tuple[tuple[str, str], dict[str, np.ndarray]]:
+    """The membership splits and, on each, the reference-attack scores of ``per_item`` against the oracle's
+    per-item LOSS scores; ``MissingReferenceError`` without them."""
+    pair = _membership_pair(per_item)
+    if any(REFERENCE_SCORE not in per_item[split] for split in pair):
+        raise MissingInputError(f"{REFERENCE_SCORE} was not computed in this evaluation")
+    if oracle is None or any(REFERENCE_SCORE not in oracle.get(split, {}) for split in pair):
+        raise MissingReferenceError(f"{name} needs the retain oracle's per-item {REFERENCE_SCORE} on "
+                                    f"{' and '.join(pair)}")
+    return pair, {split: reference_attack_scores(per_item[split][REFERENCE_SCORE], oracle[split][REFERENCE_SCORE])
+                  for split in pair}
+
+
+def _reference_auc(per_item: Mapping[str, Mapping[str, np.ndarray]],
+                   oracle: Mapping[str, Mapping[str, np.ndarray]] | None) -> float:
+    (members, non_members), scores = _reference_scores(per_item, oracle, "mia_auc_reference")
+    return mia_auc(scores[members], scores[non_members])
+
+
+def _reference_auc_draws(per_item: Mapping[str, Mapping[str, np.ndarray]],
+                         oracle: Mapping[str, Mapping[str, np.ndarray]] | None,
+                         draws: list[dict[str, np.ndarray]]) -> np.ndarray:
+    (members, non_members), scores = _reference_scores(per_item, oracle, "mia_auc_reference")
+    return mia_auc_rows(draw_matrix(scores[members], draws, members),
+                        draw_matrix(scores[non_members], draws, non_members))
+
+
+def _reference_privleak(per_item: Mapping[str, Mapping[str, np.ndarray]],
+                        oracle: Mapping[str, Mapping[str, np.ndarray]] | None) -> float:
+    """``privleak`` of the reference attack: the model's AUC against the oracle's, the oracle scored against itself."""
+    auc_model = _reference_auc(per_item, oracle)
+    return privleak(auc_model, _reference_auc(oracle, oracle))
+
+
+def _reference_privleak_draws(per_item: Mapping[str, Mapping[str, np.ndarray]],
+                              oracle: Mapping[str, Mapping[str, np.ndarray]] | None,
+                              draws: list[dict[str, np.ndarray]]) -> np.ndarray:
+    auc_model = _reference_auc_draws(per_item, oracle, draws)
+    auc_oracle = _reference_auc_draws(oracle, oracle, draws)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        leak = (auc_oracle - auc_model) / (1.0 - auc_oracle) * 100.0
+    return np.where(auc_oracle == 1.0, np.nan, leak)
+
+
 # GradNorm: two statistics of the same per-item gradient (one backward pass per item, ``SplitScores.grad_norm``
 # holds both: ``per_item_grad_norms``)
 GRADNORM_SCORES: dict[str, tuple[str, Callable[[SplitScores], np.ndarray]]] = {
@@ -282,3 +350,15 @@ for _short, (_description, _per_item) in {**ITEM_SCORES, **GRADNORM_SCORES}.item
         "negative = under-unlearning (-100 = full leak, AUC = 1), positive = over-unlearning",
         direction="zero", needs_oracle=True, compute=_privleak_metric(_item), compute_draws=_privleak_draws(_item),
         number_format=".1f", version=PRIVLEAK_VERSION, role_sets=MEMBERSHIP_ROLE_SETS))
+
+METRICS.add("mia_auc_reference", ModelMetric(
+    "mia_auc_reference", "ROC AUC of the reference-model attack: per item, mia_loss of the model minus mia_loss of the "
+    "retain oracle (open-unlearning's mia_reference), forget (members) vs holdout, or the task's MIA texts; 0.5 = no "
+    "signal", direction="half", needs_oracle=True, compute=_reference_auc, compute_draws=_reference_auc_draws,
+    version=MIA_VERSION, role_sets=MEMBERSHIP_ROLE_SETS, in_ids=False, source=REFERENCE_SOURCE))
+METRICS.add("privleak_reference", ModelMetric(
+    "privleak_reference", "MUSE PrivLeak of the reference-model attack: (AUC_oracle - AUC) / (1 - AUC_oracle) * 100, "
+    "the oracle scored against itself (AUC_oracle = 0.5); ideal 0, negative = under-unlearning, positive = "
+    "over-unlearning", direction="zero", needs_oracle=True, compute=_reference_privleak,
+    compute_draws=_reference_privleak_draws, number_format=".1f", version=PRIVLEAK_VERSION,
+    role_sets=MEMBERSHIP_ROLE_SETS, in_ids=False, source=REFERENCE_SOURCE))

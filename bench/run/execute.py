@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from bench.attacks.base import AttackContext, attack_metrics
+from bench.data.alternates import alternate_answers
 from bench.data.tasks import TaskData, load_task
 from bench.data.tokenize import Encoded, encode_qa
 from bench.geffect.callback import GEffectRecorder
@@ -100,6 +101,16 @@ def encoded_pairs(data: TaskData, tokenizer: Any, method: Method) -> tuple[list[
     return forget, retain, idk
 
 
+def encoded_alternates(data: TaskData, tokenizer: Any, method: Method) -> list[Encoded] | None:
+    """The forget questions with their alternate answers (``bench.data.alternates``), encoded with EOS and aligned
+    with the forget pairs, when the method needs them."""
+    if not method.needs_alternate:
+        return None
+    template = data.config.prompt_template
+    return [encode_qa(tokenizer, template, q, alternate, add_eos=True)
+            for (q, _, _), alternate in zip(data.unlearning_pairs("forget"), alternate_answers(data), strict=True)]
+
+
 def _unlearn(spec: RunSpec, data: TaskData, refs: References, method: Method, parts: dict[str, Any],
              files: dict[str, str], timings: dict[str, float]) -> _Unlearned:
     """Unlearn the target under the spec's budget (request after request for a sequential run) while the control
@@ -107,6 +118,7 @@ def _unlearn(spec: RunSpec, data: TaskData, refs: References, method: Method, pa
     file into ``files`` and its time into ``timings``."""
     tokenizer = refs.tokenizer
     forget, retain, idk = encoded_pairs(data, tokenizer, method)
+    alternate = encoded_alternates(data, tokenizer, method)
     model = refs.target.load()
     target_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if spec.adapter is not None:
@@ -133,14 +145,15 @@ def _unlearn(spec: RunSpec, data: TaskData, refs: References, method: Method, pa
     if spec.requests > 1:
         with gradient_checkpointing(model):
             trained, parts["extra"]["sequential"], exceeded, evaluation = run_sequential(
-                spec, data, model, method, forget, retain, idk, reference, tokenizer, refs.oracle_per_item)
+                spec, data, model, method, forget, retain, idk, reference, tokenizer, refs.oracle_per_item,
+                alternate=alternate)
     else:
         recorder = (GEffectRecorder(method, data, tokenizer, reference, every=spec.budget.callback_every,
                                     total_steps=spec.budget.steps) if spec.budget.callback_every else None)
         callbacks = [*control.callbacks(), *([recorder] if recorder else [])]
         with gradient_checkpointing(model):
             trained = unlearn(model, method, forget, retain, spec.budget, spec.seed, tokenizer.pad_token_id,
-                              reference, callbacks=callbacks, idk=idk)
+                              reference, callbacks=callbacks, idk=idk, alternate=alternate)
         exceeded = trained.use.exceeded(spec.budget)
         if recorder is not None:
             parts["geffect"] = GEffectSummary.from_dict(recorder.summary(model.config.num_hidden_layers))

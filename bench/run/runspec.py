@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.data.alternates import ALTERNATE_FAMILIES
 from bench.data.tasks import check_forget_set, load_task_config, read_task_config
 from bench.methods.base import full_hparams, make_method
 from bench.models.presets import ModelPreset, load_preset, missing_oracle
@@ -49,6 +50,10 @@ def make_run_spec(task: str, split: str, method: str, params: dict[str, Any], bu
         raise SpecError(f"{source or 'run'}: split: task {config.name} has no forget split {split!r} "
                         f"(known: {', '.join(config.forget_splits)})")
     instance = make_method(method, params, source, path)
+    if instance.needs_alternate and config.family not in ALTERNATE_FAMILIES:
+        raise SpecError(f"{source or 'run'}: {path + '.' if path else ''}method: {method} needs alternate answers to "
+                        f"the forget questions, which task {config.name} (family {config.family}) does not supply "
+                        f"(families that do: {', '.join(ALTERNATE_FAMILIES)})")
     if check_data:
         check_forget_set(task, split, config.digest)  # an empty forget set stops the board here (offline tasks)
     if adapter is not None and not instance.supports_adapter:

@@ -39,7 +39,7 @@ SEQUENTIAL_METRICS = ("forget/es", "forget/prob", "forget/knowmem", "forget_bio/
 
 
 def run_sequential(spec: RunSpec, data: TaskData, model, method, forget, retain, idk, reference, tokenizer,
-                oracle_per_item) -> tuple[TrainResult, list[dict], list[str], Evaluation]:
+                oracle_per_item, alternate=None) -> tuple[TrainResult, list[dict], list[str], Evaluation]:
     """MUSE sustainability: unlearn request after request on the same model, each with the full ``spec.budget``
     (a fresh optimizer per request; the reference model, where the method has one, stays the original target),
     and record the metrics after each. ``requested/forget/es`` is the forget ES over the subjects requested so
@@ -53,7 +53,8 @@ def run_sequential(spec: RunSpec, data: TaskData, model, method, forget, retain,
     evaluation = None
     for r, rows in enumerate(groups):
         part = unlearn(model, method, [forget[i] for i in rows], retain, spec.budget, spec.seed + r,
-                       tokenizer.pad_token_id, reference, idk=[idk[i] for i in rows] if idk is not None else None)
+                       tokenizer.pad_token_id, reference, idk=[idk[i] for i in rows] if idk is not None else None,
+                       alternate=[alternate[i] for i in rows] if alternate is not None else None)
         total.steps += part.steps
         total.losses += part.losses
         total.diagnostics += part.diagnostics

@@ -80,6 +80,15 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
             offset += g.numel()
 
 
+def average_in_place(tensor: torch.Tensor) -> None:
+    """tensor <- (1/W) sum_r tensor_r over processes (unchanged on one process)."""
+    rank, size = world()
+    if size == 1:
+        return
+    dist.all_reduce(tensor)
+    tensor /= size
+
+
 def average_scalar(value: float) -> float:
     """The mean of ``value`` over processes (a NaN anywhere is a NaN everywhere, so all processes stop together)."""
     rank, size = world()
