@@ -251,7 +251,9 @@ def test_a_failing_cheap_check_fails_fast_with_no_smoke_run(tmp_path: Path) -> N
     assert line(report, "smoke run").startswith("SKIP smoke run: not run: an earlier check failed")
     assert not (tmp_path / "work" / "run1").exists()
     assert_failed_and_nothing_written(report, board)
-    assert seconds < 60, seconds  # the subprocess's start and imports only (two smoke runs took 143 s)
+    # two process starts and their imports only (15-45 s on a busy 2-core machine; the smoke runs took 143 s on the
+    # embedded task): a sanity bound, the absent store above is what shows that no run started
+    assert seconds < 90, seconds
 
 
 def _worker(tmp_path: Path, entry_text: str, plugin: Path | None, smoke: bool, monkeypatch, capsys
