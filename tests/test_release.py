@@ -231,6 +231,105 @@ def test_cite_comments_a_method_without_an_entry(ran: Path, tmp_path: Path, caps
     assert "jang2023knowledge" in _bibtex_entries(out)
 
 
+SUBMITTED_ENTRY = """method: {name}
+version: "1"
+label: CA
+paper: "Person 2025, Confidence ascent (a test entry)"
+authors: [A. Person, B. Someone]
+citation: |
+  @misc{{person2025ca,
+    title  = {{Confidence ascent}},
+    author = {{Person, A. and Someone, B.}},
+    year   = {{2025}}
+  }}
+params: {{alpha: 2.0}}
+budget: {{steps: 4, lr: 0.0005, batch_size: 8}}
+plugin: {name}.py
+submitted: '2026-01-01'
+"""
+
+
+def _submit_entry(board: Path, name: str) -> str:
+    """Add to the board's entries folder what ``ubench submit`` writes for method ``name`` (the
+    ``ubench new-method`` template; a name per test, as a process registers a name once) as label CA: the entry
+    file, with its BibTeX, and the plug-in. Returns the ``%`` line ``ubench cite`` writes about it."""
+    from bench.submit.scaffold import render_method
+
+    entries = board.parent / "mini" / "entries"
+    entries.mkdir(parents=True, exist_ok=True)
+    (entries / f"{name}.py").write_text(render_method(name))
+    (entries / "ca.yaml").write_text(SUBMITTED_ENTRY.format(name=name))
+    return (f"% method {name} as 'CA': version 1; plug-in file {name}.py; paper: Person 2025, Confidence ascent "
+            f"(a test entry); authors: A. Person, B. Someone")
+
+
+def test_cite_prints_a_submitted_entrys_bibtex(ran: Path, tmp_path: Path, capsys) -> None:
+    """Before its cell has run, ``ubench cite`` takes a submitted method's BibTeX, paper and authors from its entry
+    file (the class has no ``bibtex``), not "no BibTeX entry"."""
+    board, results = _copy(ran, tmp_path / "w")
+    origin_line = _submit_entry(board, "cite_entry_method")
+    assert main(["cite", str(board), "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "% method cite_entry_method: no BibTeX entry" not in out
+    assert origin_line in out
+    entries = _bibtex_entries(out)
+    assert "person2025ca" in entries and "author = {Person, A. and Someone, B.}" in entries["person2025ca"]
+    assert "jang2023knowledge" in entries  # the built-in methods' papers are still there
+
+
+def _shared_outputs(folder: Path, board: Path, results: Path, version: str, capsys) -> dict[str, str]:
+    """Every output meant to be shared, by name: the tables and HTML pages written under ``folder``, the release's
+    manifest and bundle files, and ``ubench cite`` of the release and of the current state."""
+    from bench.release.bundle import read_bundle
+
+    out = {str(p.relative_to(folder)): p.read_text() for pattern in ("board.md", "board.csv", "board.html")
+           for p in folder.rglob(pattern)}
+    release = board.parent / "mini" / "releases" / version
+    out["manifest.json"] = (release / "manifest.json").read_text()
+    out.update({f"bundle:{path}": data.decode() for path, data in read_bundle(release / "bundle.tar.gz").items()})
+    for arg in (f"{board}@{version}", str(board)):
+        assert main(["cite", arg, "--results", str(results)]) == 0
+        out[f"cite {arg}"] = capsys.readouterr().out
+    return out
+
+
+def test_a_submitted_entry_travels_to_record_html_release_and_cite_with_no_local_path(ran: Path, tmp_path: Path,
+                                                                                      capsys) -> None:
+    """The entry's citation, the plug-in file's name and the class version go into the run record's ``origin``
+    (outside its id and evidence), the HTML details, the release manifest and ``ubench cite``; no shared output
+    names the temporary folder the board lives in."""
+    board, results = _copy(ran, tmp_path / "w")
+    origin_line = _submit_entry(board, "travel_entry_method")
+    assert main(["run", str(board), "--results", str(results), "-k", "CA", "--jobs", "1"]) == 0
+    (ca,) = [c for c in plan(LeaderboardSpec.load(board)) if c.method.display == "CA"]
+    stored = json.loads((results / "runs" / ca.spec.run_id / "result.json").read_text())
+    assert stored["status"] == "ok"
+    assert stored["origin"] == {"version": "1", "plugin": "travel_entry_method.py", "entry": "ca.yaml",
+                                "paper": "Person 2025, Confidence ascent (a test entry)",
+                                "authors": ["A. Person", "B. Someone"],
+                                "citation": yaml.safe_load(SUBMITTED_ENTRY.format(name="x"))["citation"].strip()}
+    from bench.runtime.records import evidence
+
+    assert "origin" not in evidence(stored) and stored["id"] == ca.spec.run_id
+    assert "origin" not in json.loads(_ga_record(board, results).read_text())  # built in: no key at all
+
+    assert _release(board, results) == 0
+    capsys.readouterr()
+    version = _only_release(board).name
+    outputs = _shared_outputs(tmp_path, board, results, version, capsys)
+    manifest = json.loads(outputs["manifest.json"])
+    assert manifest["origins"] == {"CA": {"method": "travel_entry_method", **stored["origin"]}}
+    assert json.loads(outputs[f"bundle:provenance/records/runs/{ca.spec.run_id}/result.json"])["origin"] == \
+        stored["origin"]
+    html = next(text for name, text in outputs.items() if name.endswith("board.html"))
+    assert "@misc{person2025ca," in html and "A. Person, B. Someone" in html and "travel_entry_method.py" in html
+    for arg in (f"{board}@{version}", str(board)):
+        assert origin_line in outputs[f"cite {arg}"] and "@misc{person2025ca," in outputs[f"cite {arg}"]
+    local = {str(tmp_path), str(tmp_path.resolve())}
+    leaks = sorted(name for name, text in outputs.items() if any(path in text for path in local))
+    assert not leaks, leaks
+
+
 def test_citations_cover_every_registered_method_and_task_family() -> None:
     """Every method's and task's arXiv id has a BibTeX entry, declared on the method class (``bibtex``) or in the
     task YAML (``papers:``), and one key names one entry everywhere."""

@@ -1,31 +1,37 @@
-"""``ubench submit`` and ``ubench new-method``: an outside method is checked (registration, documentation,
-hyper-parameters within the search space, label, two deterministic smoke runs) and only then written into the
-board's entries folder; the installed-package path is tested end to end with a real ``pip install``.
+"""``ubench submit`` and ``ubench new-method``: an outside method is checked (budget, label, registration,
+documentation, hyper-parameters within the search space, then two deterministic smoke runs) and only then written
+into the board's entries folder; the installed-package path is tested end to end with a real ``pip install``.
 
-Each ``validate_and_submit`` starts a sandboxed subprocess and, whenever the method builds, two smoke runs: the
-tier, label and hyper-parameter rules are tested on their check functions, and whole submissions where the
-subprocess, the report or the smoke run is what is tested."""
+Each ``validate_and_submit`` starts a sandboxed subprocess and, when every cheap check passed, two smoke runs: the
+budget, label and hyper-parameter rules are tested on their check functions, fail-fast on the worker in process
+with the smoke run counted, and whole submissions where the subprocess, the report or the smoke run is what is
+tested."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.cli.main import main
 from bench.registry import METHODS
 from bench.runtime.paths import REPO_ROOT
 from bench.specs.board import LeaderboardSpec, label_slug
 from bench.specs.mapping import SpecError
+from bench.submit import sandbox
 from bench.submit.checks import check_params, load_method
 from bench.submit.entry import SubmissionEntry, SubmissionReport
-from bench.submit.validate import check_label, check_tier, validate_and_submit
+from bench.submit.validate import check_budget, check_label, validate_and_submit
 
 from .conftest import MINI, PLUGINS, mini_board
 
@@ -62,8 +68,8 @@ tier: {tier}
 {extra}"""
 
 
-def submit(entry: Path, board: Path, plugin: Path | None = None) -> SubmissionReport:
-    return validate_and_submit(entry, board, MINI, plugin)
+def submit(entry: Path, board: Path, plugin: Path | None = None, workdir: Path | None = None) -> SubmissionReport:
+    return validate_and_submit(entry, board, MINI, plugin, workdir=workdir)
 
 
 def line(report: SubmissionReport, check: str) -> str:
@@ -143,18 +149,44 @@ def test_invalid_param_value_is_a_fail_line(tmp_path: Path) -> None:
     assert_failed_and_nothing_written(report, board)
 
 
-def test_wrong_tier(tmp_path: Path) -> None:
+def test_budget_check_of_a_named_tier(tmp_path: Path) -> None:
     board = LeaderboardSpec.load(tier_board(tmp_path, tier="smoke"))
 
     def tier_of(tier: str) -> tuple[str, str]:
-        return check_tier(SubmissionEntry.load(write_entry(tmp_path, entry_yaml(tier=tier))), board)
+        return check_budget(SubmissionEntry.load(write_entry(tmp_path, entry_yaml(tier=tier))), board)
 
-    assert tier_of("smoke") == ("PASS", "smoke")
+    assert tier_of("smoke") == ("PASS", "tier smoke: 3 steps, lr 0.0002, batch 4 x 1, constant schedule, 4 forward "
+                                        "passes per micro-batch")
     assert tier_of("standard") == ("FAIL", "the entry targets tier 'standard' but board mini runs tier 'smoke'")
     assert tier_of("huge") == ("FAIL", "unknown budget tier 'huge' (known: smoke, smoke-search, standard, full)")
+    custom = SubmissionEntry.load(write_entry(tmp_path, entry_yaml(tier="x").replace("tier: x", MINI_BUDGET)))
+    assert check_budget(custom, board) == ("FAIL", "board mini runs tier 'smoke', not a custom budget; write "
+                                                   "tier: smoke instead of budget")
+
+
+def test_budget_check_of_a_custom_budget(tmp_path: Path) -> None:
+    """A board whose ``budget`` is a mapping takes an entry that gives the same mapping (read like a tier: the
+    same fields, checks and one-line errors); an entry naming a tier is told the mapping to write."""
     custom = LeaderboardSpec.load(mini_board(tmp_path / "custom"))
-    status, detail = check_tier(SubmissionEntry.load(write_entry(tmp_path, entry_yaml())), custom)
-    assert status == "FAIL" and detail.startswith("board mini runs a custom budget, not a named tier")
+
+    def budget_of(budget: str) -> tuple[str, str]:
+        text = entry_yaml().replace("tier: smoke", budget)
+        return check_budget(SubmissionEntry.load(write_entry(tmp_path, text)), custom)
+
+    assert budget_of("budget: {steps: 4, lr: 5.0e-4, batch_size: 8}") == (
+        "PASS", "custom budget: 4 steps, lr 0.0005, batch 8 x 1, constant schedule, 4 forward passes per micro-batch")
+    assert budget_of("budget: {steps: 5, lr: 0.0005, batch_size: 8}") == (
+        "FAIL", "the entry's budget differs from board mini's: steps 5 != 4")
+    assert budget_of("tier: smoke") == ("FAIL", "board mini runs a custom budget, not tier 'smoke'; give it in the "
+                                                "entry instead of tier: budget: {steps: 4, lr: 0.0005, batch_size: 8}")
+    for text, error in (("budget: {stpes: 4}", "budget.stpes: unknown field; did you mean 'steps'?"),
+                        ("budget: {steps: 0}", "budget.steps: must be >= 1, got 0"),
+                        ("budget: {steps: 4, tier: smoke}", "budget.tier: a custom budget has no tier name"),
+                        ("tier: smoke\nbudget: {steps: 4}", "tier: give exactly one of tier"),
+                        ("", "tier: give exactly one of tier")):
+        path = write_entry(tmp_path, entry_yaml().replace("tier: smoke", text))
+        with pytest.raises(SpecError, match="^" + re.escape(f"{path}: {error}")):
+            SubmissionEntry.load(path)
 
 
 def test_duplicate_label(tmp_path: Path) -> None:
@@ -173,16 +205,88 @@ def test_duplicate_label(tmp_path: Path) -> None:
     assert status == "FAIL" and detail.startswith(f"{board.entries_dir / 'ga-cap.yaml'} already exists")
 
 
-def test_nan_plugin_fails_the_smoke_run_with_the_step(tmp_path: Path) -> None:
+NAN_DOCUMENTED = '''"""A documented method whose loss is NaN: it passes every cheap check and fails its smoke run."""
+
+from bench.methods.base import Method, sequence_nll
+from bench.registry import METHODS
+
+
+@METHODS.register("nan_documented")
+class NaNDocumented(Method):
+    """L = NaN * NLL: every step's loss is NaN."""
+
+    paper = "none (a test method)"
+
+    def loss(self, model, batch, ctx):
+        return sequence_nll(model, batch.forget).mean() * float("nan"), {}
+'''
+
+
+def test_a_nan_plugin_fails_its_first_smoke_run_with_the_step_and_stops(tmp_path: Path) -> None:
     board = tier_board(tmp_path)
-    entry = write_entry(tmp_path, entry_yaml(method="nan_loss", label="NaN", params="{}"))
-    report = submit(entry, board, plugin=PLUGINS / "nan_method.py")
-    assert line(report, "method") == f"PASS method: 'nan_loss' from plug-in file {PLUGINS / 'nan_method.py'}"
-    assert "no 'paper' attribute" in line(report, "documentation")
+    plugin = tmp_path / "nan_documented.py"
+    plugin.write_text(NAN_DOCUMENTED)
+    entry = write_entry(tmp_path, entry_yaml(method="nan_documented", label="NaN", params="{}"))
+    report = submit(entry, board, plugin=plugin, workdir=tmp_path / "work")
+    assert line(report, "method") == f"PASS method: 'nan_documented' from plug-in file {plugin}"
     smoke = line(report, "smoke run")
     assert smoke.startswith("FAIL smoke run: run 1 on synthetic-mini/forget10, tier smoke (3 steps), seed 0 "
                             "failed (step 1): NonFiniteLoss: non-finite loss nan at step 1"), smoke
+    assert (tmp_path / "work" / "run1").is_dir() and not (tmp_path / "work" / "run2").exists()  # no second run
     assert_failed_and_nothing_written(report, board)
+
+
+def test_a_failing_cheap_check_fails_fast_with_no_smoke_run(tmp_path: Path) -> None:
+    """Issue 18: a submission whose cheap checks fail (here the budget tier and the documentation) said FAILED only
+    after both smoke runs; now every cheap check reports and no smoke run starts (its store folder stays absent)."""
+    board = tier_board(tmp_path)
+    entry = write_entry(tmp_path, entry_yaml(method="nan_loss", label="NaN", params="{}", tier="standard"))
+    start = time.perf_counter()
+    report = submit(entry, board, plugin=PLUGINS / "nan_method.py", workdir=tmp_path / "work")
+    seconds = time.perf_counter() - start
+    assert line(report, "budget").startswith("FAIL budget: the entry targets tier 'standard'")
+    assert line(report, "label").startswith("PASS label")
+    assert line(report, "method") == f"PASS method: 'nan_loss' from plug-in file {PLUGINS / 'nan_method.py'}"
+    assert "no 'paper' attribute" in line(report, "documentation")
+    assert line(report, "smoke run").startswith("SKIP smoke run: not run: an earlier check failed")
+    assert not (tmp_path / "work" / "run1").exists()
+    assert_failed_and_nothing_written(report, board)
+    # two process starts and their imports only (15-45 s on a busy 2-core machine; the smoke runs took 143 s on the
+    # embedded task): a sanity bound, the absent store above is what shows that no run started
+    assert seconds < 90, seconds
+
+
+def _worker(tmp_path: Path, entry_text: str, plugin: Path | None, smoke: bool, monkeypatch, capsys
+            ) -> tuple[list[list[str]], int]:
+    """``worker_main`` in this process on an entry, with ``smoke_run`` counted instead of run: (the report lines as
+    [status, check, detail], the number of smoke_run calls)."""
+    calls = []
+    monkeypatch.setattr(sandbox, "smoke_run", lambda *args: calls.append(args) or (True, "counted"))
+    entry = SubmissionEntry.load(write_entry(tmp_path, entry_text))
+    job = {"entry": dataclasses.asdict(entry), "plugin": str(plugin) if plugin else None, "task": MINI,
+           "folder": str(tmp_path / "work"), "memory_limit": 0, "source": "entry", "smoke": smoke}
+    capsys.readouterr()
+    assert sandbox.worker_main([json.dumps(job)]) == 0
+    lines = [json.loads(x.split(" ", 1)[1]) for x in capsys.readouterr().out.splitlines()
+             if x.startswith("@@ubench-submit ")]
+    return lines, len(calls)
+
+
+def test_the_worker_starts_the_smoke_runs_only_when_every_cheap_check_passed(tmp_path: Path, monkeypatch,
+                                                                                 capsys) -> None:
+    undocumented = entry_yaml(method="nan_loss", label="NaN", params="{}")
+    lines, calls = _worker(tmp_path, undocumented, PLUGINS / "nan_method.py", True, monkeypatch, capsys)
+    assert [x[:2] for x in lines] == [["PASS", "method"], ["FAIL", "documentation"], ["PASS", "hyper-parameters"],
+                                      ["SKIP", "smoke run"]] and calls == 0
+    outside = entry_yaml(params="{cap: 0.1}")  # builds, but outside the search space
+    lines, calls = _worker(tmp_path, outside, None, True, monkeypatch, capsys)
+    assert lines[2][:2] == ["FAIL", "hyper-parameters"] and lines[3][:2] == ["SKIP", "smoke run"] and calls == 0
+    good = entry_yaml()
+    lines, calls = _worker(tmp_path, good, None, False, monkeypatch, capsys)  # the caller's budget or label failed
+    assert lines[3] == ["SKIP", "smoke run", "not run: an earlier check failed (the smoke runs start only when "
+                                             "every cheap check passed)"] and calls == 0
+    lines, calls = _worker(tmp_path, good, None, True, monkeypatch, capsys)
+    assert lines[3] == ["PASS", "smoke run", "counted"] and calls == 1
 
 
 def test_missing_plugin_file_is_a_fail_line(tmp_path: Path) -> None:
@@ -219,13 +323,18 @@ def test_new_method_passes_submit_and_lands_in_the_entries_folder(tmp_path: Path
     assert "already exists; refusing to overwrite" in capsys.readouterr().err
     assert code.read_text() == before
 
-    board = tier_board(tmp_path, tier="standard")
+    board = mini_board(tmp_path)  # a custom budget: the entry gives it instead of a tier
+    text = entry.read_text()
+    assert "\ntier: standard\n" in text
+    entry.write_text(text.replace("\ntier: standard\n", "\nbudget: {steps: 4, lr: 0.0005, batch_size: 8}\n"))
     assert main(["submit", str(entry), "--board", str(board), "--task", MINI]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == "submission PASSED", out
     checks = [x.split(":")[0] for x in out if x.startswith(("PASS", "FAIL", "SKIP"))]
-    assert checks == ["PASS tier", "PASS method", "PASS documentation", "PASS hyper-parameters", "PASS label",
+    assert checks == ["PASS budget", "PASS label", "PASS method", "PASS documentation", "PASS hyper-parameters",
                       "PASS smoke run"]
+    assert ("PASS budget: custom budget: 4 steps, lr 0.0005, batch 8 x 1, constant schedule, 4 forward passes per "
+            "micro-batch") in out
     assert "identical records" in out[-3] and " s)" in out[-3]
 
     spec = LeaderboardSpec.load(board)
@@ -236,6 +345,11 @@ def test_new_method_passes_submit_and_lands_in_the_entries_folder(tmp_path: Path
     assert (added.method, added.label, added.params, added.plugin) == (
         "submit_test_method", "submit_test_method", {"alpha": 1.0}, str(copy.resolve()))
     assert "submitted:" in written.read_text()
+    stored = yaml.safe_load(written.read_text())  # the budget the board runs, in full
+    assert "tier" not in stored and stored["budget"] == {
+        "steps": 4, "lr": 0.0005, "batch_size": 8, "grad_accum": 1, "warmup_steps": 0, "weight_decay": 0.0,
+        "max_grad_norm": 0.0, "callback_every": 0, "schedule": "constant", "forward_passes_per_step": 4}
+    assert SubmissionEntry.load(written).budget == spec.budget
 
     # the same label again fails: the written entry is on the board now
     again = LeaderboardSpec.load(board)
@@ -271,8 +385,9 @@ def test_installed_package_entry_point_submit_and_run(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                     "--disable-pip-version-check", "--target", str(site), str(package)], check=True, cwd=tmp_path,
                    capture_output=True, text=True, timeout=300)
-    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "UBENCH_RESULTS": str(tmp_path / "results")}
+    # the checkout under test first: the console script would otherwise import the editable install's `bench`
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO_ROOT), str(site))), "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false", "UBENCH_RESULTS": str(tmp_path / "results")}
     ubench = str(_ubench())
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -294,3 +409,16 @@ def test_installed_package_entry_point_submit_and_run(tmp_path: Path) -> None:
     table = (tmp_path / "results" / "boards" / "mini" / "board.md").read_text()
     row = next(x for x in table.splitlines() if "ExampleGA (tau 0.25)" in x)
     assert "1/1" in row and row.rstrip(" |").endswith("ok")
+
+    # the record names the package and its version, and carries the entry's citation; ubench cite prints it
+    (record,) = (tmp_path / "results" / "runs").glob("*/result.json")  # only ExampleGA's cell ran
+    fixture = yaml.safe_load((package / "entry.yaml").read_text())
+    assert json.loads(record.read_text())["origin"] == {
+        "version": "1", "package": "ubench-example-plugin", "package_version": "0.1.0",
+        "entry": "examplega-tau-0.25.yaml", "paper": fixture["paper"], "authors": fixture["authors"],
+        "citation": fixture["citation"].strip()}
+    cited = run("cite", str(board))
+    assert cited.returncode == 0, cited.stdout + cited.stderr
+    assert ("% method example_ga as 'ExampleGA (tau 0.25)': version 1; package ubench-example-plugin 0.1.0; "
+            f"paper: {fixture['paper']}; authors: Ada Example, Alan Sample") in cited.stdout
+    assert fixture["citation"].strip() in cited.stdout and "example_ga: no BibTeX entry" not in cited.stdout

@@ -1,6 +1,8 @@
-"""The detail view of one board entry in the HTML board: registered method, hyper-parameters, per seed the run id,
-status, error, budget declared and used, and the G-effect summary with the method's plots. The markup is the
-template ``bench/board/templates/details.html.j2``; this module computes what it shows."""
+"""The detail view of one board entry in the HTML board: registered method, where an outside method came from
+(class version, package and version or plug-in file, a submitted entry's paper, authors and BibTeX),
+hyper-parameters, per seed the run id, status, error, budget declared and used, and the G-effect summary with the
+method's plots. The markup is the template ``bench/board/templates/details.html.j2``; this module computes what it
+shows."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from markupsafe import Markup
 from bench.board.html_tables import detail_id
 from bench.board.render import render
 from bench.grid.cells import BoardRecords, read_board
+from bench.run.origin import board_origins
 from bench.runtime.records import RunRecord
+from bench.runtime.sections import MethodOrigin
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec, MethodEntry, TaskEntry
 
@@ -31,6 +35,7 @@ class EntryDetails:
     hparams: dict  # with defaults filled in (the run spec's)
     runs: list[tuple[int, str, RunRecord | None]] = field(default_factory=list)  # (seed, run id, record or None)
     geffect: dict = field(default_factory=dict)  # the G-effect paragraph's facts (table.attrs["geffect"])
+    origin: MethodOrigin | None = None  # an outside method's provenance and citation (``bench.run.origin``)
 
 
 @dataclass(frozen=True)
@@ -48,15 +53,18 @@ class Image:
 def entry_details(board: LeaderboardSpec, store: Store, table: pd.DataFrame | None = None,
                   records: BoardRecords | None = None) -> dict[tuple[str, str], EntryDetails]:
     """Per (task label, method label): the board entry's registered method, hyper-parameters and, per seed, the
-    record that represents the cell on the board (``bench.grid.cells.cell_record``)."""
+    record that represents the cell on the board (``bench.grid.cells.cell_record``), and the method's origin
+    (``bench.run.origin.board_origins``)."""
     facts = (table.attrs.get("geffect") or {}) if table is not None else {}
     records = records or read_board(board, store)
+    origins = board_origins(board, ((cell.method, record) for cell, record in zip(records.cells, records.records)))
     out: dict[tuple[str, str], EntryDetails] = {}
     for cell, record in zip(records.cells, records.records):
         key = (cell.task.label, cell.method.display)
         if key not in out:
             out[key] = EntryDetails(cell.task, cell.method, cell.spec.method, dict(cell.spec.hparams),
-                                    geffect=(facts.get(cell.task.label) or {}).get(cell.method.display) or {})
+                                    geffect=(facts.get(cell.task.label) or {}).get(cell.method.display) or {},
+                                    origin=origins.get(cell.method.display))
         out[key].runs.append((cell.seed, cell.spec.run_id, record))
     return out
 
@@ -93,6 +101,19 @@ def _run_fields(details: EntryDetails) -> list[tuple[str, list[str]]]:
     if any(r and r.search for r in records):
         fields.append(("search", [r.search.text if r and r.search else "" for r in records]))
     return fields
+
+
+def _origin_facts(origin: MethodOrigin | None) -> list[tuple[str, str]]:
+    """The fact rows of an outside method's origin: class version, package and version or plug-in file, and the
+    submitted entry's file, paper and authors (names only: the page is shared)."""
+    if origin is None:
+        return []
+    rows = [("method version", origin.version)] if origin.version else []
+    if origin.package:
+        rows.append(("package", f"{origin.package} {origin.package_version or ''}".rstrip()))
+    candidates = (("plug-in file", origin.plugin), ("submitted entry", origin.entry), ("paper", origin.paper),
+                  ("authors", ", ".join(origin.authors or ())))
+    return rows + [(name, value) for name, value in candidates if value]
 
 
 def _budget_text(declared: Mapping) -> str:
@@ -151,10 +172,12 @@ def details_html(board: LeaderboardSpec, key: tuple[str, str], details: EntryDet
              ("seeds ok / planned", seeds), ("parameters on the board",
                                              json.dumps(params, sort_keys=True, ensure_ascii=False) if params
                                              else NO_PARAMS)]
-    if details.entry.plugin:
+    if details.entry.plugin and not (details.origin and details.origin.plugin):
         facts.append(("plug-in file", Path(details.entry.plugin).name))
+    facts += _origin_facts(details.origin)
     return render("details.html.j2", anchor=detail_id(board, task_label, label), label=label, method=details.method,
                   task=task_label if len(board.tasks) > 1 else None, status=status, facts=facts,
                   hparams=[(k, _value(details.hparams[k])) for k in sorted(details.hparams)],
                   seeds=[seed for seed, _, _ in details.runs], fields=_run_fields(details),
-                  geffect=_geffect_summaries(details), geffect_facts=_geffect_facts(details), images=images)
+                  geffect=_geffect_summaries(details), geffect_facts=_geffect_facts(details), images=images,
+                  citation=details.origin.citation if details.origin else None)

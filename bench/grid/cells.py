@@ -13,6 +13,7 @@ from bench.grid.columns import check_columns
 from bench.grid.search import search, search_id_of
 from bench.registry import ATTACKS, METHODS, RegistryError
 from bench.run.execute import execute
+from bench.run.origin import entry_origin
 from bench.run.references import REFERENCE_KINDS, task_reference_id
 from bench.run.runspec import make_run_spec
 from bench.runtime.records import ReferenceRecord, RunRecord
@@ -112,9 +113,10 @@ def run_cell(cell: Cell, board: LeaderboardSpec, store: Store, reuse: bool = Tru
     """Run one board cell and return the record that represents it: the run itself, or, when the tier allows
     several trials, the selected trial of a calibrated search (arXiv 2406.09179) with its ``search`` selection
     (the first trial's record when none succeeded)."""
+    submitted = entry_origin(board, cell.method)  # a submitted entry's paper, authors and BibTeX, for the record
     if trials_per_cell(board) == 1:
-        return execute(cell.spec, store, reuse=reuse, keep_models=board.keep_models)
-    result = search(**search_args(cell, board), store=store)
+        return execute(cell.spec, store, reuse=reuse, submitted=submitted, keep_models=board.keep_models)
+    result = search(**search_args(cell, board), store=store, submitted=submitted)
     chosen = result.best or result.trials[0]
     record = store.load_run(chosen.run_id) or RunRecord(id=chosen.run_id)
     return replace(record, search=result.selection)

@@ -22,6 +22,7 @@ from bench.registry import METHODS
 from bench.run.execute import execute
 from bench.run.runspec import make_run_spec
 from bench.runtime.records import SearchRecord, Trial
+from bench.runtime.sections import MethodOrigin
 from bench.runtime.store import Store
 from bench.specs.mapping import SpecError, canonical_json, content_hash
 from bench.specs.run import Budget, ControlSpec
@@ -118,12 +119,14 @@ def select(trials: list[Trial] | tuple[Trial, ...]) -> int | None:
 
 
 def search(task: str, split: str, method: str, base_params: dict[str, Any] | None, budget: Budget, seed: int,
-           store: Store, control: ControlSpec | None = None, n_trials: int = 1) -> SearchRecord:
+           store: Store, control: ControlSpec | None = None, n_trials: int = 1,
+           submitted: MethodOrigin | None = None) -> SearchRecord:
     """Run (or reuse) ``n_trials`` calibrated runs of ``method`` and select the best at matched utility.
 
     Every trial is ``execute(make_run_spec(...), store, reuse=True)`` with the same task, split, budget, seed and
     control, which must be ``mixing`` (``SpecError`` otherwise: only calibrated endpoints are compared). The
-    summary is stored (``Store.write_search``).
+    summary is stored (``Store.write_search``). ``submitted``: the board entry's facts for each trial's record
+    (``bench.run.execute.execute``).
     """
     control = control or ControlSpec()
     if control.kind != "mixing":
@@ -131,7 +134,7 @@ def search(task: str, split: str, method: str, base_params: dict[str, Any] | Non
                         f"got {control.kind!r}")
     params_list = sample_trials(method, base_params, n_trials, seed)
     specs = [make_run_spec(task, split, method, params, budget, seed, control=control) for params in params_list]
-    trials = tuple(Trial.of_run(i, params, execute(spec, store, reuse=True))
+    trials = tuple(Trial.of_run(i, params, execute(spec, store, reuse=True, submitted=submitted))
                    for i, (params, spec) in enumerate(zip(params_list, specs)))
     search_id = search_id_of(specs[0].task, split, method, base_params, budget, seed, control, n_trials)
     record = SearchRecord(id=search_id, task=specs[0].task, split=split, method=method,

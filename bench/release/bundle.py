@@ -7,8 +7,10 @@ A release lives in ``<board out_dir>/releases/<version>/`` (``leaderboards/<name
   (sorted paths, mtime 0, uid/gid 0, no user names, mode 0644, gzip header without name or time), so the same
   inputs give the same bytes;
 - ``manifest.json``: the version, the content hash and what it covers, every bundle file's sha256, the task
-  digests, the budget tier, the run environments, the incomplete cells (``--allow-incomplete``), and, outside the
-  hash, when it was made and with what (``created``, ``released_with``).
+  digests, the budget tier, the run environments, the incomplete cells (``--allow-incomplete``), the ``origins``
+  of the board's outside methods (label -> registered method, class version, package name and version or plug-in
+  file name, and a submitted entry's paper, authors and BibTeX: ``bench.run.origin``; absent on a board of built-in
+  methods only), and, outside the hash, when it was made and with what (``created``, ``released_with``).
 
 Bundle files (paths relative to the top folder):
 
@@ -152,15 +154,24 @@ def release_status(board: LeaderboardSpec, store: Store, snap: Snapshot | None =
     return ReleaseStatus(manifests[-1]["version"], False, snap.content_hash)
 
 
+def shared_path(board: LeaderboardSpec, path: str | Path) -> str:
+    """``path`` (a file of ``board``: the board file, a release bundle) as text fit to share (board.md, board.html,
+    BibTeX): relative to the repository root for a file of this checkout (``leaderboards/synthetic.yaml``), else
+    relative to the board file's folder (``mini/releases/1+3f2a9c1d0e/bundle.tar.gz``), else its name; never an
+    absolute local path."""
+    path = Path(path).resolve()
+    for root in (REPO_ROOT, Path(board.path).parent):
+        try:
+            return path.relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            continue
+    return path.name
+
+
 def shared_board_path(board: LeaderboardSpec) -> str:
-    """``board.path`` as text fit to share (board.md, board.html): relative to the repository root for a board of
-    this checkout (``leaderboards/synthetic.yaml``), else the board file's name (relative to its own folder); never
-    an absolute local path."""
-    path = Path(board.path).resolve()
-    try:
-        return path.relative_to(REPO_ROOT.resolve()).as_posix()
-    except ValueError:
-        return path.name
+    """``board.path`` as text fit to share (``shared_path``): ``leaderboards/synthetic.yaml`` for a board of this
+    checkout, else the board file's name."""
+    return shared_path(board, board.path)
 
 
 def release_line(board: LeaderboardSpec, store: Store, status: ReleaseStatus | None = None) -> str:
@@ -207,6 +218,7 @@ def release(board: LeaderboardSpec, store: Store, allow_incomplete: bool = False
         "budget": {"tier": board.budget.tier, **dataclasses.asdict(board.budget)},
         "seeds": list(board.seeds), "env": json.loads(files[f"{PROVENANCE}env.json"]),
         "incomplete": snap.incomplete, "suite": {"name": "unlearning-bench", "version": suite_version()},
+        **({"origins": snap.origins} if snap.origins else {}),  # outside methods: no key on a built-in board
         # not hashed: when and with what the release was made
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "released_with": env_info(), "tolerance": TOLERANCE,
     }

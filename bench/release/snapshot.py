@@ -13,6 +13,7 @@ from bench.board.format import REFERENCE_LABELS
 from bench.data.tasks import read_task_config
 from bench.grid.cells import BoardRecords, cell_search_id, read_board, trials_per_cell
 from bench.models.presets import load_preset
+from bench.run.origin import board_origins
 from bench.run.references import REFERENCE_KINDS
 from bench.runtime.records import ReferenceRecord, RunRecord, evidence
 from bench.runtime.store import RESULT, Store, dumps
@@ -46,6 +47,7 @@ class Snapshot:
     tasks: list[dict] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     families: list[str] = field(default_factory=list)
+    origins: dict[str, dict] = field(default_factory=dict)  # method label -> origin (``bench.run.origin``)
 
     @property
     def listing(self) -> str:
@@ -146,4 +148,7 @@ def snapshot(board: LeaderboardSpec, store: Store, records: BoardRecords | None 
     stored[f"{PROVENANCE}env.json"] = json_bytes(sorted(envs.values(), key=lambda e: e["records"][0]))
     snap.methods = list(dict.fromkeys(m.method for m in board.methods))
     snap.families = list(dict.fromkeys(t["family"] for t in snap.tasks))
+    methods = {entry.display: entry.method for entry in board.methods}
+    origins = board_origins(board, ((cell.method, record) for cell, record in zip(records.cells, records.records)))
+    snap.origins = {label: {"method": methods[label], **origin.to_dict()} for label, origin in origins.items()}
     return snap

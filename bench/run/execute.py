@@ -28,6 +28,7 @@ from bench.models.adapters import merge, parameter_counts, wrap
 from bench.models.presets import ModelPreset, apply_to_task
 from bench.run.controller import Controller
 from bench.run.keep import keep_models
+from bench.run.origin import method_origin
 from bench.run.record import external_metrics, metrics_dict, run_env
 from bench.run.references import References, get_references
 from bench.run.runspec import runtime_for, spec_preset
@@ -37,7 +38,7 @@ from bench.runtime.device import peak_memory_gib, reset_peak_memory, runtime, us
 from bench.runtime.keys import ATTACK_MARK
 from bench.runtime.numerics import pin_threads
 from bench.runtime.records import RunRecord
-from bench.runtime.sections import BudgetUse, GEffectSummary, MetricEntry, RecordError, Training
+from bench.runtime.sections import BudgetUse, GEffectSummary, MethodOrigin, MetricEntry, RecordError, Training
 from bench.runtime.store import GEFFECT_FILE, Store
 from bench.specs.run import RunSpec
 
@@ -58,11 +59,14 @@ def gradient_checkpointing(model: torch.nn.Module) -> Iterator[None]:
         model.config.use_cache = True
 
 
-def execute(spec: RunSpec, store: Store, reuse: bool = True, keep_models: bool = False) -> RunRecord:
+def execute(spec: RunSpec, store: Store, reuse: bool = True, submitted: MethodOrigin | None = None,
+            keep_models: bool = False) -> RunRecord:
     """Run ``spec`` unless its record exists; store and return the record (status ok or failed). The run computes
     on ``bench.runtime.device.select_device()`` in its model preset's precision; the record names the device.
-    ``keep_models``: also save its final and calibrated models next to the record (``bench.run.keep``); a stored
-    successful record without them is run again to make them."""
+    ``submitted``: the facts of the board's submitted entry the run is for (``bench.run.origin.entry_origin``),
+    which the record's ``origin`` carries (outside the run id and the evidence). ``keep_models``: also save its
+    final and calibrated models next to the record (``bench.run.keep``); a stored successful record without them
+    is run again to make them."""
     if reuse:
         existing = store.load_run(spec.run_id)
         if existing is not None and not (keep_models and existing.status == "ok"
@@ -72,7 +76,7 @@ def execute(spec: RunSpec, store: Store, reuse: bool = True, keep_models: bool =
     pin_threads()  # the same thread count on every entry point (bench.runtime.numerics)
     with use_runtime(runtime_for(preset)) as rt:
         reset_peak_memory(rt.device)
-        return _execute(spec, store, preset, keep_models)
+        return _execute(spec, store, preset, submitted, keep_models)
 
 
 @dataclass
@@ -212,7 +216,8 @@ def _calibrate(done: _Unlearned, evaluation: Evaluation, parts: dict[str, Any],
     return "ok", None
 
 
-def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None, keep: bool = False) -> RunRecord:
+def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None, submitted: MethodOrigin | None,
+             keep: bool = False) -> RunRecord:
     """Run ``spec`` (references, unlearning, scoring, calibration) and store its record; an error that stops the
     run is recorded as a failed status with its type and message (and the step of a non-finite loss). ``keep``:
     save the final and calibrated models before the record (``bench.run.keep``)."""
@@ -249,6 +254,6 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None, keep: bool
     if peak is not None:  # references, training, evaluation and control of this run (env: not part of its evidence)
         env["cuda_peak_memory_gib"] = peak
     record = RunRecord(id=spec.run_id, spec=spec.to_dict(), status=status, label=spec.label, error=error,
-                       timings=timings, env=env, **parts)
+                       timings=timings, env=env, origin=method_origin(spec.method, submitted), **parts)
     store.write(record, per_item, files)
     return record

@@ -14,8 +14,9 @@ gives that record, ``Store.write_rekeyed`` stores it beside the old one with the
 
 **Evidence** (``evidence``): what a rerun of the same spec must reproduce, and what a release hashes and every
 comparison compares: the record's JSON form without the top-level ``VOLATILE`` fields (``timings``: how long;
-``env``: where, with which versions) and without any ``*_seconds`` or ``*_gib`` field at any depth (a reference
-model's ``build.build_seconds``, a peak memory). Three readings of it existed (release: the full definition;
+``env``: where, with which versions; ``origin``: an outside method's package or plug-in file and whom to cite) and
+without any ``*_seconds`` or ``*_gib`` field at any depth (a reference model's ``build.build_seconds``, a peak
+memory). Three readings of it existed (release: the full definition;
 submit's determinism check and ``ubench perf --only grid``: the top-level fields only); the release's is kept
 because it is the only one that also ignores the nested durations, which differ between two identical runs. A
 release applies it to each ``result.json`` as stored (in the schema it was written in: a store's release hash does
@@ -34,6 +35,7 @@ from bench.runtime.sections import (
     BudgetUse,
     Control,
     GEffectSummary,
+    MethodOrigin,
     MetricEntry,
     RecordError,
     RecordFormatError,
@@ -48,7 +50,7 @@ from bench.runtime.sections import (
 from bench.specs.run import Budget, ControlSpec
 
 SCHEMA_VERSION = 2
-VOLATILE = ("timings", "env")  # record fields that say how long and where, not what
+VOLATILE = ("timings", "env", "origin")  # record fields that say how long, where and whose, not what
 VOLATILE_SUFFIXES = ("_seconds", "_gib")  # nested fields of the same kind (build time, peak memory)
 OK = "ok"
 
@@ -101,7 +103,8 @@ def _typed(data: Mapping[str, Any], what: str) -> dict[str, Any]:
     """Check the top-level field types of a record's JSON form (``RecordFormatError`` naming the first bad one)."""
     expected = {"id": (str,), "status": (str,), "error": (dict, type(None)), "metrics": (dict,), "spec": (dict,),
                 "timings": (dict,), "env": (dict,), "control": (dict, type(None)), "train": (dict, type(None)),
-                "geffect": (dict, type(None)), "budget": (dict, type(None)), "build": (dict, type(None))}
+                "geffect": (dict, type(None)), "budget": (dict, type(None)), "build": (dict, type(None)),
+                "origin": (dict, type(None))}
     for key, types in expected.items():
         if key in data:
             require(data, key, types, what)
@@ -112,8 +115,10 @@ def _typed(data: Mapping[str, Any], what: str) -> dict[str, Any]:
 class RunRecord:
     """One run of a ``RunSpec`` (``bench.run.execute``): its status (``ok``, ``failed``, ``budget_exceeded``) and
     error, the final model's metrics, the control section (calibrated metrics, trade-off), the G-effect summary,
-    training and budget use, and the volatile ``timings`` and ``env``. ``id`` is the spec's run id. ``search`` says
-    which trial of a calibrated search the record is, where a board cell is one (in memory, not stored)."""
+    training and budget use, and the volatile ``timings``, ``env`` and ``origin`` (an outside method's provenance
+    and citation; None for a built-in method, whose records do not carry the key). ``id`` is the spec's run id.
+    ``search`` says which trial of a calibrated search the record is, where a board cell is one (in memory, not
+    stored)."""
 
     FOLDER: ClassVar[str] = "runs"
     KIND: ClassVar[str] = "run"
@@ -131,6 +136,7 @@ class RunRecord:
     timings: dict[str, float] = field(default_factory=dict)
     env: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # sections this version does not read (adapter, sequential)
+    origin: MethodOrigin | None = None
     search: SearchSelection | None = field(default=None, compare=False)
 
     @property
@@ -144,13 +150,15 @@ class RunRecord:
         known, extra = known_fields(cls, {k: v for k, v in data.items() if k not in ("schema_version", "kind")})
         if "search" in known:  # never stored: a key of that name is another version's section, kept as read
             extra["search"] = known.pop("search")
-        control, geffect, train, budget = (known.pop(k, None) for k in ("control", "geffect", "train", "budget"))
+        control, geffect, train, budget, origin = (known.pop(k, None)
+                                                   for k in ("control", "geffect", "train", "budget", "origin"))
         metrics, error = metrics_from_dict(known.pop("metrics", None)), RecordError.from_dict(known.pop("error", None))
         return cls(**known, metrics=metrics, error=error,
                    control=None if control is None else Control.from_dict(control),
                    geffect=None if geffect is None else GEffectSummary.from_dict(geffect, "geffect"),
                    train=None if train is None else Training.from_dict(train, "train"),
-                   budget=None if budget is None else BudgetUse.from_dict(budget, "budget"), extra=extra)
+                   budget=None if budget is None else BudgetUse.from_dict(budget, "budget"),
+                   origin=None if origin is None else MethodOrigin.from_dict(origin, "origin"), extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``result.json`` (schema ``SCHEMA_VERSION``; ``search`` is not stored)."""
@@ -159,7 +167,7 @@ class RunRecord:
                                "error": None if self.error is None else self.error.to_dict(),
                                "train": None if self.train is None else self.train.to_dict(),
                                "timings": self.timings, "env": self.env, **self.extra}
-        for name in ("control", "geffect", "budget"):
+        for name in ("control", "geffect", "budget", "origin"):
             section = getattr(self, name)
             if section is not None:
                 out[name] = section.to_dict()

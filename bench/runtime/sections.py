@@ -267,3 +267,24 @@ class SearchSelection:
         return f"selected trial {self.selected} of {self.n_trials} (search {self.search_id})"
 
 
+
+
+@dataclass(frozen=True)
+class MethodOrigin(_Section):
+    """Where a run's method came from and whom to credit (``bench.run.origin.method_origin``): the method class's
+    ``version``; the installed distribution that provides it (``package``, ``package_version``) or else the name of
+    the plug-in file that registers it (``plugin``, a file name, never a path); and, for a board's submitted entry
+    (``ubench submit``), the entry file's name, its ``paper``, ``authors`` and BibTeX ``citation``. Metadata only:
+    neither in the run id nor in the record's evidence, so it changes no number and no release hash."""
+
+    version: str = ""
+    package: str | None = None
+    package_version: str | None = None
+    plugin: str | None = None
+    entry: str | None = None
+    paper: str | None = None
+    authors: list[str] | None = None
+    citation: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"package", "package_version", "plugin", "entry", "paper",
+                                                     "authors", "citation"})

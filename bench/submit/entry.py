@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from bench.specs.mapping import from_mapping, read_yaml
+from bench.specs.run import Budget
 
 
 @dataclass(frozen=True)
@@ -19,17 +20,20 @@ class SubmissionEntry:
 
     ``method``: registered name; ``version``: must equal the class's ``version``; ``label``: the board row
     (default: the method name); ``paper``: title / arXiv id; ``citation``: optional BibTeX; ``authors``: at least
-    one; ``params``: hyper-parameter overrides; ``tier``: the board's budget tier; ``plugin``: a single ``.py``
-    file registering the method, relative to the entry file; ``package``: optional, the pip package whose
-    ``ubench.methods`` entry point registers the method (named in the board's error when it is not installed);
-    ``description``: optional; ``submitted``: the date ``ubench submit`` accepted it (written by the tool).
+    one; ``params``: hyper-parameter overrides; the board's budget, exactly one of ``tier`` (a named tier) and
+    ``budget`` (a board's custom budget mapping, read like a tier of ``tiers.yaml``: ``Budget`` fields); ``plugin``:
+    a single ``.py`` file registering the method, relative to the entry file; ``package``: optional, the pip package
+    whose ``ubench.methods`` entry point registers the method (named in the board's error when it is not
+    installed); ``description``: optional; ``submitted``: the date ``ubench submit`` accepted it (written by the
+    tool, with a custom budget in full).
     """
 
     method: str
     version: str
     paper: str
     authors: tuple[str, ...]
-    tier: str
+    tier: str = ""
+    budget: Budget | None = None
     label: str = ""
     citation: str = ""
     params: dict[str, Any] = field(default_factory=dict)
@@ -39,9 +43,15 @@ class SubmissionEntry:
     submitted: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("method", "version", "paper", "tier"):
+        for name in ("method", "version", "paper"):
             if not getattr(self, name).strip():
                 raise ValueError(f"{name}: must not be empty")
+        if bool(self.tier.strip()) == (self.budget is not None):
+            raise ValueError("tier: give exactly one of tier (the board's named budget tier) and budget (a board's "
+                             "custom budget mapping)")
+        if self.budget is not None and self.budget.tier:
+            raise ValueError(f"budget.tier: a custom budget has no tier name; write tier: {self.budget.tier} "
+                             f"instead of budget")
         if not self.authors or not all(a.strip() for a in self.authors):
             raise ValueError("authors: list at least one author (non-empty names)")
         if not self.label:
@@ -54,12 +64,16 @@ class SubmissionEntry:
 
     def to_yaml(self) -> str:
         """The entry as YAML: the fields in a fixed order, empty optional ones left out (``method``, ``label``,
-        ``params`` and ``plugin``, which the board reads, are always written), multi-line text as blocks."""
+        ``params`` and ``plugin``, which the board reads, are always written), a custom budget with every field
+        (the budget the board runs), multi-line text as blocks."""
         data = dataclasses.asdict(self)
         data["authors"] = list(self.authors)
+        if self.budget is not None:
+            data["budget"] = {k: v for k, v in data["budget"].items() if k != "tier"}
         order = ("method", "version", "label", "paper", "authors", "citation", "description", "params", "tier",
-                 "plugin", "package", "submitted")
-        kept = {k: data[k] for k in order if data[k] != "" or k in ("method", "label", "params", "plugin")}
+                 "budget", "plugin", "package", "submitted")
+        kept = {k: data[k] for k in order
+                if data[k] not in ("", None) or k in ("method", "label", "params", "plugin")}
         return yaml.dump(kept, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=110)
 
 

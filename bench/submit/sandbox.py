@@ -174,9 +174,10 @@ def _run_worker(job: dict, folder: Path, limits: SandboxLimits, memory_bytes: in
 
 def run_sandboxed(entry: SubmissionEntry, plugin: Path | None, task: str, limits: SandboxLimits,
                   workdir: str | Path | None, on_check: Callable[[str, str, str], None],
-                  say: Callable[[str], None] | None = None, source: str = "entry") -> None:
+                  say: Callable[[str], None] | None = None, source: str = "entry", smoke: bool = True) -> None:
     """Run the code checks (``CODE_CHECKS``) of ``entry`` in a subprocess and pass each result to
-    ``on_check(status, check, detail)`` as it arrives.
+    ``on_check(status, check, detail)`` as it arrives. The smoke runs start only when ``smoke`` (every check of the
+    caller passed) and the cheap code checks passed (``worker_main``).
 
     The subprocess (``worker_main``) runs in a new session (its own process group) with ``workdir`` as its
     working directory (the smoke runs' stores are ``workdir/run1`` and ``workdir/run2``; its stderr is
@@ -193,7 +194,8 @@ def run_sandboxed(entry: SubmissionEntry, plugin: Path | None, task: str, limits
         say(f"sandbox: the entry's code runs in a subprocess in {folder} (time limit {limits.time_limit:g} s, "
             f"memory limit {memory})")
     job = {"entry": dataclasses.asdict(entry), "plugin": str(plugin) if plugin is not None else None, "task": task,
-           "folder": str(folder), "memory_limit": limits.memory_limit if memory_applied else 0, "source": source}
+           "folder": str(folder), "memory_limit": limits.memory_limit if memory_applied else 0, "source": source,
+           "smoke": smoke}
     reported: list[str] = []
     returncode, timed_out = _run_worker(job, folder, limits, limits.memory_limit if memory_applied else 0, on_check,
                                         reported)
@@ -207,9 +209,47 @@ def run_sandboxed(entry: SubmissionEntry, plugin: Path | None, task: str, limits
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _cheap_checks(entry: SubmissionEntry, plugin: Path | None, source: str,
+                  emit: Callable[[str, str, str], None]) -> tuple[object | None, bool]:
+    """``method``, ``documentation`` and ``hyper-parameters`` (none trains): each result to ``emit``; returns (the
+    method instance or None when it cannot be built, whether all three passed)."""
+    try:
+        cls, origin = load_method(entry.method, plugin)
+    except (RegistryError, SpecError) as exc:
+        emit("FAIL", "method", first_line(exc))
+        emit("SKIP", "documentation", "the method is not registered")
+        emit("SKIP", "hyper-parameters", "the method is not registered")
+        return None, False
+    emit("PASS", "method", f"{entry.method!r} from {origin}")
+    doc_problems = check_documentation(cls, entry)
+    if doc_problems:
+        emit("FAIL", "documentation", "; ".join(doc_problems))
+    else:
+        emit("PASS", "documentation", f"docstring, paper {cls.paper!r}, version {entry.version!r}")
+    instance, param_problems = check_params(cls, entry, source)
+    if param_problems:
+        emit("FAIL", "hyper-parameters", "; ".join(param_problems))
+    else:
+        shown = ", ".join(f"{k}={v!r}" for k, v in entry.params.items()) or "defaults"
+        emit("PASS", "hyper-parameters", f"{shown} (within the declared search space)")
+    return instance, not doc_problems and not param_problems
+
+
+def _smoke_check(entry: SubmissionEntry, job: dict) -> tuple[str, str]:
+    """``smoke run``: (PASS or FAIL, detail) of ``smoke_run`` in the job's folder."""
+    try:
+        ok, detail = smoke_run(entry.method, entry.params, job["task"], Path(job["folder"]))
+    except (SpecError, RegistryError) as exc:
+        ok, detail = False, first_line(exc)
+    if not ok and job.get("memory_limit") and ("MemoryError" in detail or "allocate" in detail):
+        detail += f" (memory limit {job['memory_limit'] / GIB:g} GiB; --memory-limit)"
+    return "PASS" if ok else "FAIL", detail
+
+
 def worker_main(argv: list[str]) -> int:
     """The sandboxed subprocess (``run_sandboxed``): load the method, check its documentation and
-    hyper-parameters, run the smoke runs in the working directory, and print each result as a report line."""
+    hyper-parameters, and only if they and the caller's checks (``job["smoke"]``) passed, run the smoke runs in
+    the working directory (fail fast: a failing cheap check costs no training); each result is a report line."""
     job = json.loads(argv[0])
     out = sys.stdout
 
@@ -217,41 +257,16 @@ def worker_main(argv: list[str]) -> int:
         out.write(_MESSAGE + json.dumps([status, check, detail]) + "\n")
         out.flush()
 
-
     quiet()
     entry = from_mapping(SubmissionEntry, job["entry"], "entry")
     plugin = Path(job["plugin"]) if job["plugin"] else None
-    cls = None
-    try:
-        cls, origin = load_method(entry.method, plugin)
-        emit("PASS", "method", f"{entry.method!r} from {origin}")
-    except (RegistryError, SpecError) as exc:
-        emit("FAIL", "method", first_line(exc))
-    instance = None
-    if cls is None:
-        emit("SKIP", "documentation", "the method is not registered")
-        emit("SKIP", "hyper-parameters", "the method is not registered")
-    else:
-        problems = check_documentation(cls, entry)
-        if problems:
-            emit("FAIL", "documentation", "; ".join(problems))
-        else:
-            emit("PASS", "documentation", f"docstring, paper {cls.paper!r}, version {entry.version!r}")
-        instance, problems = check_params(cls, entry, job.get("source", "entry"))
-        if problems:
-            emit("FAIL", "hyper-parameters", "; ".join(problems))
-        else:
-            shown = ", ".join(f"{k}={v!r}" for k, v in entry.params.items()) or "defaults"
-            emit("PASS", "hyper-parameters", f"{shown} (within the declared search space)")
-    # the smoke run happens whenever the method can be built, so one submission reports every problem at once
+    instance, passed = _cheap_checks(entry, plugin, job.get("source", "entry"), emit)
     if instance is None:
         emit("SKIP", "smoke run", "the method could not be built")
-        return 0
-    try:
-        ok, detail = smoke_run(entry.method, entry.params, job["task"], Path(job["folder"]))
-    except (SpecError, RegistryError) as exc:
-        ok, detail = False, first_line(exc)
-    if not ok and job.get("memory_limit") and ("MemoryError" in detail or "allocate" in detail):
-        detail += f" (memory limit {job['memory_limit'] / GIB:g} GiB; --memory-limit)"
-    emit("PASS" if ok else "FAIL", "smoke run", detail)
+    elif not (passed and job.get("smoke", True)):
+        emit("SKIP", "smoke run", "not run: an earlier check failed (the smoke runs start only when every cheap "
+                                  "check passed)")
+    else:
+        status, detail = _smoke_check(entry, job)
+        emit(status, "smoke run", detail)
     return 0

@@ -31,7 +31,8 @@ authors: [Your Name]
 description: Confidence-weighted gradient ascent (replace with one line on your method).
 # Hyper-parameters: a field of the search space anywhere within its listed range; other fields keep their defaults.
 params: {{alpha: 1.0}}
-# The budget tier of the board you submit to (bench/specs/tiers.yaml: smoke, standard, full).
+# The budget tier of the board you submit to (bench/specs/tiers.yaml: smoke, standard, full), or, for a board
+# with a custom budget, that budget instead of tier, e.g. budget: {{steps: 4, lr: 0.0005, batch_size: 8}}.
 tier: standard
 # The file that registers the method, relative to this file.
 plugin: {name}.py

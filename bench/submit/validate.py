@@ -1,24 +1,26 @@
 """Submitting an outside method to a board: ``ubench submit ENTRY.yaml`` and ``ubench new-method NAME``.
 
 A submission entry (YAML, parsed into ``SubmissionEntry``) names a registered method, its version, paper, authors,
-hyper-parameters and the budget tier of the board it targets. ``validate_and_submit`` runs every check and reports
-each as one line, ``PASS <check>: <detail>`` or ``FAIL <check>: <reason>`` (``SKIP`` when an earlier failure
-makes a check impossible):
+hyper-parameters and the budget of the board it targets (a named tier, or the board's custom budget mapping).
+``validate_and_submit`` runs every check and reports each as one line, ``PASS <check>: <detail>`` or
+``FAIL <check>: <reason>`` (``SKIP`` when an earlier failure makes a check impossible or pointless). It fails fast:
+every cheap check (none trains) runs first, and the smoke runs only when all of them passed:
 
-* ``tier``: the entry's tier is the board's tier;
+* ``budget``: the entry's ``tier`` is the board's tier, or its ``budget`` mapping is the board's custom budget
+  (read and validated like a tier); the line says the budget in full;
+* ``label``: the label is not on the board yet;
 * ``method``: the method is registered (built in, by an installed package's ``ubench.methods`` entry point, or by
   a plug-in file) and where it came from;
 * ``documentation``: the class has a docstring (the loss formula), a ``paper``, and the entry's ``version``;
 * ``hyper-parameters``: they build the method, set fields lie within the declared search space, and fields outside
   the search space keep their defaults;
-* ``label``: the label is not on the board yet;
 * ``smoke run``: two runs under the smallest tier, each into a fresh temporary store, finish ``ok`` with finite
-  losses and give identical records (timings and environment aside).
+  losses and give identical records (timings and environment aside); the first failing run ends the check.
 
 Only when every check passes is the entry written (atomically) into the board's entries folder, with a copy of its
 plug-in file, so the next ``ubench run`` of the board includes it. A malformed entry or board raises ``SpecError``.
 
-The entry's code never runs in this process: ``tier`` and ``label`` read files only, and ``method``,
+The entry's code never runs in this process: ``budget`` and ``label`` read files only, and ``method``,
 ``documentation``, ``hyper-parameters`` and ``smoke run`` run in a subprocess (``run_sandboxed`` / ``worker_main``)
 with a wall-clock time limit, ``RLIMIT_CPU`` and ``RLIMIT_AS`` (``SandboxLimits``), in its own process group and
 with its own working directory. That bounds runaway or buggy code; it is not a security sandbox (no file-system or
@@ -33,9 +35,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from bench.runtime.paths import REPO_ROOT
 from bench.runtime.store import atomic_write_text
 from bench.specs.board import LeaderboardSpec, label_slug
+from bench.specs.run import Budget
 from bench.specs.tiers import tiers
 from bench.submit.entry import SubmissionEntry, SubmissionReport
 from bench.submit.sandbox import SandboxLimits, run_sandboxed
@@ -84,17 +89,50 @@ def _plugin_copy(board: LeaderboardSpec, slug: str, plugin: Path) -> tuple[Path,
     return folder / f"{re.sub(r'[^a-z0-9_]', '_', slug)}.py", True  # a valid module name for the plug-in loader
 
 
-def check_tier(entry: SubmissionEntry, board: LeaderboardSpec) -> tuple[str, str]:
-    """``tier``: (PASS or FAIL, detail): the entry's tier is a known tier and the board's own."""
-    board_tier = board.budget.tier
+def budget_text(budget: Budget) -> str:
+    """The budget in one line: ``tier smoke: 3 steps, lr 0.0002, batch 4 x 1, constant schedule`` (``custom budget``
+    without a tier), then the warm-up, clipping and callback interval where set."""
+    name = f"tier {budget.tier}" if budget.tier else "custom budget"
+    extra = [f"{label} {value}" for label, value in (("warm-up", budget.warmup_steps),
+                                                     ("weight decay", budget.weight_decay),
+                                                     ("max grad norm", budget.max_grad_norm),
+                                                     ("callback every", budget.callback_every)) if value]
+    return ", ".join([f"{name}: {budget.steps} steps, lr {budget.lr:g}, batch {budget.batch_size} x "
+                      f"{budget.grad_accum}, {budget.schedule} schedule", *extra,
+                      f"{budget.forward_passes_per_step} forward passes per micro-batch"])
+
+
+def budget_mapping(budget: Budget) -> str:
+    """The YAML flow mapping an entry writes for ``budget``: steps, lr, batch_size, and every other field that
+    differs from ``Budget``'s default."""
+    default = Budget()
+    fields = {f.name: getattr(budget, f.name) for f in dataclasses.fields(Budget) if f.name != "tier" and (
+        f.name in ("steps", "lr", "batch_size") or getattr(budget, f.name) != getattr(default, f.name))}
+    return yaml.safe_dump(fields, default_flow_style=True, sort_keys=False, width=1 << 16).strip()
+
+
+def check_budget(entry: SubmissionEntry, board: LeaderboardSpec) -> tuple[str, str]:
+    """``budget``: (PASS or FAIL, detail): the entry's ``tier`` is a known tier and the board's own, or its
+    ``budget`` (a custom mapping, validated like a tier when the entry was read) equals the board's custom budget.
+    The detail states the budget in full (``budget_text``)."""
+    board_budget = board.budget
+    if entry.budget is not None:
+        if board_budget.tier:
+            return "FAIL", (f"board {board.name} runs tier {board_budget.tier!r}, not a custom budget; write "
+                            f"tier: {board_budget.tier} instead of budget")
+        differ = [f"{f.name} {getattr(entry.budget, f.name)!r} != {getattr(board_budget, f.name)!r}"
+                  for f in dataclasses.fields(Budget) if getattr(entry.budget, f.name) != getattr(board_budget, f.name)]
+        if differ:
+            return "FAIL", f"the entry's budget differs from board {board.name}'s: {'; '.join(differ)}"
+        return "PASS", budget_text(board_budget)
     if entry.tier not in tiers():
         return "FAIL", f"unknown budget tier {entry.tier!r} (known: {', '.join(tiers())})"
-    if not board_tier:
-        return "FAIL", (f"board {board.name} runs a custom budget, not a named tier; submit to a board whose budget "
-                        f"is one of {', '.join(tiers())}")
-    if entry.tier != board_tier:
-        return "FAIL", f"the entry targets tier {entry.tier!r} but board {board.name} runs tier {board_tier!r}"
-    return "PASS", board_tier
+    if not board_budget.tier:
+        return "FAIL", (f"board {board.name} runs a custom budget, not tier {entry.tier!r}; give it in the entry "
+                        f"instead of tier: budget: {budget_mapping(board_budget)}")
+    if entry.tier != board_budget.tier:
+        return "FAIL", f"the entry targets tier {entry.tier!r} but board {board.name} runs tier {board_budget.tier!r}"
+    return "PASS", budget_text(board_budget)
 
 
 def check_label(entry: SubmissionEntry, board: LeaderboardSpec, target: Path,
@@ -137,6 +175,8 @@ def validate_and_submit(entry_path: str | Path, board_path: str | Path | None = 
     The entry's code (importing its plug-in or package, building its method, the two smoke runs) runs only in a
     subprocess under ``limits`` (``run_sandboxed``), with ``workdir`` as its working directory (default: a fresh
     temporary folder, removed afterwards). This process only reads the entry, the board and the plug-in's bytes.
+    Fail fast: the smoke runs start only when every cheap check (``budget``, ``label``, ``method``,
+    ``documentation``, ``hyper-parameters``) passed.
 
     A malformed entry or board raises ``SpecError`` (one line naming file and field); method-level problems are
     ``FAIL`` lines of the returned report."""
@@ -147,29 +187,18 @@ def validate_and_submit(entry_path: str | Path, board_path: str | Path | None = 
     report = SubmissionReport(echo=echo)
     report.say(f"submission {entry_path}: method {entry.method!r} v{entry.version} as {entry.label!r} "
                f"-> board {board.name} ({board_file})")
-    status, detail = check_tier(entry, board)
-    report.add(status, "tier", detail)
-
-    # d. label (decided here, from files only; printed after the code checks a-c, before the smoke run)
+    status, detail = check_budget(entry, board)
+    report.add(status, "budget", detail)
     plugin_path = _entry_plugin(entry, entry_path, plugin)
     slug = label_slug(entry.label)
     target = board.entries_dir / f"{slug}.yaml"
-    label = check_label(entry, board, target, plugin_path)
-
-    # a. method, b. documentation, c. hyper-parameters, e. smoke run: the entry's code, in the sandbox
-    label_said = False
-
-    def code_check(status: str, check: str, detail: str) -> None:
-        nonlocal label_said
-        if check == "smoke run" and not label_said:
-            report.add(label[0], "label", label[1])
-            label_said = True
-        report.add(status, check, detail)
-
+    status, detail = check_label(entry, board, target, plugin_path)
+    report.add(status, "label", detail)
+    # the entry's code, in the sandbox: method, documentation and hyper-parameters, then, only if every check so
+    # far passed, the smoke runs
     run_sandboxed(entry, plugin_path.resolve() if plugin_path is not None else None, task or DEFAULT_TASK,
-                  limits or SandboxLimits(), workdir, code_check, say=report.say, source=str(entry_path))
-    if not label_said:
-        report.add(label[0], "label", label[1])
+                  limits or SandboxLimits(), workdir, report.add, say=report.say, source=str(entry_path),
+                  smoke=report.ok)
 
     if report.ok:
         also = _write_entry(entry, board, target, plugin_path, slug)
