@@ -416,6 +416,7 @@ def test_the_committed_synthetic_release_verifies() -> None:
     released = json.loads(next(data for path, data in bundle.items() if path.endswith("board/spec.json")))
     assert _canonical_spec(board) == released
     assert _canonical_spec(dataclasses.replace(board, output="elsewhere")) == released  # where tables go
+    assert _canonical_spec(dataclasses.replace(board, keep_models=True)) == released  # models kept or not
 
 
 def test_a_release_bundles_the_references_of_every_replicate(tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ def test_budget_check_of_a_named_tier(tmp_path: Path) -> None:
     assert tier_of("smoke") == ("PASS", "tier smoke: 3 steps, lr 0.0002, batch 4 x 1, constant schedule, 4 forward "
                                         "passes per micro-batch")
     assert tier_of("standard") == ("FAIL", "the entry targets tier 'standard' but board mini runs tier 'smoke'")
-    assert tier_of("huge") == ("FAIL", "unknown budget tier 'huge' (known: smoke, smoke-search, standard, full)")
+    assert tier_of("huge") == ("FAIL", "unknown budget tier 'huge' (known: smoke, smoke-search, mini, standard, full)")
     custom = SubmissionEntry.load(write_entry(tmp_path, entry_yaml(tier="x").replace("tier: x", MINI_BUDGET)))
     assert check_budget(custom, board) == ("FAIL", "board mini runs tier 'smoke', not a custom budget; write "
                                                    "tier: smoke instead of budget")

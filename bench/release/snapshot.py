@@ -68,10 +68,12 @@ def releases_dir(board: LeaderboardSpec) -> Path:
 
 def _canonical_spec(board: LeaderboardSpec) -> dict:
     """The parsed board without machine-specific paths (``path``, and ``output``: where its tables are written;
-    plug-in files become ``plugins/<name>``)."""
+    plug-in files become ``plugins/<name>``) and without ``keep_models`` (whether models are saved changes no
+    number)."""
     spec = json.loads(canonical_json(board))
     spec.pop("path", None)
     spec.pop("output", None)
+    spec.pop("keep_models", None)
     for task in spec.get("tasks", []):  # a task or model YAML file by its name, not its folder
         task["task"], task["model"] = shown_name(task["task"]), shown_name(task["model"])
     for method in spec.get("methods", []):

@@ -20,8 +20,9 @@ class SubmissionEntry:
 
     ``method``: registered name; ``version``: must equal the class's ``version``; ``label``: the board row
     (default: the method name); ``paper``: title / arXiv id; ``citation``: optional BibTeX; ``authors``: at least
-    one; ``params``: hyper-parameter overrides; the board's budget, exactly one of ``tier`` (a named tier) and
-    ``budget`` (a board's custom budget mapping, read like a tier of ``tiers.yaml``: ``Budget`` fields); ``plugin``:
+    one; ``params``: hyper-parameter overrides; ``tier``: the board's budget tier (give exactly one of ``tier``
+    and ``budget``); ``budget``: a board's custom budget mapping, read like a tier of ``tiers.yaml`` (``Budget``
+    fields), for a board whose budget is not a named tier; ``plugin``:
     a single ``.py`` file registering the method, relative to the entry file; ``package``: optional, the pip package
     whose ``ubench.methods`` entry point registers the method (named in the board's error when it is not
     installed); ``description``: optional; ``submitted``: the date ``ubench submit`` accepted it (written by the
