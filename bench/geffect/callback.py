@@ -9,12 +9,13 @@ import json
 import math
 import time
 
+import numpy as np
 import torch
 
 from bench.data.alternates import alternate_answers
 from bench.data.tasks import TaskData
 from bench.data.tokenize import collate, encode_qa
-from bench.geffect.compute import GEffect, block_groups, measure
+from bench.geffect.compute import GEffect, block_groups, measure, step_changes
 from bench.methods.base import LossContext, Method, ReferenceModel, StepState, UnlearnBatch
 from bench.registry import EVALUATIONS
 from bench.runtime.keys import EvaluationSpec, MetricKey, format_key
@@ -29,7 +30,8 @@ class GEffectRecorder:
     holdout, world facts for the risks; the forget items again for the per-instance PG-effect."""
 
     # Called at checkpoint steps t = 0, k, 2k, ... between backward and the optimizer update, so grad L_u is the
-    # step's own accumulated gradient at theta_t (no extra pass) and D_u the step's sampled batch, as in the paper.
+    # step's own accumulated gradient at theta_t (no extra pass) and D_u the step's sampled batch, as in the paper;
+    # ``step_taken`` is called right after that step's optimizer update, for the change the update made.
     before_update = True
 
     def __init__(self, method: Method, data: TaskData, tokenizer, reference: ReferenceModel | None,
@@ -68,6 +70,8 @@ class GEffectRecorder:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             result = measure(model, None, None, None, risks, instance_batch=risks["forget"], step=state.step,
                              lr=state.lr, objective_grads=grads, loss=state.loss)
+            # theta_t, for the update the optimizer is about to apply (one copy of the trainable parameters)
+            self._before = [p.detach().clone() for p in params]
         else:
             objective = UnlearnBatch(*(b.to(device) if b is not None else None for b in
                                        (self.objective_batch.forget, self.objective_batch.retain,
@@ -76,6 +80,20 @@ class GEffectRecorder:
                              risks, instance_batch=risks["forget"], step=state.step, lr=state.lr)
         result.diagnostics = dict(state.diagnostics)
         self.measurements.append(result)
+        self.seconds += time.perf_counter() - start
+
+    def step_taken(self, model: torch.nn.Module, state: StepState) -> None:
+        """After the optimizer update of the step last measured in training: record on that measurement the
+        realised first-order change r(D) = grad R(D)(theta_t)^T (theta_{t+1} - theta_t) and the measured change
+        R(D)(theta_{t+1}) - R(D)(theta_t) of every risk set (``bench.geffect.compute.step_changes``)."""
+        before, self._before = getattr(self, "_before", None), None
+        if before is None or not self.measurements or self.measurements[-1].step != state.step:
+            return
+        start = time.perf_counter()
+        device = next(model.parameters()).device
+        risks = {k: v.to(device) for k, v in self.risk_batches.items()}
+        last = self.measurements[-1]
+        last.realised_change, last.measured_change = step_changes(model, before, risks)
         self.seconds += time.perf_counter() - start
 
     def jsonl(self) -> str:
@@ -92,10 +110,8 @@ class GEffectRecorder:
                      "first": self.measurements[0].total, "last": self.measurements[-1].total}
         groups = block_groups(n_layers)
         steps = [m.step for m in self.measurements]
-        for i, m in enumerate(self.measurements):
-            # the measurement at step t stands for the steps until the next one (every k; the last one: to the end)
-            end = steps[i + 1] if i + 1 < len(steps) else min(m.step + self.every, self.total_steps or 1 << 62)
-            span = max(end - m.step, 1)
+        # the measurement at step t stands for the steps until the next one (every k; the last one: to the end)
+        for m, span in zip(self.measurements, self._spans(steps)):
             for d, value in m.total.items():
                 out["cumulative"][d] = out["cumulative"].get(d, 0.0) + m.lr * value * span
             for d, blocks in m.blocks.items():
@@ -122,7 +138,53 @@ class GEffectRecorder:
         if weights:
             out["npo_weight"] = {"first": weights[0], "last": weights[-1]}
         out["finite"] = all(math.isfinite(v) for m in self.measurements for v in m.total.values())
+        out.update(self._step_change_summary(steps))
         return out
+
+    def _spans(self, steps: list[int]) -> list[int]:
+        """The number of training steps each recorded step stands for (until the next one; the last: to the end)."""
+        ends = [*steps[1:], min(steps[-1] + self.every, self.total_steps or 1 << 62)]
+        return [max(end - step, 1) for step, end in zip(steps, ends)]
+
+    def _step_change_summary(self, steps: list[int]) -> dict:
+        """Over the recorded steps that have the step's changes (``step_taken``; each scaled by its span, like the
+        cumulative G-effect), per data set D: sum r_t(D) * span_t (``realised_change``), sum m_t(D) * span_t
+        (``measured_change``), both changes of R(D) (positive: the risk rose; with a measurement every step, the
+        measured one is R(D) at the end minus R(D) at the start), and ``agreement``: ``realised_error`` = |sum r - sum m| /
+        |sum m|, ``paper_error`` = |sum (-lr e) - sum m| / |sum m| (the paper's prediction under gradient descent,
+        same spans), and the Pearson correlations over the recorded steps of r_t and of -lr_t e_t(D) with m_t
+        (``realised_corr``, ``paper_corr``; with at least 3 steps and both series varying). Empty without them."""
+        rows = [(m, span) for m, span in zip(self.measurements, self._spans(steps)) if m.measured_change]
+        if not rows:
+            return {}
+        realised: dict[str, float] = {}
+        measured: dict[str, float] = {}
+        agreement: dict[str, dict[str, float]] = {}
+        for d in rows[0][0].measured_change:
+            r = [m.realised_change[d] for m, _ in rows]
+            m_t = [m.measured_change[d] for m, _ in rows]
+            paper = [-m.lr * m.total[d] for m, _ in rows]
+            spans = [span for _, span in rows]
+            realised[d] = sum(x * n for x, n in zip(r, spans))
+            measured[d] = sum(x * n for x, n in zip(m_t, spans))
+            predicted = sum(x * n for x, n in zip(paper, spans))
+            facts = {}
+            if measured[d] != 0:
+                facts = {"realised_error": abs(realised[d] - measured[d]) / abs(measured[d]),
+                         "paper_error": abs(predicted - measured[d]) / abs(measured[d])}
+            for name, series in (("realised_corr", r), ("paper_corr", paper)):
+                value = _correlation(series, m_t)
+                if value is not None:
+                    facts[name] = value
+            agreement[d] = facts
+        return {"realised_change": realised, "measured_change": measured, "agreement": agreement}
+
+
+def _correlation(a: list[float], b: list[float]) -> float | None:
+    """Pearson correlation of ``a`` and ``b``; None with fewer than 3 points or a constant series."""
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 GEFFECT = "geffect"
