@@ -150,10 +150,11 @@ class GEffectRecorder:
         """Over the recorded steps that have the step's changes (``step_taken``; each scaled by its span, like the
         cumulative G-effect), per data set D: sum r_t(D) * span_t (``realised_change``), sum m_t(D) * span_t
         (``measured_change``), both changes of R(D) (positive: the risk rose; with a measurement every step, the
-        measured one is R(D) at the end minus R(D) at the start), and ``agreement``: ``realised_error`` = |sum r - sum m| /
-        |sum m|, ``paper_error`` = |sum (-lr e) - sum m| / |sum m| (the paper's prediction under gradient descent,
-        same spans), and the Pearson correlations over the recorded steps of r_t and of -lr_t e_t(D) with m_t
-        (``realised_corr``, ``paper_corr``; with at least 3 steps and both series varying). Empty without them."""
+        measured one is R(D) at the end minus R(D) at the start), and ``agreement``: ``realised_error`` =
+        |sum r - sum m| / |sum m|, ``paper_error`` = |sum (-lr e) - sum m| / |sum m| (the paper's prediction under
+        gradient descent, same spans), and the Pearson correlations over the recorded steps of r_t and of
+        -lr_t e_t(D) with m_t (``realised_corr``, ``paper_corr``; with at least 3 steps and both series varying).
+        Empty without them."""
         rows = [(m, span) for m, span in zip(self.measurements, self._spans(steps)) if m.measured_change]
         if not rows:
             return {}
