@@ -189,22 +189,39 @@ def _correlation(a: list[float], b: list[float]) -> float | None:
 
 
 GEFFECT = "geffect"
-COLUMNS = (*(f"{GEFFECT}/cumulative/{s}" for s in DATA_SETS), f"{GEFFECT}/top_group_share", f"{GEFFECT}/top_group")
+# per data set: the paper's cumulative e(D); the realised first-order and the measured change of R(D) across the
+# recorded optimizer steps; the relative errors of the realised and of the paper's prediction against the measured
+PER_SET = ("cumulative", "realised", "measured", "realised_error", "paper_error")
+COLUMNS = (*(f"{GEFFECT}/{name}/{s}" for name in PER_SET for s in DATA_SETS), f"{GEFFECT}/top_group_share",
+           f"{GEFFECT}/top_group")
 
 
 def _direction(key: MetricKey) -> str:
-    """Cumulative e(forget): lower is better (more negative: the forget risk rose more); the other sets: higher;
-    the top group and its share have no direction of better."""
+    """Cumulative e(forget): lower is better (more negative: the forget risk rose more), the other sets higher;
+    the realised and measured changes of R: forget higher (the forget risk rose), the other sets lower; the
+    errors, the top group and its share have no direction of better."""
     if key.name == "cumulative":
         return "lower" if key.split == "forget" else "higher"
+    if key.name in ("realised", "measured"):
+        return "higher" if key.split == "forget" else "lower"
     return "none"
 
 
 def _describe(key: MetricKey) -> str:
+    d = key.split
     if key.name == "cumulative":
-        note = "; negative: the forget risk rose (unlearning)" if key.split == "forget" else ""
-        return f"cumulative G-effect on {key.split}: Σ lr·e({key.split})·steps over the recorded steps " \
-               f"(arXiv 2502.19301){note}"
+        note = "; negative: the forget risk rose (unlearning)" if d == "forget" else ""
+        return f"cumulative G-effect on {d}: Σ lr·e({d})·steps over the recorded steps (arXiv 2502.19301): the " \
+               f"first-order fall of R({d}) under plain gradient descent, not the change AdamW's steps made{note}"
+    if key.name == "realised":
+        return f"realised first-order change of R({d}): Σ ∇R({d})ᵀ(θ_t+1 − θ_t)·steps over the recorded steps, " \
+               f"along the update the optimizer applied (positive: the risk rose)"
+    if key.name == "measured":
+        return f"measured change of R({d}): Σ (R({d})(θ_t+1) − R({d})(θ_t))·steps over the recorded steps " \
+               f"(positive: the risk rose)"
+    if key.name in ("realised_error", "paper_error"):
+        which = "the realised first-order change" if key.name == "realised_error" else "the paper's −Σ lr·e·steps"
+        return f"|{which} − the measured change| / |the measured change| of R({d})"
     if key.name == "top_group_share":
         return "share of |cumulative e(forget)| in the most-affected block group (shallow/middle/deep thirds)"
     return "the most-affected block group of the cumulative e(forget)"
@@ -220,12 +237,22 @@ def _key_problem(key: MetricKey, text: str) -> str | None:
 
 
 def _read(record, key: MetricKey) -> MetricEntry | None:
-    """The summary's number for ``key``: ``cumulative[<set>]`` or ``top_group_share``."""
+    """The summary's number for ``key``: ``cumulative[<set>]``, ``realised_change[<set>]``,
+    ``measured_change[<set>]``, ``agreement[<set>][realised_error | paper_error]`` or ``top_group_share``; None
+    (blank) where the record lacks it (records written before the step changes were recorded)."""
     summary = record.geffect
     if summary is None:
         return None
-    value = (summary.top_group_share if key.name == "top_group_share" else
-             (summary.cumulative or {}).get(key.split) if key.name == "cumulative" else None)
+    by_set = {"cumulative": summary.cumulative, "realised": summary.realised_change,
+              "measured": summary.measured_change}
+    if key.name == "top_group_share":
+        value = summary.top_group_share
+    elif key.name in by_set:
+        value = (by_set[key.name] or {}).get(key.split)
+    elif key.name in ("realised_error", "paper_error"):
+        value = ((summary.agreement or {}).get(key.split) or {}).get(key.name)
+    else:
+        value = None
     return None if value is None else MetricEntry(value)
 
 
@@ -235,14 +262,23 @@ def _read_text(record, key: MetricKey) -> str | None:
 
 
 EVALUATIONS.add(GEFFECT, EvaluationSpec(
-    GEFFECT, better="forget: lower; others: higher; top group: none",
-    keys="`geffect/cumulative/<set>`, `geffect/top_group_share`, `geffect/top_group`",
+    GEFFECT, better="cumulative: forget lower, others higher; realised, measured: forget higher, others lower; "
+                    "errors, top group: none",
+    keys="`geffect/cumulative/<set>`, `geffect/realised/<set>`, `geffect/measured/<set>`, "
+         "`geffect/realised_error/<set>`, `geffect/paper_error/<set>`, `geffect/top_group_share`, "
+         "`geffect/top_group`",
     description="G-effect of the unlearning objective, recorded during training every `budget.callback_every` "
-                "steps: `cumulative/<set>` (set: forget, retain, holdout, world_facts) is Σ lr·e(set)·steps over "
-                "the recorded steps (negative on forget: the forget risk rose); `top_group` is the block group "
+                "steps (set: forget, retain, holdout, world_facts): `cumulative/<set>` is the paper's Σ lr·e(set)·"
+                "steps over the recorded steps, the first-order fall of the risk per unit step of plain gradient "
+                "descent (negative on forget: the forget risk rose), not the change AdamW's steps made; "
+                "`realised/<set>` is the first-order change of the risk along the update the optimizer applied, "
+                "Σ ∇Rᵀ(θ_t+1 − θ_t)·steps, and `measured/<set>` the measured change Σ (R(θ_t+1) − R(θ_t))·steps "
+                "(both positive: the risk rose); `realised_error/<set>` and `paper_error/<set>` are |realised − "
+                "measured| / |measured| and |−cumulative − measured| / |measured|; `top_group` is the block group "
                 "(shallow / middle / deep thirds) with the largest share of |cumulative e(forget)| and "
-                "`top_group_share` that share. Blank on reference rows.",
+                "`top_group_share` that share. Blank on reference rows, and the step changes blank on records "
+                "written before they were recorded.",
     source="Wang et al. 2025, Rethinking LLM Unlearning Objectives: A Gradient Perspective (arXiv 2502.19301)",
     direction=_direction, describe=_describe, problem=_key_problem, read=_read, read_text=_read_text,
-    name_first=True, number_format=lambda key: ".3g" if key.name == "cumulative" else ".3f",
+    name_first=True, number_format=lambda key: ".3f" if key.name == "top_group_share" else ".3g",
     text_names=frozenset({"top_group"}), known=COLUMNS, run_only=True))
