@@ -161,8 +161,8 @@ def test_paragraph_says_which_prediction_agrees_with_the_measured_change() -> No
 def test_step_change_columns_read_the_records_and_are_blank_without_them(tmp_path: Path) -> None:
     """The committed fixture records predate the step changes: their realised / measured / error columns are blank
     (the cumulative column is not). The same records given a summary's ``realised_change``, ``measured_change`` and
-    ``agreement`` (written into the stored ``result.json``, as a new run writes them) fill those columns; run ids
-    do not move (the cells are the same)."""
+    ``agreement`` (written into the stored ``result.json``, as a new run writes them) fill those columns, the
+    paragraph's comparison and the HTML detail view's rows; run ids do not move (the cells are the same)."""
     columns = ["geffect/cumulative/forget", "geffect/realised/forget", "geffect/measured/forget",
                "geffect/realised_error/forget", "geffect/paper_error/retain"]
     board = LeaderboardSpec.load(geffect_board(tmp_path, columns=f"[forget/es, {', '.join(columns)}]"))
@@ -182,6 +182,12 @@ def test_step_change_columns_read_the_records_and_are_blank_without_them(tmp_pat
     table = build_table(board, Store(store.root))
     ga = records["GA"].geffect.cumulative["forget"]
     assert f"GA +2 (realised +1, paper {-ga:+.4g})" in geffect_paragraph(board, table)  # GA's record is the first
+    from bench.board.html import board_html
+    from bench.board.html_details import entry_details
+
+    store = Store(store.root)
+    page = board_html(board, table, entry_details(board, store, table))
+    assert f"measured +2; realised +1; paper {-ga:+.4g} (relative errors: realised 0.5, paper 0.9)" in page
     methods = table.set_index("method")
     for i, label in enumerate(records):
         row = methods.loc[label]
