@@ -5,11 +5,15 @@
   PG-effect (against one backward pass per item);
 * GA with D_u = D: e(D) = -||grad R(D)||^2, cosine -1;
 * bookkeeping: parameter blocks, block groups, blocks summing to the total, the recorder's cumulative summary;
+* across a recorded optimizer step: under SGD the realised first-order change is the paper's -eta e(D) and both
+  predict the measured change of R(D); under AdamW only the realised one does; the loop hands the recorder the
+  update of the step it measured;
 * a recorded run writes ``geffect.jsonl`` and a summary into its record.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +36,15 @@ from bench.geffect.compute import (
     risk_gradient,
     trainable,
 )
-from bench.methods.base import LossContext, Method, ReferenceModel, UnlearnBatch, gather_logprobs, make_method
+from bench.methods.base import (
+    LossContext,
+    Method,
+    ReferenceModel,
+    StepState,
+    UnlearnBatch,
+    gather_logprobs,
+    make_method,
+)
 
 from .conftest import MINI, random_llama
 from .test_methods import FORGET_SHAPES, RETAIN_SHAPES, toy_sequences
@@ -287,6 +299,117 @@ def test_recorder_summary_is_the_lr_weighted_sum_over_the_steps_each_measurement
     assert _recorder([]).summary(3) == {}
 
 
+# ---------------------------------------------------------------------- the change one optimizer step made
+
+
+def _one_recorded_step(mini_data, mini_target, make_optimizer) -> GEffect:
+    """One GA step on the mini target with the optimizer ``make_optimizer(params)``, recorded as the training loop
+    records it: the recorder measures with the step's gradient in ``.grad``, the optimizer steps, then
+    ``step_taken``. The measurement of that step (e(D), and the realised and measured changes of R(D))."""
+    model, tokenizer = mini_target
+    model = copy.deepcopy(model)
+    method = make_method("ga")
+    recorder = GEffectRecorder(method, mini_data, tokenizer, None, n_items=8)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params)
+    loss, _ = method.loss(model, recorder.objective_batch, LossContext())
+    loss.backward()
+    state = StepState(0, float(loss.detach()), optimizer.param_groups[0]["lr"], {})
+    recorder(model, state)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    recorder.step_taken(model, state)
+    (measurement,) = recorder.measurements
+    assert set(measurement.measured_change) == set(measurement.realised_change) == set(DATA_SETS)
+    return measurement
+
+
+def test_under_sgd_the_realised_change_is_the_papers_and_both_predict_the_measured_change(mini_data,
+                                                                                            mini_target) -> None:
+    """Plain SGD (no momentum, no weight decay): theta_1 - theta_0 = -eta grad L_u, so r(D) = -eta e(D) up to float32
+    round-off (1e-4 relative: the update itself is rounded into the weights), and both predict the measured
+    change R(D)(theta_1) - R(D)(theta_0) within 5% (eta = 0.05 on the trained target: the step changes the forget
+    NLL by ~7e-5, ~50x float32's noise in R, and second-order terms are ~1.5% of the first)."""
+    eta = 0.05
+    g = _one_recorded_step(mini_data, mini_target, lambda params: torch.optim.SGD(params, lr=eta))
+    for data_name in ("forget", "retain"):
+        paper = -eta * g.total[data_name]
+        assert abs(g.measured_change[data_name]) > 1e-6
+        assert rel_err(g.realised_change[data_name], paper) < 1e-4, data_name
+        assert rel_err(paper, g.measured_change[data_name]) < 0.05, (data_name, paper, g.measured_change)
+        assert rel_err(g.realised_change[data_name], g.measured_change[data_name]) < 0.05, data_name
+
+
+def test_under_adamw_only_the_realised_change_predicts_the_measured_change(mini_data, mini_target) -> None:
+    """AdamW's first step is about -lr sign(grad L_u) per coordinate (plus weight decay), not -lr grad L_u: on the
+    trained target, whose forget gradient is tiny, it moves the forget risk thousands of times more than the
+    paper's -lr e(D) says. The realised first-order change along the applied update predicts the measured change
+    within 5% (lr = 3e-6: a small step); -lr e(D) is off by more than 90%."""
+    lr = 3e-6
+    g = _one_recorded_step(mini_data, mini_target, lambda params: torch.optim.AdamW(params, lr=lr))
+    for data_name in ("forget", "retain"):
+        measured_change = g.measured_change[data_name]
+        assert measured_change > 0  # GA: both risks rose
+        assert rel_err(g.realised_change[data_name], measured_change) < 0.05, (data_name, g.realised_change)
+        assert rel_err(-lr * g.total[data_name], measured_change) > 0.9, (data_name, g.total)
+
+
+def test_the_loop_hands_a_before_update_callback_the_update_of_the_step_it_measured() -> None:
+    """``unlearn`` calls a before-update callback's ``step_taken`` right after the optimizer update of each step it
+    measured (every 2 of 5 steps: 0, 2, 4), with that step's number: the parameters it sees then are the ones the
+    next measurement starts from, and they differ from the ones measured."""
+    from bench.run.train import unlearn
+    from bench.specs.run import Budget
+
+    class Snapshots:
+        before_update = True
+
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, int, torch.Tensor]] = []
+
+        def __call__(self, model: torch.nn.Module, state: StepState) -> None:
+            self.seen.append(("measured", state.step, model.lm_head.weight.detach().clone()))
+
+        def step_taken(self, model: torch.nn.Module, state: StepState) -> None:
+            self.seen.append(("taken", state.step, model.lm_head.weight.detach().clone()))
+
+    callback = Snapshots()
+    model = random_llama(0, init_std=0.1)
+    unlearn(model, make_method("ga"), toy_sequences(1, FORGET_SHAPES), [], Budget(steps=5, lr=1e-3, batch_size=3,
+                                                                                  callback_every=2),
+            0, PAD, callbacks=[callback])
+    assert [(kind, step) for kind, step, _ in callback.seen] == [
+        ("measured", 0), ("taken", 0), ("measured", 2), ("taken", 2), ("measured", 4), ("taken", 4)]
+    for (_, _, measured_at), (_, _, taken) in zip(callback.seen[::2], callback.seen[1::2]):
+        assert not torch.equal(measured_at, taken)
+    assert not torch.equal(callback.seen[1][2], callback.seen[2][2])  # step 1 moved the weights in between
+
+
+def test_step_change_summary_sums_over_spans_and_scores_both_predictions() -> None:
+    """realised / measured changes: sum over the recorded steps of r_t * span_t and m_t * span_t (spans 2, 3, 2 as
+    in the cumulative G-effect); relative errors of sum r and of sum (-lr e * span) against sum m; Pearson
+    correlations over the three steps (hand-computed)."""
+    def m(step: int, lr: float, e: float, r: float, change: float) -> GEffect:
+        return GEffect(step=step, lr=lr, loss=0.0, total={"forget": e}, blocks={"forget": {"head": e}},
+                       realised_change={"forget": r}, measured_change={"forget": change})
+
+    summary = _recorder([m(0, 1e-3, -1.0, 0.5, 0.6), m(2, 1e-3, -2.0, 1.0, 1.2), m(5, 2e-3, -1.0, 2.0, 1.8)]
+                        ).summary(n_layers=3)
+    assert summary["realised_change"]["forget"] == pytest.approx(0.5 * 2 + 1.0 * 3 + 2.0 * 2)  # 8.0
+    assert summary["measured_change"]["forget"] == pytest.approx(0.6 * 2 + 1.2 * 3 + 1.8 * 2)  # 8.4
+    paper = 1e-3 * 1.0 * 2 + 1e-3 * 2.0 * 3 + 2e-3 * 1.0 * 2  # sum of -lr e * span = 0.012
+    agreement = summary["agreement"]["forget"]
+    assert agreement["realised_error"] == pytest.approx(0.4 / 8.4)
+    assert agreement["paper_error"] == pytest.approx(abs(paper - 8.4) / 8.4)
+    # r = (0.5, 1, 2) and m = (0.6, 1.2, 1.8): deviations (-4, -1, 5) / 6 and (-0.6, 0, 0.6)
+    assert agreement["realised_corr"] == pytest.approx((0.4 + 0.5) / math.sqrt((16 + 1 + 25) / 36 * 0.72))
+    # -lr e = (1e-3, 2e-3, 2e-3): deviations (-2, 1, 1)/3 * 1e-3 against (-0.6, 0, 0.6)
+    assert agreement["paper_corr"] == pytest.approx((0.4 + 0.2) / math.sqrt(6 / 9 * 0.72))
+    without = _recorder([m(0, 1e-3, -1.0, 0.5, 0.6)])
+    without.measurements[0].measured_change = {}
+    assert not {"realised_change", "measured_change", "agreement"} & set(without.summary(3))
+
+
 # ----------------------------------------------------------------------------------------------- a real run
 
 
@@ -323,4 +446,10 @@ def test_recorded_run_writes_measurements_and_a_summary(store) -> None:
     assert summary.npo_weight == {"first": rows[0]["diagnostics"]["npo_weight"],
                                   "last": rows[1]["diagnostics"]["npo_weight"]}
     assert set(summary.cumulative_groups["forget"]) <= {"shallow", "middle", "deep"}
+    for r in rows:  # the update after each measured step (AdamW): the forget risk rose
+        assert set(r["realised_change"]) == set(r["measured_change"]) == set(DATA_SETS)
+        assert r["measured_change"]["forget"] > 0 and r["realised_change"]["forget"] > 0
+    assert summary.measured_change["forget"] == pytest.approx(sum(r["measured_change"]["forget"] * 3 for r in rows))
+    assert summary.realised_change["forget"] == pytest.approx(sum(r["realised_change"]["forget"] * 3 for r in rows))
+    assert set(summary.agreement["forget"]) == {"realised_error", "paper_error"}  # 2 steps: no correlation
     assert record.timings["geffect_seconds"] > 0

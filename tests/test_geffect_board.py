@@ -122,10 +122,80 @@ def test_paragraph_follows_the_numbers() -> None:
         "NPO": facts("npo", "none", -0.2, npo_weight={"first": 0.9, "last": 0.3, "steps": [10, 40]}),
         "NPO+KL": facts("npo", "kl", -0.3)}}
     paragraph = geffect_paragraph(board, table)
-    assert "GA's cumulative e_u is -2.5: to first order its forget risk rose by 2.5" in paragraph
+    assert ("GA's cumulative e_u is -2.5: under plain gradient descent with the same learning rates its forget risk "
+            "would, to first order, rise by 2.5 (the paper's quantity, not the change AdamW's steps made)") in paragraph
     assert "|e_u| goes from 8 at step 30 to 2 at step 40 (×0.25): it shrinks, so e_u settles" in paragraph
     assert "NPO's mean weight w falls from 0.900 to 0.300 (step 10 → 40)" in paragraph
     assert "higher for GA+KL -0.5 vs GA -1" in paragraph and "not higher for NPO+KL -0.3 vs NPO -0.2" in paragraph
+    assert "Measured change" not in paragraph  # no entry has the step changes
+
+
+def test_paragraph_says_which_prediction_agrees_with_the_measured_change() -> None:
+    """Entries with the step changes: the measured change of the forget risk against the realised first-order
+    change and the paper's -cumulative e_u (GA: +14.8 measured, +13.9 realised, +2.5 paper: realised closer; GA+KL:
+    +2.4, +1, +2.5: paper closer; NPO: +1, +0.5, +2.5: realised closer); NPO+KL has none and is left out."""
+    from types import SimpleNamespace
+
+    from bench.specs.board import MethodEntry, TaskEntry
+
+    board = SimpleNamespace(tasks=(TaskEntry(MINI, "forget10"),), methods=(
+        MethodEntry("ga", "GA"), MethodEntry("ga", "GA+KL", {"retain_loss": "kl"}), MethodEntry("npo", "NPO"),
+        MethodEntry("npo", "NPO+KL", {"retain_loss": "kl"})))
+
+    def facts(method: str, retain_loss: str, changes: tuple[float, float] | None) -> dict:
+        out = {"method": method, "hparams": {"retain_loss": retain_loss}, "cumulative": {"forget": -2.5}}
+        if changes is not None:
+            out["measured_change"], out["realised_change"] = {"forget": changes[0]}, {"forget": changes[1]}
+        return out
+
+    table = pd.DataFrame({"task": [f"{MINI}/forget10"]})
+    table.attrs["geffect"] = {f"{MINI}/forget10": {
+        "GA": facts("ga", "none", (14.8, 13.9)), "GA+KL": facts("ga", "kl", (2.4, 1.0)),
+        "NPO": facts("npo", "none", (1.0, 0.5)), "NPO+KL": facts("npo", "kl", None)}}
+    paragraph = geffect_paragraph(board, table)
+    assert ("GA +14.8 (realised +13.9, paper +2.5); GA+KL +2.4 (realised +1, paper +2.5); NPO +1 (realised +0.5, "
+            "paper +2.5); the realised one is the closer for 2 of 3.") in paragraph
+    assert "NPO+KL +" not in paragraph
+
+
+def test_step_change_columns_read_the_records_and_are_blank_without_them(tmp_path: Path) -> None:
+    """The committed fixture records predate the step changes: their realised / measured / error columns are blank
+    (the cumulative column is not). The same records given a summary's ``realised_change``, ``measured_change`` and
+    ``agreement`` (written into the stored ``result.json``, as a new run writes them) fill those columns, the
+    paragraph's comparison and the HTML detail view's rows; run ids do not move (the cells are the same)."""
+    columns = ["geffect/cumulative/forget", "geffect/realised/forget", "geffect/measured/forget",
+               "geffect/realised_error/forget", "geffect/paper_error/retain"]
+    board = LeaderboardSpec.load(geffect_board(tmp_path, columns=f"[forget/es, {', '.join(columns)}]"))
+    store = Store(copy_mini_records(tmp_path / "results"))
+    methods = build_table(board, store).set_index("method")
+    assert methods.loc["GA", columns[1:]].isna().all() and not np.isnan(methods.loc["GA", columns[0]])
+    records = _records(board, store)
+    for i, record in enumerate(records.values()):
+        path = store.root / "runs" / record.id / "result.json"
+        data = json.loads(path.read_text())
+        data["geffect"].update(realised_change={"forget": 1.0 + i, "retain": 0.1},
+                               measured_change={"forget": 2.0 + i, "retain": 0.2},
+                               agreement={"forget": {"realised_error": 0.5, "paper_error": 0.9},
+                                          "retain": {"realised_error": 0.25, "paper_error": 0.75 + i}})
+        path.write_text(json.dumps(data))
+    assert {c.spec.run_id for c in plan(board)} == {r.id for r in records.values()}
+    table = build_table(board, Store(store.root))
+    ga = records["GA"].geffect.cumulative["forget"]
+    assert f"GA +2 (realised +1, paper {-ga:+.4g})" in geffect_paragraph(board, table)  # GA's record is the first
+    from bench.board.html import board_html
+    from bench.board.html_details import entry_details
+
+    store = Store(store.root)
+    page = board_html(board, table, entry_details(board, store, table))
+    assert f"measured +2; realised +1; paper {-ga:+.4g} (relative errors: realised 0.5, paper 0.9)" in page
+    methods = table.set_index("method")
+    for i, label in enumerate(records):
+        row = methods.loc[label]
+        assert (row["geffect/realised/forget"], row["geffect/measured/forget"]) == (1.0 + i, 2.0 + i)
+        assert (row["geffect/realised_error/forget"], row["geffect/paper_error/retain"]) == (0.5, 0.75 + i)
+    assert column_direction("geffect/realised/forget") == column_direction("geffect/measured/forget") == "higher"
+    assert column_direction("geffect/measured/retain") == "lower"
+    assert column_direction("geffect/paper_error/forget") == "none"
 
 
 def test_plots_are_valid_deterministic_and_linked(ran) -> None:

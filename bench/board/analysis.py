@@ -17,8 +17,13 @@ from bench.specs.board import LeaderboardSpec
 
 GEFFECT_SIGN_LINE = (
     "G-effect (arXiv 2502.19301): e(D) = ∇R(D)ᵀ∇L_u, the first-order fall of the risk R(D) (mean answer NLL) per "
-    "unit step of the objective L_u; **negative e(forget) = the forget risk rises = unlearning**, e(retain) ≥ 0 "
-    "wanted; `geffect/cumulative/<set>` is Σ lr·e(D)·steps over the recorded steps (forget ↓, others ↑), "
+    "unit step of plain gradient descent on the objective L_u; **negative e(forget) = the forget risk rises = "
+    "unlearning**, e(retain) ≥ 0 wanted; `geffect/cumulative/<set>` is Σ lr·e(D)·steps over the recorded steps "
+    "(forget ↓, others ↑): the paper's quantity, the change gradient descent would make to first order, not the "
+    "change AdamW's steps made; `geffect/realised/<set>` is the first-order change along the update AdamW applied, "
+    "Σ ∇R(D)ᵀ(θ_t+1 − θ_t)·steps, `geffect/measured/<set>` the measured change Σ (R(D)(θ_t+1) − R(D)(θ_t))·steps "
+    "(both positive: the risk rose; forget ↑, others ↓), `geffect/realised_error/<set>` and "
+    "`geffect/paper_error/<set>` their relative errors against the measured change; "
     "`geffect/top_group_share` (· no direction) the share of |cumulative e(forget)| in the most-affected block "
     "group (shallow/middle/deep thirds), `geffect/top_group` that group.")
 
@@ -153,8 +158,10 @@ def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
 def geffect_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
     """The "G-effect" paragraph, computed from the records behind ``table`` (``table.attrs["geffect"]``, set by
     ``build_table``): GA's cumulative e_u and whether its |e_u| settles (the last two recorded steps), NPO's mean
-    weight at the first and last recorded step, and, for each method with a "+KL" variant on the board, whether
-    the variant's cumulative e_r is higher than the plain objective's. Empty without G-effect data."""
+    weight at the first and last recorded step, for each method with a "+KL" variant on the board, whether
+    the variant's cumulative e_r is higher than the plain objective's, and (records that have them) the measured
+    change of the forget risk against its two first-order predictions (``_change_sentence``). Empty without
+    G-effect data."""
     data = table.attrs.get("geffect") or {}
     ga = ga_label(board)
     paragraphs = []
@@ -162,9 +169,10 @@ def geffect_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
         parts = []
         if ga in facts and "forget" in facts[ga]["cumulative"]:
             e_u = facts[ga]["cumulative"]["forget"]
-            direction = "rose" if e_u < 0 else "fell" if e_u > 0 else "did not move"
-            text = (f"{ga}'s cumulative e_u is {e_u:.4g}: to first order its forget risk {direction} by "
-                    f"{abs(e_u):.4g}")
+            direction = "rise" if e_u < 0 else "fall" if e_u > 0 else "not move"
+            text = (f"{ga}'s cumulative e_u is {e_u:.4g}: under plain gradient descent with the same learning rates "
+                    f"its forget risk would, to first order, {direction} by {abs(e_u):.4g} (the paper's quantity, "
+                    f"not the change AdamW's steps made)")
             tail = facts[ga].get("e_u_tail")
             if tail and all(np.isfinite(tail["abs"])):
                 (s0, s1), (a0, a1) = tail["steps"], tail["abs"]
@@ -199,7 +207,30 @@ def geffect_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
             if not_higher:
                 pieces.append(f"not higher for {'; '.join(not_higher)}")
             parts.append(text + ", ".join(pieces) + ".")
+        change = _change_sentence(facts)
+        if change:
+            parts.append(change)
         if parts:
             prefix = f"On `{task_name}`: " if len(board.tasks) > 1 else ""
             paragraphs.append(f"**G-effect.** {prefix}" + " ".join(parts))
     return "\n\n".join(paragraphs)
+
+
+def _change_sentence(facts: dict[str, dict]) -> str | None:
+    """Per entry whose records have the step changes, the measured change of the forget risk over the recorded
+    steps against its realised first-order prediction (along AdamW's applied update) and the paper's (−cumulative
+    e_u, plain gradient descent), and which of the two is closer for how many entries; None without such entries."""
+    items, realised_closer = [], 0
+    for label, f in facts.items():
+        measured = (f.get("measured_change") or {}).get("forget")
+        realised = (f.get("realised_change") or {}).get("forget")
+        paper = f["cumulative"].get("forget")
+        if measured is None or realised is None or paper is None:
+            continue
+        items.append(f"{label} {measured:+.4g} (realised {realised:+.4g}, paper {-paper:+.4g})")
+        realised_closer += abs(realised - measured) < abs(-paper - measured)
+    if not items:
+        return None
+    return ("Measured change of the forget risk over the recorded steps (positive: it rose) against the first-order "
+            "change along the update AdamW applied (realised) and the paper's −Σ lr·e_u: " + "; ".join(items)
+            + f"; the realised one is the closer for {realised_closer} of {len(items)}.")

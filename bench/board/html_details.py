@@ -124,7 +124,8 @@ def _budget_text(declared: Mapping) -> str:
 
 def _geffect_summaries(details: EntryDetails) -> list[tuple[str, list[tuple[str, str]]]]:
     """Per seed with a G-effect summary, a title and its rows: the cumulative G-effect per data set and per block
-    group, the top group, the sign pattern and the recorded steps."""
+    group, the measured change of each risk against its two first-order predictions (records that have them), the
+    top group, the sign pattern and the recorded steps."""
     out = []
     summaries = [(seed, r.geffect) for seed, _, r in details.runs
                  if r and r.ok and r.geffect is not None and r.geffect.measured]
@@ -134,6 +135,7 @@ def _geffect_summaries(details: EntryDetails) -> list[tuple[str, list[tuple[str,
             if name == "forget" and isinstance(groups, dict):
                 text = ", ".join(f"{g} {float(v):.4g}" for g, v in groups.items())
                 rows.append(("cumulative e(forget) by group", text))
+        rows.extend(_change_rows(summary))
         if summary.top_group is not None:
             share = summary.top_group_share
             rows.append(("top group", str(summary.top_group) + (f" ({float(share):.3f} of |e(forget)|)"
@@ -144,6 +146,24 @@ def _geffect_summaries(details: EntryDetails) -> list[tuple[str, list[tuple[str,
             rows.append(("recorded steps", ", ".join(map(str, summary.steps))))
         out.append((f"G-effect, seed {seed}" if len(summaries) > 1 else "G-effect", rows))
     return out
+
+
+def _change_rows(summary) -> list[tuple[str, str]]:
+    """Per data set with the step changes: the measured change of R(D), the realised first-order change along the
+    applied update and the paper's −cumulative e(D), with the relative errors of the two predictions."""
+    rows = []
+    for name, measured in (summary.measured_change or {}).items():
+        realised = (summary.realised_change or {}).get(name)
+        paper = (summary.cumulative or {}).get(name)
+        if realised is None or paper is None:
+            continue
+        errors = (summary.agreement or {}).get(name) or {}
+        text = f"measured {float(measured):+.4g}; realised {float(realised):+.4g}; paper {-float(paper):+.4g}"
+        if "realised_error" in errors and "paper_error" in errors:
+            text += (f" (relative errors: realised {float(errors['realised_error']):.3g}, paper "
+                     f"{float(errors['paper_error']):.3g})")
+        rows.append((f"change of R({name})", text))
+    return rows
 
 
 def _geffect_facts(details: EntryDetails) -> list[tuple[str, str]]:

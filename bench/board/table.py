@@ -162,8 +162,9 @@ def _row_order(board: LeaderboardSpec, key: str):
 
 def _geffect_facts(cells: list[Cell], ok: list[RunRecord], records: BoardRecords) -> dict:
     """What the G-effect paragraph needs of one board entry, from its ``ok`` records and their ``geffect.jsonl``
-    (means over seeds): the registered method and hyper-parameters, the cumulative G-effect per data set, |e_u|
-    at the last two recorded steps, and NPO's mean weight at the first and last recorded step. Empty without
+    (means over seeds): the registered method and hyper-parameters, the cumulative G-effect per data set, the
+    realised first-order and the measured change of each risk (over the seeds whose records have them), |e_u| at
+    the last two recorded steps, and NPO's mean weight at the first and last recorded step. Empty without
     G-effect data. Kept in ``table.attrs["geffect"]``, not in the table's columns (nor the CSV)."""
     summaries = [(r, r.geffect) for r in ok if r.geffect is not None and r.geffect.measured]
     if not summaries or not cells:
@@ -175,6 +176,12 @@ def _geffect_facts(cells: list[Cell], ok: list[RunRecord], records: BoardRecords
         for name, value in (summary.cumulative or {}).items():
             cumulative.setdefault(name, []).append(float(value))
     facts["cumulative"] = {name: float(np.mean(values)) for name, values in cumulative.items()}
+    changed = [s for _, s in summaries if s.measured_change and s.realised_change]
+    if changed:  # records written since the step changes are recorded
+        for name, attribute in (("realised_change", "realised_change"), ("measured_change", "measured_change")):
+            sets = set.intersection(*(set(getattr(s, attribute)) for s in changed))
+            facts[name] = {d: float(np.mean([getattr(s, attribute)[d] for s in changed])) for d in sorted(sets)}
+        facts["changed_seeds"] = len(changed)
     tails, weight_steps = [], []
     for record, _ in summaries:
         measured = records.measurements(record)

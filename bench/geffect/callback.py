@@ -9,12 +9,13 @@ import json
 import math
 import time
 
+import numpy as np
 import torch
 
 from bench.data.alternates import alternate_answers
 from bench.data.tasks import TaskData
 from bench.data.tokenize import collate, encode_qa
-from bench.geffect.compute import GEffect, block_groups, measure
+from bench.geffect.compute import GEffect, block_groups, measure, step_changes
 from bench.methods.base import LossContext, Method, ReferenceModel, StepState, UnlearnBatch
 from bench.registry import EVALUATIONS
 from bench.runtime.keys import EvaluationSpec, MetricKey, format_key
@@ -29,7 +30,8 @@ class GEffectRecorder:
     holdout, world facts for the risks; the forget items again for the per-instance PG-effect."""
 
     # Called at checkpoint steps t = 0, k, 2k, ... between backward and the optimizer update, so grad L_u is the
-    # step's own accumulated gradient at theta_t (no extra pass) and D_u the step's sampled batch, as in the paper.
+    # step's own accumulated gradient at theta_t (no extra pass) and D_u the step's sampled batch, as in the paper;
+    # ``step_taken`` is called right after that step's optimizer update, for the change the update made.
     before_update = True
 
     def __init__(self, method: Method, data: TaskData, tokenizer, reference: ReferenceModel | None,
@@ -68,6 +70,8 @@ class GEffectRecorder:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             result = measure(model, None, None, None, risks, instance_batch=risks["forget"], step=state.step,
                              lr=state.lr, objective_grads=grads, loss=state.loss)
+            # theta_t, for the update the optimizer is about to apply (one copy of the trainable parameters)
+            self._before = [p.detach().clone() for p in params]
         else:
             objective = UnlearnBatch(*(b.to(device) if b is not None else None for b in
                                        (self.objective_batch.forget, self.objective_batch.retain,
@@ -76,6 +80,20 @@ class GEffectRecorder:
                              risks, instance_batch=risks["forget"], step=state.step, lr=state.lr)
         result.diagnostics = dict(state.diagnostics)
         self.measurements.append(result)
+        self.seconds += time.perf_counter() - start
+
+    def step_taken(self, model: torch.nn.Module, state: StepState) -> None:
+        """After the optimizer update of the step last measured in training: record on that measurement the
+        realised first-order change r(D) = grad R(D)(theta_t)^T (theta_{t+1} - theta_t) and the measured change
+        R(D)(theta_{t+1}) - R(D)(theta_t) of every risk set (``bench.geffect.compute.step_changes``)."""
+        before, self._before = getattr(self, "_before", None), None
+        if before is None or not self.measurements or self.measurements[-1].step != state.step:
+            return
+        start = time.perf_counter()
+        device = next(model.parameters()).device
+        risks = {k: v.to(device) for k, v in self.risk_batches.items()}
+        last = self.measurements[-1]
+        last.realised_change, last.measured_change = step_changes(model, before, risks)
         self.seconds += time.perf_counter() - start
 
     def jsonl(self) -> str:
@@ -92,10 +110,8 @@ class GEffectRecorder:
                      "first": self.measurements[0].total, "last": self.measurements[-1].total}
         groups = block_groups(n_layers)
         steps = [m.step for m in self.measurements]
-        for i, m in enumerate(self.measurements):
-            # the measurement at step t stands for the steps until the next one (every k; the last one: to the end)
-            end = steps[i + 1] if i + 1 < len(steps) else min(m.step + self.every, self.total_steps or 1 << 62)
-            span = max(end - m.step, 1)
+        # the measurement at step t stands for the steps until the next one (every k; the last one: to the end)
+        for m, span in zip(self.measurements, self._spans(steps)):
             for d, value in m.total.items():
                 out["cumulative"][d] = out["cumulative"].get(d, 0.0) + m.lr * value * span
             for d, blocks in m.blocks.items():
@@ -122,26 +138,90 @@ class GEffectRecorder:
         if weights:
             out["npo_weight"] = {"first": weights[0], "last": weights[-1]}
         out["finite"] = all(math.isfinite(v) for m in self.measurements for v in m.total.values())
+        out.update(self._step_change_summary(steps))
         return out
+
+    def _spans(self, steps: list[int]) -> list[int]:
+        """The number of training steps each recorded step stands for (until the next one; the last: to the end)."""
+        ends = [*steps[1:], min(steps[-1] + self.every, self.total_steps or 1 << 62)]
+        return [max(end - step, 1) for step, end in zip(steps, ends)]
+
+    def _step_change_summary(self, steps: list[int]) -> dict:
+        """Over the recorded steps that have the step's changes (``step_taken``; each scaled by its span, like the
+        cumulative G-effect), per data set D: sum r_t(D) * span_t (``realised_change``), sum m_t(D) * span_t
+        (``measured_change``), both changes of R(D) (positive: the risk rose; with a measurement every step, the
+        measured one is R(D) at the end minus R(D) at the start), and ``agreement``: ``realised_error`` =
+        |sum r - sum m| / |sum m|, ``paper_error`` = |sum (-lr e) - sum m| / |sum m| (the paper's prediction under
+        gradient descent, same spans), and the Pearson correlations over the recorded steps of r_t and of
+        -lr_t e_t(D) with m_t (``realised_corr``, ``paper_corr``; with at least 3 steps and both series varying).
+        Empty without them."""
+        rows = [(m, span) for m, span in zip(self.measurements, self._spans(steps)) if m.measured_change]
+        if not rows:
+            return {}
+        realised: dict[str, float] = {}
+        measured: dict[str, float] = {}
+        agreement: dict[str, dict[str, float]] = {}
+        for d in rows[0][0].measured_change:
+            r = [m.realised_change[d] for m, _ in rows]
+            m_t = [m.measured_change[d] for m, _ in rows]
+            paper = [-m.lr * m.total[d] for m, _ in rows]
+            spans = [span for _, span in rows]
+            realised[d] = sum(x * n for x, n in zip(r, spans))
+            measured[d] = sum(x * n for x, n in zip(m_t, spans))
+            predicted = sum(x * n for x, n in zip(paper, spans))
+            facts = {}
+            if measured[d] != 0:
+                facts = {"realised_error": abs(realised[d] - measured[d]) / abs(measured[d]),
+                         "paper_error": abs(predicted - measured[d]) / abs(measured[d])}
+            for name, series in (("realised_corr", r), ("paper_corr", paper)):
+                value = _correlation(series, m_t)
+                if value is not None:
+                    facts[name] = value
+            agreement[d] = facts
+        return {"realised_change": realised, "measured_change": measured, "agreement": agreement}
+
+
+def _correlation(a: list[float], b: list[float]) -> float | None:
+    """Pearson correlation of ``a`` and ``b``; None with fewer than 3 points or a constant series."""
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 GEFFECT = "geffect"
-COLUMNS = (*(f"{GEFFECT}/cumulative/{s}" for s in DATA_SETS), f"{GEFFECT}/top_group_share", f"{GEFFECT}/top_group")
+# per data set: the paper's cumulative e(D); the realised first-order and the measured change of R(D) across the
+# recorded optimizer steps; the relative errors of the realised and of the paper's prediction against the measured
+PER_SET = ("cumulative", "realised", "measured", "realised_error", "paper_error")
+COLUMNS = (*(f"{GEFFECT}/{name}/{s}" for name in PER_SET for s in DATA_SETS), f"{GEFFECT}/top_group_share",
+           f"{GEFFECT}/top_group")
 
 
 def _direction(key: MetricKey) -> str:
-    """Cumulative e(forget): lower is better (more negative: the forget risk rose more); the other sets: higher;
-    the top group and its share have no direction of better."""
+    """Cumulative e(forget): lower is better (more negative: the forget risk rose more), the other sets higher;
+    the realised and measured changes of R: forget higher (the forget risk rose), the other sets lower; the
+    errors, the top group and its share have no direction of better."""
     if key.name == "cumulative":
         return "lower" if key.split == "forget" else "higher"
+    if key.name in ("realised", "measured"):
+        return "higher" if key.split == "forget" else "lower"
     return "none"
 
 
 def _describe(key: MetricKey) -> str:
+    d = key.split
     if key.name == "cumulative":
-        note = "; negative: the forget risk rose (unlearning)" if key.split == "forget" else ""
-        return f"cumulative G-effect on {key.split}: Σ lr·e({key.split})·steps over the recorded steps " \
-               f"(arXiv 2502.19301){note}"
+        note = "; negative: the forget risk rose (unlearning)" if d == "forget" else ""
+        return f"cumulative G-effect on {d}: Σ lr·e({d})·steps over the recorded steps (arXiv 2502.19301): the " \
+               f"first-order fall of R({d}) under plain gradient descent, not the change AdamW's steps made{note}"
+    if key.name == "realised":
+        return f"realised first-order change of R({d}): Σ ∇R({d})ᵀ(θ_t+1 − θ_t)·steps over the recorded steps, " \
+               f"along the update the optimizer applied (positive: the risk rose)"
+    if key.name == "measured":
+        return f"measured change of R({d}): Σ (R({d})(θ_t+1) − R({d})(θ_t))·steps over the recorded steps " \
+               f"(positive: the risk rose)"
+    if key.name in ("realised_error", "paper_error"):
+        which = "the realised first-order change" if key.name == "realised_error" else "the paper's −Σ lr·e·steps"
+        return f"|{which} − the measured change| / |the measured change| of R({d})"
     if key.name == "top_group_share":
         return "share of |cumulative e(forget)| in the most-affected block group (shallow/middle/deep thirds)"
     return "the most-affected block group of the cumulative e(forget)"
@@ -157,12 +237,22 @@ def _key_problem(key: MetricKey, text: str) -> str | None:
 
 
 def _read(record, key: MetricKey) -> MetricEntry | None:
-    """The summary's number for ``key``: ``cumulative[<set>]`` or ``top_group_share``."""
+    """The summary's number for ``key``: ``cumulative[<set>]``, ``realised_change[<set>]``,
+    ``measured_change[<set>]``, ``agreement[<set>][realised_error | paper_error]`` or ``top_group_share``; None
+    (blank) where the record lacks it (records written before the step changes were recorded)."""
     summary = record.geffect
     if summary is None:
         return None
-    value = (summary.top_group_share if key.name == "top_group_share" else
-             (summary.cumulative or {}).get(key.split) if key.name == "cumulative" else None)
+    by_set = {"cumulative": summary.cumulative, "realised": summary.realised_change,
+              "measured": summary.measured_change}
+    if key.name == "top_group_share":
+        value = summary.top_group_share
+    elif key.name in by_set:
+        value = (by_set[key.name] or {}).get(key.split)
+    elif key.name in ("realised_error", "paper_error"):
+        value = ((summary.agreement or {}).get(key.split) or {}).get(key.name)
+    else:
+        value = None
     return None if value is None else MetricEntry(value)
 
 
@@ -172,14 +262,23 @@ def _read_text(record, key: MetricKey) -> str | None:
 
 
 EVALUATIONS.add(GEFFECT, EvaluationSpec(
-    GEFFECT, better="forget: lower; others: higher; top group: none",
-    keys="`geffect/cumulative/<set>`, `geffect/top_group_share`, `geffect/top_group`",
+    GEFFECT, better="cumulative: forget lower, others higher; realised, measured: forget higher, others lower; "
+                    "errors, top group: none",
+    keys="`geffect/cumulative/<set>`, `geffect/realised/<set>`, `geffect/measured/<set>`, "
+         "`geffect/realised_error/<set>`, `geffect/paper_error/<set>`, `geffect/top_group_share`, "
+         "`geffect/top_group`",
     description="G-effect of the unlearning objective, recorded during training every `budget.callback_every` "
-                "steps: `cumulative/<set>` (set: forget, retain, holdout, world_facts) is Σ lr·e(set)·steps over "
-                "the recorded steps (negative on forget: the forget risk rose); `top_group` is the block group "
+                "steps (set: forget, retain, holdout, world_facts): `cumulative/<set>` is the paper's Σ lr·e(set)·"
+                "steps over the recorded steps, the first-order fall of the risk per unit step of plain gradient "
+                "descent (negative on forget: the forget risk rose), not the change AdamW's steps made; "
+                "`realised/<set>` is the first-order change of the risk along the update the optimizer applied, "
+                "Σ ∇Rᵀ(θ_t+1 − θ_t)·steps, and `measured/<set>` the measured change Σ (R(θ_t+1) − R(θ_t))·steps "
+                "(both positive: the risk rose); `realised_error/<set>` and `paper_error/<set>` are |realised − "
+                "measured| / |measured| and |−cumulative − measured| / |measured|; `top_group` is the block group "
                 "(shallow / middle / deep thirds) with the largest share of |cumulative e(forget)| and "
-                "`top_group_share` that share. Blank on reference rows.",
+                "`top_group_share` that share. Blank on reference rows, and the step changes blank on records "
+                "written before they were recorded.",
     source="Wang et al. 2025, Rethinking LLM Unlearning Objectives: A Gradient Perspective (arXiv 2502.19301)",
     direction=_direction, describe=_describe, problem=_key_problem, read=_read, read_text=_read_text,
-    name_first=True, number_format=lambda key: ".3g" if key.name == "cumulative" else ".3f",
+    name_first=True, number_format=lambda key: ".3f" if key.name == "top_group_share" else ".3g",
     text_names=frozenset({"top_group"}), known=COLUMNS, run_only=True))

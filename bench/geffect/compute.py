@@ -11,6 +11,17 @@ Definitions (sign convention of the paper, kept everywhere in this package):
   output head); block groups: shallow / middle / deep thirds of the decoder layers;
 * per instance (PG-effect): grad R(D)^T grad log p(s_i) for each forget item s_i.
 
+e(D) is the paper's quantity: the first-order change of R(D) per unit step of plain gradient descent
+(Delta theta = -eta grad L_u). The suite trains with AdamW (a per-coordinate rescaling, weight decay, clipping), so
+beside it a recorded training step also gets (``step_changes``), with Delta theta_t = theta_{t+1} - theta_t the
+update the optimizer actually applied:
+
+* realised first-order change r_t(D) = grad R(D)(theta_t)^T Delta theta_t (one forward-mode pass at theta_t);
+* measured change m_t(D) = R(D)(theta_{t+1}) - R(D)(theta_t) (one forward at theta_{t+1}).
+
+Both are changes of R, so POSITIVE r, m = the risk ROSE (unlearning on forget); the paper's prediction of the same
+change is -eta e(D). Under SGD without momentum, weight decay or clipping, r_t = -eta e(D) up to round-off.
+
 Two paths that agree (``tests/test_geffect.py``):
 
 * **exact**: autograd gradients, blockwise dot products on the device. It holds grad L_u and one risk gradient at
@@ -155,17 +166,44 @@ def directional_derivatives(model: torch.nn.Module, fn, batch: TokenBatch,
                             direction: Sequence[torch.Tensor]) -> torch.Tensor:
     """d/d eps fn(theta + eps v)[i] at eps = 0 for every row i, i.e. v^T grad fn_i, in ONE forward-mode pass
     (``torch.func.jvp``; needs eager attention: sdpa has no forward-mode rule on CPU)."""
+    return value_and_directional_derivatives(model, fn, batch, direction)[1]
+
+
+def value_and_directional_derivatives(model: torch.nn.Module, fn, batch: TokenBatch,
+                                      direction: Sequence[torch.Tensor],
+                                      at: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fn(theta)[i], v^T grad fn_i(theta)) for every row i in one forward-mode pass, at the trainable parameters
+    theta = ``at`` (one tensor per trainable parameter; default: the model's own), the other parameters and buffers
+    the model's."""
     named = trainable(model)
     names = [n for n, _ in named]
-    primals = tuple(p.detach() for _, p in named)
+    primals = tuple(p.detach() for _, p in named) if at is None else tuple(a.detach() for a in at)
     tangents = tuple(v.detach().to(p.dtype) for v, (_, p) in zip(direction, named))
 
     def f(*values: torch.Tensor) -> torch.Tensor:
         return fn(_Functional(model, dict(zip(names, values))), batch)
 
     with eager_attention(model):
-        _, derivative = jvp(f, primals, tangents)
-    return derivative
+        value, derivative = jvp(f, primals, tangents)
+    return value, derivative
+
+
+def step_changes(model: torch.nn.Module, before: Sequence[torch.Tensor],
+                 risk_batches: dict[str, TokenBatch]) -> tuple[dict[str, float], dict[str, float]]:
+    """(realised, measured) per data set D across one optimizer step, the model now at theta_{t+1} and ``before``
+    theta_t (its trainable parameters, in ``trainable`` order): realised r(D) = grad R(D)(theta_t)^T
+    (theta_{t+1} - theta_t), measured m(D) = R(D)(theta_{t+1}) - R(D)(theta_t). Both are changes of R (positive:
+    the risk rose). Both risks are evaluated with eager attention, so m has no attention-kernel round-off."""
+    current = [p.detach() for _, p in trainable(model)]
+    delta = [after - b for after, b in zip(current, before)]
+    realised, measured = {}, {}
+    for data_name, batch in risk_batches.items():
+        risk_before, derivative = value_and_directional_derivatives(model, per_item_nll, batch, delta, at=before)
+        with torch.no_grad(), eager_attention(model):
+            risk_after = per_item_nll(model, batch).mean()
+        realised[data_name] = float(derivative.double().mean())
+        measured[data_name] = float(risk_after.double() - risk_before.double().mean())
+    return realised, measured
 
 
 class _Functional(torch.nn.Module):
@@ -209,11 +247,17 @@ class GEffect:
     objective_norm: float = 0.0
     per_instance: dict[str, list[float]] = field(default_factory=dict)  # D -> [grad R(D)^T grad log p(s_i)]
     diagnostics: dict = field(default_factory=dict)
+    # across the optimizer step taken after the measurement (``step_changes``; empty outside training): D -> r, m
+    realised_change: dict[str, float] = field(default_factory=dict)
+    measured_change: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"step": self.step, "lr": self.lr, "loss": self.loss, "total": self.total, "blocks": self.blocks,
-                "cosine": self.cosine, "objective_norm": self.objective_norm, "per_instance": self.per_instance,
-                "diagnostics": self.diagnostics}
+        """The ``geffect.jsonl`` row; ``realised_change`` and ``measured_change`` only when recorded."""
+        out = {"step": self.step, "lr": self.lr, "loss": self.loss, "total": self.total, "blocks": self.blocks,
+               "cosine": self.cosine, "objective_norm": self.objective_norm, "per_instance": self.per_instance,
+               "diagnostics": self.diagnostics}
+        return {**out, **{k: v for k, v in (("realised_change", self.realised_change),
+                                                        ("measured_change", self.measured_change)) if v}}
 
 
 def measure(model: torch.nn.Module, method: Method | None, objective_batch: UnlearnBatch | None,

@@ -15,7 +15,9 @@ read):
 - the keys of a registered evaluation (``bench.registry.EVALUATIONS``), with the directions it declares:
   ``lm_eval/<task>/<metric>`` (lm-eval utility, higher), ``relearn/forget/<metric>`` (the relearning attack: the
   forget knowledge recovered after fine-tuning on a slice, lower), and the G-effect summary (arXiv 2502.19301:
-  ``geffect/cumulative/<set>``, forget lower, the others higher; ``geffect/top_group_share``, no direction of better,
+  ``geffect/cumulative/<set>``, forget lower, the others higher; ``geffect/realised/<set>`` and
+  ``geffect/measured/<set>``, forget higher, the others lower; ``geffect/realised_error/<set>``,
+  ``geffect/paper_error/<set>`` and ``geffect/top_group_share``, no direction of better,
   marked ``·``, as the sort key it needs an explicit ``descending``; ``geffect/top_group``, text: the most common
   value over seeds, never a sort key; blank on reference rows). None of them has a calibrated form.
 

@@ -201,6 +201,9 @@ def _run(model: torch.nn.Module, method: Method, batches: _Batches, budget: Budg
         optimizer.step()
         use.optimizer_steps += 1
         optimizer.zero_grad(set_to_none=True)
+        if before_update and step % every == 0:  # the same callbacks see the update they measured before
+            taken = [c.step_taken for c in before_update if hasattr(c, "step_taken")]
+            _run_callbacks(model, taken, StepState(step, step_loss, lr, diagnostics), result)
         method.end_step(ctx, micro)
         result.steps = step + 1
         result.losses.append(step_loss)

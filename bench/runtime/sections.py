@@ -211,8 +211,10 @@ class Control(_Section):
 @dataclass(frozen=True)
 class GEffectSummary(_Section):
     """A run's G-effect summary (arXiv 2502.19301, ``bench.geffect.callback.GEffectRecorder.summary``): the cumulative
-    G-effect per data set and per block group, the most-affected group of the forget set and its share, and (NPO
-    family) the mean weight at the first and last recorded step. Empty (every field None) without measurements."""
+    G-effect per data set and per block group, the most-affected group of the forget set and its share, (NPO
+    family) the mean weight at the first and last recorded step, and (records written since the step changes are
+    recorded) the realised first-order and the measured change of each risk with their agreement. Empty (every
+    field None) without measurements."""
 
     cumulative: dict[str, float] | None = None
     cumulative_groups: dict[str, dict[str, float]] | None = None
@@ -222,10 +224,14 @@ class GEffectSummary(_Section):
     sign_pattern: dict[str, float] | None = None  # share of measurements with e_u < 0 and with e_r >= 0
     steps: list[int] | None = None  # the recorded steps
     finite: bool | None = None  # every measurement finite
+    # the changes of R(D) the optimizer's updates made (positive: the risk rose), absent from older records
+    realised_change: dict[str, float] | None = None  # sum of grad R(D)^T (theta_{t+1} - theta_t) * span
+    measured_change: dict[str, float] | None = None  # sum of (R(D)(theta_{t+1}) - R(D)(theta_t)) * span
+    agreement: dict[str, dict[str, float]] | None = None  # D -> realised/paper relative errors and correlations
     extra: dict[str, Any] = field(default_factory=dict)  # per-block sums, the first and last measurement
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"cumulative", "cumulative_groups", "top_group",
                                                      "top_group_share", "npo_weight", "sign_pattern", "steps",
-                                                     "finite"})
+                                                     "finite", "realised_change", "measured_change", "agreement"})
 
     @property
     def measured(self) -> bool:
