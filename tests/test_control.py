@@ -161,8 +161,9 @@ def test_a_method_over_its_forward_pass_allowance_is_budget_exceeded(store) -> N
 
 def test_tiers_are_declared_ordered_and_named() -> None:
     names = list(tiers())
-    assert names == ["smoke", "smoke-search", "standard", "full"]
-    assert tiers()["smoke"].steps < tiers()["standard"].steps < tiers()["full"].steps
+    assert names == ["smoke", "smoke-search", "mini", "standard", "full"]
+    assert tiers()["smoke"].steps < tiers()["mini"].steps < tiers()["standard"].steps < tiers()["full"].steps
+    assert tier_seeds("mini") == tier_seeds("standard") == 3  # the two-minute board's intervals cover seeds too
     assert all(b.tier == n for n, b in tiers().items())
     assert tier_seeds("full") > 1 and tier_trials("full") > 1 and tier_trials("standard") == 1
     with pytest.raises(SpecError, match="unknown budget tier 'huge'"):
