@@ -6,6 +6,7 @@ the modules it imported from the importtime lines."""
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,16 @@ def test_every_command_names_a_handler_that_exists() -> None:
     assert len(handlers) == 20
     for path in handlers:
         assert callable(load_handler(path)), path
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the kernel pin is x86-64 only")
+def test_a_handler_loads_torch_after_the_kernels_are_pinned() -> None:
+    """Handlers import torch lazily now, still after ``bench/__init__`` pinned the kernels (every handler module is
+    under ``bench``): a process with no kernel variable set computes on AVX2 kernels once torch loads after the
+    entry point's imports."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "DNNL_MAX_CPU_ISA")}
+    code = "import bench.cli.main, sys; assert 'torch' not in sys.modules; import torch; " \
+           "print(torch.backends.cpu.get_cpu_capability())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "AVX2", done.stdout + done.stderr
