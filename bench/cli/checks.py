@@ -1,32 +1,28 @@
 """What a command's input must pass before the stage the command runs is imported (``bench.cli.main`` calls a
 command's ``check`` first): the board file reads and validates (``LeaderboardSpec.load``: YAML, fields, values),
-and every method name it uses is registered (``METHODS.check``: from the method registry's decorators, without
-importing the method modules and torch). A YAML error or a misspelled method then answers in a fraction of a second.
-The command checks everything again, and the rest (columns, hyper-parameters, tasks) only there, in ``plan``."""
+and every method name it uses is registered (``bench.grid.names``: from the method registry's decorators, without
+importing the method modules and torch). A YAML error or a misspelled method then answers in a fraction of a second,
+with the message ``plan`` gives. The command checks everything again, and the rest (columns, hyper-parameters,
+tasks) only there, in ``plan``."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench.registry import METHODS, RegistryError
+from bench.grid.names import check_method_names
+from bench.registry import METHODS
 from bench.specs.board import LeaderboardSpec
-from bench.specs.mapping import SpecError
 
 
 def check_board(args: argparse.Namespace) -> None:
     """``args.board`` (a board file) loads, and each of its method entries names a registered method; the plug-in
-    files (``--plugin``, then the board's) are loaded first, as the command loads them. Raises the errors ``plan``
-    raises for the same input (``SpecError`` naming the file and the entry)."""
+    files (``--plugin``, then the board's) are loaded first, as the command loads them."""
     for path in args.plugin:
         METHODS.load_plugin_file(path)
     board = LeaderboardSpec.load(args.board)
     for path in board.plugin_files:
         METHODS.load_plugin_file(path)
-    for index, entry in enumerate(board.methods):
-        try:
-            METHODS.check(entry.method)
-        except RegistryError as exc:
-            raise SpecError(f"{board.path}: methods[{index}].method: {exc}") from exc
+    check_method_names(board)
 
 
 def check_method(args: argparse.Namespace) -> None:
