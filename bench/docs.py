@@ -119,15 +119,21 @@ def _line_cell(text: str) -> str:
     return _cell(" ".join(text.split()))
 
 
+def method_needs(name: str) -> list[str]:
+    """What method ``name``'s default configuration needs besides the forget set: ``reference`` (the frozen target),
+    ``retain`` (a retain batch), ``IDK answers``."""
+    method = make_method(name)  # the default configuration: its regulariser adds to what the objective needs
+    return [what for what, needed in (("reference", method.needs_reference), ("retain", method.needs_retain),
+                                      ("IDK answers", getattr(type(method), "needs_idk", False))) if needed]
+
+
 def method_row(name: str) -> str:
     """One row of the method table: name, the objective (``summary``, else the docstring's first line), what the
     default configuration needs, the paper (``paper`` up to its first comma, linked to the first BibTeX entry's
     arXiv page) and the version."""
     cls = METHODS.get(name)
     summary = getattr(cls, "summary", "") or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
-    method = make_method(name)  # the default configuration: its regulariser adds to what the objective needs
-    needs = [what for what, needed in (("reference", method.needs_reference), ("retain", method.needs_retain),
-                                       ("IDK answers", getattr(cls, "needs_idk", False))) if needed]
+    needs = method_needs(name)
     paper = str(getattr(cls, "paper", "") or "").split(",")[0].strip() or "–"
     bibtex = getattr(cls, "bibtex", ())
     if bibtex:

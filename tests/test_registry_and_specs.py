@@ -93,3 +93,47 @@ def test_budget_rejects_each_invalid_field(field: str, value: object, expected: 
     Budget()
     with pytest.raises(ValueError, match="^" + re.escape(expected) + "$"):
         Budget(**{field: value})
+
+
+def test_the_method_decorators_declare_every_method() -> None:
+    """``METHODS.check`` answers from the decorators in the sources: they name every discovered method (a method
+    registered another way would be missed, and this fails)."""
+    discovered = {*METHODS.names(), *METHODS._aliases}
+    assert METHODS.declared_names() == discovered
+
+
+def test_check_reads_the_sources_not_the_modules() -> None:
+    """A registry not yet discovered checks a name without importing a module (its home modules are imported
+    already here, so discovery would find nothing new: only the decorators in the sources can know ``npo``), with
+    ``get``'s error over the built-in methods (plug-ins other tests loaded went into ``METHODS`` only)."""
+    fresh: Registry = Registry("method", "bench.methods", "ubench.methods", indexed_as="METHODS")
+    fresh.check("npo")
+    assert not fresh._discovered
+    with pytest.raises(RegistryError) as checked:
+        fresh.check("nop")
+    builtin = sorted(n for n in METHODS.names() if METHODS.get(n).__module__.startswith("bench.methods."))
+    assert str(checked.value) == (f"unknown method 'nop'; did you mean 'npo' or 'tnpo' or 'wtnpo'? "
+                                  f"(known: {', '.join(builtin)})")
+
+
+def test_decorated_names_reads_names_and_aliases(tmp_path: Path) -> None:
+    from bench.registry import _decorated_names
+
+    source = tmp_path / "m.py"
+    source.write_text('@REG.register("a", aliases=("b", "c"))\nclass A: ...\n\n@OTHER.register("d")\nclass D: ...\n'
+                      '\n@REG.register(NAME)\ndef f(): ...\n')
+    assert _decorated_names(source, "REG") == ("a", "b", "c")
+
+
+def test_an_entry_says_where_it_comes_from() -> None:
+    assert METHODS.origin("npo") == "built-in"
+    plugin = PLUGINS / "nan_method.py"
+    METHODS.load_plugin_file(str(plugin))
+    assert METHODS.origin("nan_loss") == f"plug-in file {plugin.resolve()}"
+    from importlib.metadata import version
+
+    import tabulate
+
+    registry: Registry = Registry("thing", "bench.methods", "ubench.none")
+    registry.add("table", tabulate.tabulate)  # an entry from an installed distribution, as an entry point gives
+    assert registry.origin("table") == f"plug-in package tabulate {version('tabulate')}"

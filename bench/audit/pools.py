@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.audit.design import FT_BATCH, FT_ITEMS, FT_STEPS, UNLEARNING_METHODS, VARIANTS
 from bench.data.sampling import EpochSampler
 from bench.data.tasks import TaskData
 from bench.data.tokenize import encode_qa
@@ -32,17 +33,6 @@ from bench.models.tiny import get_model
 from bench.run.execute import encoded_pairs
 from bench.run.train import unlearn
 from bench.specs.run import Budget
-
-# (name, kind, strength, seed): fine-tuning steps at lr = strength on 16 retain pairs, or weight noise of std
-# strength x each tensor's own std
-VARIANTS: tuple[tuple[str, str, float, int], ...] = (
-    ("ft-lr1e-4", "finetune", 1e-4, 1),
-    ("ft-lr3e-4", "finetune", 3e-4, 2),
-    ("ft-lr1e-3", "finetune", 1e-3, 3),
-    ("noise-0.02", "noise", 0.02, 4),
-)
-FT_STEPS, FT_ITEMS, FT_BATCH = 10, 16, 8
-UNLEARNING_METHODS = ("ga", "gd", "npo", "simnpo", "rmu", "idkpo")
 
 
 @dataclass

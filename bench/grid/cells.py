@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from bench.attacks.base import CHEAP, attack_names
 from bench.grid.columns import check_columns
+from bench.grid.names import check_method_names
 from bench.grid.search import search, search_id_of
 from bench.registry import ATTACKS, METHODS, RegistryError
 from bench.run.execute import execute
@@ -19,7 +20,7 @@ from bench.run.runspec import make_run_spec
 from bench.runtime.records import ReferenceRecord, RunRecord
 from bench.runtime.store import Store
 from bench.specs.board import LeaderboardSpec, MethodEntry, TaskEntry
-from bench.specs.mapping import SpecError, read_yaml
+from bench.specs.mapping import SpecError
 from bench.specs.run import RunSpec
 from bench.specs.tiers import tier_trials
 
@@ -65,7 +66,7 @@ def plan(board: LeaderboardSpec, check_data: bool = True) -> list[Cell]:
     check_columns(board)
     attacks = board_attacks(board)
     sources = board.method_sources()
-    check_entry_packages(board, sources)
+    check_method_names(board, sources)
     cells = []
     for t_index, task in enumerate(board.tasks):
         for entry, (source, where) in zip(board.methods, sources):
@@ -85,17 +86,6 @@ def plan(board: LeaderboardSpec, check_data: bool = True) -> list[Cell]:
     if dupes:
         raise SpecError(f"{board.path}: methods: entries share a label {sorted(dupes)}; give each a distinct 'label'")
     return cells
-
-
-def check_entry_packages(board: LeaderboardSpec, sources: list[tuple[str, str]]) -> None:
-    """An entry file (``ubench submit``) whose method is not registered although the entry names the package that
-    provides it (``package``: uninstalled since) is one line naming the entry file and the package to install."""
-    for entry, (source, where) in zip(board.methods, sources):
-        if not where and entry.method not in METHODS:
-            package = read_yaml(source).get("package")
-            if package:
-                raise SpecError(f"{source}: method: unknown method {entry.method!r} (install its package: pip "
-                                f"install {package})")
 
 
 def trials_per_cell(board: LeaderboardSpec) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import subprocess
 import time
 from functools import cache
 from typing import Any
@@ -16,9 +15,9 @@ import torch
 from bench.data.tasks import TaskData
 from bench.metrics.evaluate import Evaluation
 from bench.registry import EVALUATIONS
+from bench.runtime.checkout import git_state
 from bench.runtime.device import device_name, runtime
 from bench.runtime.numerics import numerics_env
-from bench.runtime.paths import REPO_ROOT
 from bench.runtime.sections import MetricEntry, stored_boot
 
 NUMBER_PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "scikit-learn", "rouge-score",
@@ -27,13 +26,6 @@ NUMBER_PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scipy", "sci
 
 @cache
 def _static_env() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
     def version(name: str) -> str:
         try:
             return importlib.metadata.version(name)
@@ -43,7 +35,7 @@ def _static_env() -> dict[str, Any]:
     return {"python": platform.python_version(), **{name: version(name) for name in NUMBER_PACKAGES},
             "mkl": torch.backends.mkl.is_available() and torch.__config__.show().split("Math Kernel Library Version")[
                 -1].split("Product")[0].strip() or "",
-            "git_commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+            "git_commit": git_state().commit, "dirty": git_state().dirty}
 
 
 def env_info() -> dict[str, Any]:

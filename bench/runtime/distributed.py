@@ -22,20 +22,8 @@ import os
 import torch
 import torch.distributed as dist
 
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) outside a process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def is_main() -> bool:
-    return world()[0] == 0
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
+from bench.runtime.ranks import is_main as is_main  # re-exported: the rank functions live where torch is not needed
+from bench.runtime.ranks import local_rank, world
 
 
 def init_from_env() -> bool:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench.runtime.distributed import is_main
+from bench.runtime.ranks import is_main
 from bench.runtime.records import (
     Record,
     RecordFormatError,
