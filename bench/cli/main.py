@@ -35,6 +35,8 @@ from bench.specs.mapping import SpecError
 Handler = Callable[[argparse.Namespace], int]
 
 
+RESULTS_HELP = "result store folder (default: $UBENCH_RESULTS, else results/ in the checkout, from any folder)"
+
 def _add_run_and_board(sub: argparse._SubParsersAction) -> None:
     """``ubench run`` and ``ubench board``, with the store, plug-in and output options they share."""
     run = sub.add_parser("run", help="run a leaderboard's missing cells, then write its tables")
@@ -56,7 +58,7 @@ def _add_run_and_board(sub: argparse._SubParsersAction) -> None:
     board.set_defaults(handler="bench.cli.run:cmd_board", check=check_board)
     board.add_argument("board", help="leaderboard YAML, e.g. leaderboards/synthetic.yaml")
     for p in (run, board):
-        p.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
+        p.add_argument("--results", help=RESULTS_HELP)
         p.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
         p.add_argument("--out", help="folder for the tables (default: <name>/ next to the board file; with "
                                      "--results naming another store, <results>/boards/<name>/ for a committed "
@@ -112,7 +114,7 @@ def _add_tune_and_geffect(sub: argparse._SubParsersAction) -> None:
     tune.add_argument("--method", help="only the entry with this label (its display name on the board)")
     tune.add_argument("--trials", type=int, help="trials per entry (default and maximum: the tier's allowance; "
                                                  "any number for a custom budget)")
-    tune.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
+    tune.add_argument("--results", help=RESULTS_HELP)
     tune.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
     geffect = sub.add_parser("geffect", help="G-effect of a method at a checkpoint on a task split, without a run")
     geffect.set_defaults(handler="bench.cli.geffect:cmd_geffect", check=check_method)
@@ -138,7 +140,7 @@ def _add_oracle_and_reproduce(sub: argparse._SubParsersAction) -> None:
                                              "release; exit 1 when its conclusions differ")
     repro.set_defaults(handler="bench.cli.release:cmd_reproduce")
     repro.add_argument("board", help="leaderboard YAML, optionally @VERSION (default: the latest release)")
-    repro.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
+    repro.add_argument("--results", help=RESULTS_HELP)
     repro.add_argument("-j", "--jobs", type=int, default=0, help="worker processes (default: as ubench run)")
     repro.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
 
@@ -177,7 +179,7 @@ def _add_release_and_cite(sub: argparse._SubParsersAction) -> None:
     cite.add_argument("board", help="leaderboard YAML, optionally @VERSION of a release, e.g. "
                                     "leaderboards/synthetic.yaml@7+3f2a9c1d0e (default: the current state)")
     for p in (rel, cite):
-        p.add_argument("--results", help="result store folder (default: $UBENCH_RESULTS or ./results)")
+        p.add_argument("--results", help=RESULTS_HELP)
         p.add_argument("--plugin", action="append", default=[], help="a Python file registering methods")
         p.add_argument("--out", help="the board's tables and releases folder (as for ubench board)")
 
@@ -188,7 +190,7 @@ def _add_store(sub: argparse._SubParsersAction) -> None:
                                          "ids carried the method and metric versions (the old folders are kept)")
     store.set_defaults(handler="bench.cli.store:cmd_store")
     store.add_argument("action", choices=["migrate"], help="migrate: re-key the old records")
-    store.add_argument("--store", help="result store folder (default: $UBENCH_RESULTS or ./results); the shared "
+    store.add_argument("--store", help=RESULTS_HELP + "; the shared "
                                        "reference cache is one too (<cache>/refs)")
     store.add_argument("-v", "--verbose", action="store_true", help="one line per record, left alone or not")
 
