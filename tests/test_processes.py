@@ -171,6 +171,7 @@ def test_workers_die_when_the_run_is_killed(tmp_path: Path) -> None:
     as orphans (parent 1)."""
     board, results, _ = _board_and_store(tmp_path)
     run = Run(board, results, "-j", "2")
+    workers: list[psutil.Process] = []
     try:
         workers = run.wait_for_workers(2)
         time.sleep(1.0)
@@ -179,7 +180,7 @@ def test_workers_die_when_the_run_is_killed(tmp_path: Path) -> None:
         assert _gone(workers, 10) == [], "workers outlived their killed run"
     finally:
         run.finish()
-        for pid in _alive(run.workers()):
+        for pid in _alive(workers):  # orphans of a failure: no longer the run's children
             os.kill(pid, signal.SIGKILL)
 
 
