@@ -46,7 +46,10 @@ def _ubench() -> list[str]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
+    """This environment for a ``python -m bench.cli`` subprocess that runs in another folder: ``PYTHONPATH`` names this
+    checkout, so the subprocess runs the code under test (not whichever checkout the package is installed from)."""
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+            **extra}
 
 
 def _tmp_files(root: Path) -> list[Path]:

@@ -9,14 +9,16 @@ executor gives the same records (up to ``timings`` and ``env``); they differ onl
   torch threads (the default, ``jobs = default_jobs()``). The models are tiny: one process with two intra-op threads
   leaves part of a 2-core CPU idle between small matmuls, while two single-threaded processes keep both cores busy.
   The tokenizer is built first, then the target and the oracle side by side in two workers, then the reference
-  evaluations in this process, so no two workers build the same model.
+  evaluations in the workers, so no two workers build the same model. A worker that dies loses only its own cell
+  (``bench.grid.workers``).
 - ``RayExecutor(address)``: each cell a Ray task (``num_cpus`` per cell, and one GPU per cell where the cluster has
   GPUs), on a local Ray instance (``ray.init()``, the machine's CPUs) or on a cluster (``address``). The workers
   load the plug-in files, run the cell and write its record into the store themselves, so the store must be a path
   every node sees (a shared file system on a cluster), as must the model cache (``$UBENCH_CACHE``) and the checkout.
 
 ``Executor.run`` returns the record of every cell in ``cells`` order; a cell with a stored record is skipped
-(``reuse``), so an interrupted grid resumes where it stopped. Records are written atomically into the shared store
+(``reuse``), so an interrupted grid resumes where it stopped, and a cell that another run is computing is claimed by
+it and waited for, not computed twice (``bench.grid.executor``). Records are written atomically into the shared store
 by whichever process runs the cell, exactly as a sequential run writes them.
 """
 

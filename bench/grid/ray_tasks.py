@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from bench.data.tasks import load_task
-from bench.grid.cells import Cell
-from bench.grid.executor import Executor, ExecutorError, InProcessExecutor, tiny_tasks
+from bench.grid.cells import Cell, run_cell
+from bench.grid.executor import Executor, ExecutorError, tiny_tasks
 from bench.grid.pool import build_in_worker, run_in_worker
 from bench.models.tiny import get_tokenizer
 from bench.registry import METHODS
@@ -118,36 +118,49 @@ class RayExecutor(Executor):
             if started:
                 ray.shutdown()
 
-    def _run_pending(self, cells, pending, board, store, reuse, done) -> None:
+    def _run_pending(self, cells, queue, board, store, reuse) -> None:
         with self._session() as ray:
             gpus = self.gpus_per_cell
             cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
             if gpus is None:
                 gpus = 1 if cluster_gpus > 0 else 0
-            local = [i for i in pending if cells[i].task.model and cluster_gpus == 0]
-            remote = [i for i in pending if i not in local]
-            root = str(store.root.resolve())
-            threads = self.cpus_per_cell
             options = {"num_cpus": self.cpus_per_cell, "num_gpus": gpus}
-            tasks = tiny_tasks(cells, remote)
+            root = str(store.root.resolve())
+            tasks = tiny_tasks(cells, [i for i in queue.todo if not cells[i].task.model])
             if tasks:
-                for task, split in tasks:
-                    get_tokenizer(load_task(task, split))
-                build = ray.remote(_ray_build).options(**options)
-                ray.get([build.remote(task, split, kind, threads) for task, split in tasks
-                         for kind in ("target", "oracle")])
-                refs = ray.remote(_ray_references).options(**options)
-                ray.get([refs.remote(task, split, root, threads) for task, split in tasks])
-            cell_task = ray.remote(_ray_cell).options(**options, max_retries=0)
-            queue = list(remote)
-            in_flight: dict[Any, int] = {}
-            limit = self.jobs or len(queue)
-            while queue or in_flight:
-                while queue and len(in_flight) < limit:
-                    i = queue.pop(0)
-                    in_flight[cell_task.remote(cells[i], board, root, reuse, threads, self.plugins)] = i
-                ready, _ = ray.wait(list(in_flight), num_returns=1)
-                for ref in ready:
-                    done(in_flight.pop(ref), ray.get(ref))
-            if local:
-                InProcessExecutor(self.plugins)._run_pending(cells, local, board, store, reuse, done)
+                self._prepare(ray, tasks, root, options)
+            local = self._remote_cells(ray, cells, queue, board, root, reuse, options, in_process=cluster_gpus == 0)
+            for i in local:
+                queue.done(i, run_cell(cells[i], board, store, reuse=reuse))
+
+    def _prepare(self, ray: Any, tasks: list[tuple[str, str]], root: str, options: dict) -> None:
+        """The tokenizers here, then the models and the reference evaluations as Ray tasks."""
+        for task, split in tasks:
+            get_tokenizer(load_task(task, split))
+        build = ray.remote(_ray_build).options(**options)
+        ray.get([build.remote(task, split, kind, self.cpus_per_cell) for task, split in tasks
+                 for kind in ("target", "oracle")])
+        refs = ray.remote(_ray_references).options(**options)
+        ray.get([refs.remote(task, split, root, self.cpus_per_cell) for task, split in tasks])
+
+    def _remote_cells(self, ray: Any, cells, queue, board, root: str, reuse: bool, options: dict,
+                      in_process: bool) -> list[int]:
+        """Run the queue's cells as Ray tasks, at most ``jobs`` in flight; returns the cells (claimed) that must run
+        in this process instead (a model preset on a cluster without GPUs)."""
+        cell_task = ray.remote(_ray_cell).options(**options, max_retries=0)
+        in_flight: dict[Any, int] = {}
+        local: list[int] = []
+        while True:
+            while not self.jobs or len(in_flight) < self.jobs:
+                i = queue.next()
+                if i is None:
+                    break
+                if in_process and cells[i].task.model:
+                    local.append(i)
+                    continue
+                in_flight[cell_task.remote(cells[i], board, root, reuse, self.cpus_per_cell, self.plugins)] = i
+            if not in_flight:
+                return local
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                queue.done(in_flight.pop(ref), ray.get(ref))

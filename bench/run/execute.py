@@ -37,6 +37,7 @@ from bench.run.train import NonFiniteLossError, TrainResult, unlearn
 from bench.runtime.device import peak_memory_gib, reset_peak_memory, runtime, use_runtime
 from bench.runtime.keys import ATTACK_MARK
 from bench.runtime.numerics import pin_threads
+from bench.runtime.progress import slow_step
 from bench.runtime.records import RunRecord
 from bench.runtime.sections import BudgetUse, GEffectSummary, MethodOrigin, MetricEntry, RecordError, Training
 from bench.runtime.store import GEFFECT_FILE, Store
@@ -187,8 +188,9 @@ def _evaluate(spec: RunSpec, data: TaskData, refs: References, done: _Unlearned,
     attacked: dict[str, MetricEntry] = {}
     if run_attacks(spec):
         attack_start = time.perf_counter()
-        attacked = attack_metrics(done.model, attack_context(refs, data), run_attacks(spec), plain,
-                                  shared_draws(evaluation.per_item, evaluation.ids), timings)
+        with slow_step(f"{spec.label}: attacks"):
+            attacked = attack_metrics(done.model, attack_context(refs, data), run_attacks(spec), plain,
+                                      shared_draws(evaluation.per_item, evaluation.ids), timings)
         timings["attacks_seconds"] = round(time.perf_counter() - attack_start, 3)
     parts["metrics"] = {**plain, **external_metrics(done.model, refs.tokenizer, data, timings), **attacked}
     return evaluation
@@ -232,13 +234,17 @@ def _execute(spec: RunSpec, store: Store, preset: ModelPreset | None, submitted:
         data = load_task(spec.task, spec.split)
         if preset is not None:
             apply_to_task(preset, data)
-        refs = get_references(data, store, preset, replicate=spec.seed, attacks=run_attacks(spec))
+        with slow_step(f"{spec.label}: references"):
+            refs = get_references(data, store, preset, replicate=spec.seed, attacks=run_attacks(spec))
         timings["references_seconds"] = round(time.perf_counter() - start, 3)
         method = make_method(spec.method, spec.hparams)
-        done = _unlearn(spec, data, refs, method, parts, files, timings)
-        evaluation = _evaluate(spec, data, refs, done, parts, timings)
+        with slow_step(f"{spec.label}: training"):
+            done = _unlearn(spec, data, refs, method, parts, files, timings)
+        with slow_step(f"{spec.label}: evaluation"):
+            evaluation = _evaluate(spec, data, refs, done, parts, timings)
         per_item = evaluation.rows()
-        status, error = _calibrate(done, evaluation, parts, timings)
+        with slow_step(f"{spec.label}: calibration"):
+            status, error = _calibrate(done, evaluation, parts, timings)
         if keep:
             keep_start = time.perf_counter()
             calibration = parts["control"].calibration

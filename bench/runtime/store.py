@@ -4,7 +4,8 @@
 last, ``result.json``: a record exists iff its ``result.json`` does, so a crash mid-write leaves no record (and a
 rerun redoes it). Reference records (the target and the retain oracle evaluated before any unlearning) live under
 ``<root>/refs/<ref_id>/``. Runs are keyed by run id, not by board, so boards that share a cell share its record.
-A calibrated search's summary is ``<root>/searches/<search_id>.json``. Records are typed (``bench.runtime.records``):
+A calibrated search's summary is ``<root>/searches/<search_id>.json``; a cell a run is computing right now is claimed in
+``<root>/claims/<run_id>.json`` (``bench.runtime.claims``). Records are typed (``bench.runtime.records``):
 ``load`` migrates a stored record of any earlier schema on read, ``write`` writes the current one. No other module
 builds a path into the store.
 
@@ -61,6 +62,7 @@ PER_ITEM = "per_item.jsonl"
 GEFFECT_FILE = "geffect.jsonl"
 MODELS = "models"  # runs/<id>/models/<kind>/: a run's kept models (``save_pretrained`` folders), on request
 SEARCHES = "searches"
+CLAIMS = "claims"
 TMP_SUFFIX = ".tmp"
 
 
@@ -259,6 +261,10 @@ class Store:
         without ``result.json`` included: ``load`` says whether it holds a record)."""
         folder = self.root / kind
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def claim_path(self, record_id: str) -> Path:
+        """Where the claim of the run computing record ``record_id`` is (``bench.runtime.claims``)."""
+        return self.root / CLAIMS / f"{record_id}.json"
 
     def tables_folder(self, board_name: str) -> Path:
         """Where tables built from this store go when they must not replace a board's own tables:
