@@ -37,6 +37,9 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
                             "checkpoints (run ids then say `build:<recipe>`)", "unset (shipped checkpoints)"),
     "UBENCH_HUB_MIRROR": ("a local mirror of hub datasets, `<mirror>/<dataset id>/<file>`, tried before the hub "
                           "(offline clusters, the tests)", "unset (no mirror)"),
+    "UBENCH_PROGRESS_AFTER": ("seconds a step of `ubench run` (a model load, a reference evaluation, a cell's "
+                              "training, evaluation, attacks or calibration) runs before a progress line on stderr "
+                              "announces it; 0 announces every step", "`3`"),
 }
 
 
