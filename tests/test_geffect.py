@@ -354,6 +354,45 @@ def test_under_adamw_only_the_realised_change_predicts_the_measured_change(mini_
         assert rel_err(-lr * g.total[data_name], measured_change) > 0.9, (data_name, g.total)
 
 
+def test_the_realised_change_per_block_sums_to_its_total_and_equals_forward_mode(mini_data, mini_target) -> None:
+    """The realised change is computed per block in reverse mode (grad R(D)(theta_0) at the substituted weights,
+    dotted with the applied update block by block). Independently, forward-mode differentiation of R(D) at theta_0
+    along Delta theta (``torch.func.jvp``) gives the same total to float32 round-off, and the blocks sum to it; the
+    block groups of the summary are the blocks' sums per depth third."""
+    model, tokenizer = mini_target
+    g = _one_recorded_step(mini_data, mini_target, lambda params: torch.optim.AdamW(params, lr=3e-6))
+    assert set(g.realised_blocks) == set(DATA_SETS)
+    for data_name in DATA_SETS:
+        blocks = g.realised_blocks[data_name]
+        assert {"embeddings", "head"} <= set(blocks) and any(b.startswith("layer") for b in blocks)
+        assert sum(blocks.values()) == pytest.approx(g.realised_change[data_name], rel=1e-12)
+    # the same step again, with the forward-mode derivative of the forget risk along the applied update
+    trained = copy.deepcopy(model)
+    method = make_method("ga")
+    recorder = GEffectRecorder(method, mini_data, tokenizer, None, n_items=8)
+    params = [p for p in trained.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
+    optimizer = torch.optim.AdamW(params, lr=3e-6)
+    method.loss(trained, recorder.objective_batch, LossContext())[0].backward()
+    optimizer.step()
+    delta = [p.detach() - b for p, b in zip(params, before)]
+    start = copy.deepcopy(trained)
+    with torch.no_grad():
+        for p, b in zip([p for p in start.parameters() if p.requires_grad], before):
+            p.copy_(b)
+    forward = directional_derivatives(start, per_item_nll, recorder.risk_batches["forget"], delta).double().mean()
+    assert float(forward) == pytest.approx(g.realised_change["forget"], rel=1e-3)
+    recorder = _recorder([g])
+    recorder.every, recorder.total_steps = 1, 1  # the one recorded step stands for itself
+    groups = recorder.summary(model.config.num_hidden_layers)["realised_groups"]
+    mapping = block_groups(model.config.num_hidden_layers)
+    for data_name in DATA_SETS:
+        expected: dict[str, float] = {}
+        for block, value in g.realised_blocks[data_name].items():
+            expected[mapping[block]] = expected.get(mapping[block], 0.0) + value
+        assert groups[data_name] == pytest.approx(expected)
+
+
 def test_the_loop_hands_a_before_update_callback_the_update_of_the_step_it_measured() -> None:
     """``unlearn`` calls a before-update callback's ``step_taken`` right after the optimizer update of each step it
     measured (every 2 of 5 steps: 0, 2, 4), with that step's number: the parameters it sees then are the ones the
@@ -385,28 +424,37 @@ def test_the_loop_hands_a_before_update_callback_the_update_of_the_step_it_measu
     assert not torch.equal(callback.seen[1][2], callback.seen[2][2])  # step 1 moved the weights in between
 
 
-def test_step_change_summary_sums_over_spans_and_scores_both_predictions() -> None:
-    """realised / measured changes: sum over the recorded steps of r_t * span_t and m_t * span_t (spans 2, 3, 2 as
-    in the cumulative G-effect); relative errors of sum r and of sum (-lr e * span) against sum m; Pearson
-    correlations over the three steps (hand-computed)."""
-    def m(step: int, lr: float, e: float, r: float, change: float) -> GEffect:
-        return GEffect(step=step, lr=lr, loss=0.0, total={"forget": e}, blocks={"forget": {"head": e}},
-                       realised_change={"forget": r}, measured_change={"forget": change})
+def test_step_change_summary_scores_both_predictions_against_the_change_between_recorded_steps() -> None:
+    """Recorded steps 0, 2, 5 of 7 (spans 2, 3, 2): realised = sum r_t span_t; measured = the risk after training
+    minus the risk at step 0 (risks 1.0, 3.0, 6.5, end 9.0: intervals 2.0, 3.5, 2.5); relative errors of both
+    predictions against it; correlations over the three intervals (scipy's pearsonr); per block group sums. Without
+    the risks the measured change falls back to the one-step sum."""
+    from scipy.stats import pearsonr
 
-    summary = _recorder([m(0, 1e-3, -1.0, 0.5, 0.6), m(2, 1e-3, -2.0, 1.0, 1.2), m(5, 2e-3, -1.0, 2.0, 1.8)]
-                        ).summary(n_layers=3)
+    def m(step: int, lr: float, e: float, r: float, change: float, risk: float) -> GEffect:
+        return GEffect(step=step, lr=lr, loss=0.0, total={"forget": e}, blocks={"forget": {"head": e}},
+                       realised_change={"forget": r}, measured_change={"forget": change}, risk={"forget": risk},
+                       realised_blocks={"forget": {"layer0": r / 4, "head": 3 * r / 4}})
+
+    rows = [m(0, 1e-3, -1.0, 0.5, 0.6, 1.0), m(2, 1e-3, -2.0, 1.0, 1.2, 3.0), m(5, 2e-3, -1.0, 2.0, 1.8, 6.5)]
+    recorder = _recorder(rows)
+    recorder.final_risk = {"forget": 9.0}
+    summary = recorder.summary(n_layers=3)
     assert summary["realised_change"]["forget"] == pytest.approx(0.5 * 2 + 1.0 * 3 + 2.0 * 2)  # 8.0
-    assert summary["measured_change"]["forget"] == pytest.approx(0.6 * 2 + 1.2 * 3 + 1.8 * 2)  # 8.4
+    assert summary["measured_change"]["forget"] == pytest.approx(9.0 - 1.0)
+    assert summary["one_step_change"]["forget"] == pytest.approx(0.6 * 2 + 1.2 * 3 + 1.8 * 2)  # 8.4
     paper = 1e-3 * 1.0 * 2 + 1e-3 * 2.0 * 3 + 2e-3 * 1.0 * 2  # sum of -lr e * span = 0.012
     agreement = summary["agreement"]["forget"]
-    assert agreement["realised_error"] == pytest.approx(0.4 / 8.4)
-    assert agreement["paper_error"] == pytest.approx(abs(paper - 8.4) / 8.4)
-    # r = (0.5, 1, 2) and m = (0.6, 1.2, 1.8): deviations (-4, -1, 5) / 6 and (-0.6, 0, 0.6)
-    assert agreement["realised_corr"] == pytest.approx((0.4 + 0.5) / math.sqrt((16 + 1 + 25) / 36 * 0.72))
-    # -lr e = (1e-3, 2e-3, 2e-3): deviations (-2, 1, 1)/3 * 1e-3 against (-0.6, 0, 0.6)
-    assert agreement["paper_corr"] == pytest.approx((0.4 + 0.2) / math.sqrt(6 / 9 * 0.72))
-    without = _recorder([m(0, 1e-3, -1.0, 0.5, 0.6)])
+    assert agreement["realised_error"] == pytest.approx(0.0)
+    assert agreement["paper_error"] == pytest.approx(abs(paper - 8.0) / 8.0)
+    intervals = [2.0, 3.5, 2.5]
+    assert agreement["realised_corr"] == pytest.approx(pearsonr([1.0, 3.0, 4.0], intervals).statistic)
+    assert agreement["paper_corr"] == pytest.approx(pearsonr([2e-3, 6e-3, 4e-3], intervals).statistic)
+    assert summary["realised_groups"]["forget"] == pytest.approx({"shallow": 2.0, "deep": 6.0})
+    without = _recorder([m(0, 1e-3, -1.0, 0.5, 0.6, 1.0), m(2, 1e-3, -2.0, 1.0, 1.2, 3.0)])
+    assert without.summary(3)["measured_change"]["forget"] == pytest.approx(0.6 * 2 + 1.2 * 3)  # no final risk
     without.measurements[0].measured_change = {}
+    without.measurements[1].measured_change = {}
     assert not {"realised_change", "measured_change", "agreement"} & set(without.summary(3))
 
 
@@ -449,7 +497,12 @@ def test_recorded_run_writes_measurements_and_a_summary(store) -> None:
     for r in rows:  # the update after each measured step (AdamW): the forget risk rose
         assert set(r["realised_change"]) == set(r["measured_change"]) == set(DATA_SETS)
         assert r["measured_change"]["forget"] > 0 and r["realised_change"]["forget"] > 0
-    assert summary.measured_change["forget"] == pytest.approx(sum(r["measured_change"]["forget"] * 3 for r in rows))
+    # measured between recorded steps: the risk after training minus at step 0, through the risk at step 3
+    assert rows[1]["risk"]["forget"] > rows[0]["risk"]["forget"]
+    assert summary.measured_change["forget"] == pytest.approx(summary.extra["final_risk"]["forget"]
+                                                              - rows[0]["risk"]["forget"])
+    assert summary.extra["final_risk"]["forget"] > rows[1]["risk"]["forget"]
+    assert summary.one_step_change["forget"] == pytest.approx(sum(r["measured_change"]["forget"] * 3 for r in rows))
     assert summary.realised_change["forget"] == pytest.approx(sum(r["realised_change"]["forget"] * 3 for r in rows))
     assert set(summary.agreement["forget"]) == {"realised_error", "paper_error"}  # 2 steps: no correlation
     assert record.timings["geffect_seconds"] > 0

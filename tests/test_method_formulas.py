@@ -610,3 +610,30 @@ def test_new_options_at_their_defaults_keep_every_run_id() -> None:
         assert make_run_spec(MINI, "forget10", "npo", params, budget, 0).run_id != plain, params
     with pytest.raises(Exception, match="gru_gamma: only used with rectify: gru"):
         make_method("npo", {"gru_gamma": 0.5})
+
+
+def test_random_labels_plug_in_is_the_nll_of_fixed_random_tokens() -> None:
+    """The random-label test method (``tests/plugins/random_labels.py``): L = mean_rows (1/T_b) sum_i -log p(r_i),
+    with r_i drawn uniformly from the vocabulary by a generator seeded per item, computed here by hand with
+    ``torch.nn.functional.cross_entropy`` on each unpadded sequence; the labels are the same at every call and for
+    the same item in another batch order, and differ between items."""
+    from .conftest import PLUGINS
+
+    if "random_labels" not in METHODS:
+        METHODS.load_plugin_file(str(PLUGINS / "random_labels.py"))
+    model, _ = models()
+    seqs = toy_sequences(1, FORGET_SHAPES)
+    vocab = model.config.vocab_size
+
+    def drawn(item: int, n: int) -> torch.Tensor:
+        return torch.randint(vocab, (n,), generator=torch.Generator().manual_seed(item))
+
+    with torch.no_grad():
+        by_hand = float(torch.stack([torch.nn.functional.cross_entropy(
+            answer_logits(model, e), drawn(b, len(e.answer_ids))) for b, e in enumerate(seqs)]).mean())
+        value = loss_of("random_labels", {}, model, seqs)[0]
+        assert value == pytest.approx(by_hand, **TOL)
+        assert loss_of("random_labels", {}, model, seqs)[0] == value
+        assert loss_of("random_labels", {"seed": 1}, model, seqs)[0] != pytest.approx(value, **TOL)
+    labels = [drawn(b, 4) for b in range(len(seqs))]
+    assert any(not torch.equal(labels[0], other) for other in labels[1:])

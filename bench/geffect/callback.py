@@ -15,7 +15,7 @@ import torch
 from bench.data.alternates import alternate_answers
 from bench.data.tasks import TaskData
 from bench.data.tokenize import collate, encode_qa
-from bench.geffect.compute import GEffect, block_groups, measure, step_changes
+from bench.geffect.compute import GEffect, block_groups, eager_attention, measure, per_item_nll, step_changes
 from bench.methods.base import LossContext, Method, ReferenceModel, StepState, UnlearnBatch
 from bench.registry import EVALUATIONS
 from bench.runtime.keys import EvaluationSpec, MetricKey, format_key
@@ -58,6 +58,7 @@ class GEffectRecorder:
                                             if method.needs_alternate else None)
         self.instance_ids = list(data.forget.select(range(min(n_items, len(data.forget))))["id"])
         self.measurements: list[GEffect] = []
+        self.final_risk: dict[str, float] = {}  # D -> R(D) after training (``finish``)
 
     def __call__(self, model: torch.nn.Module, state: StepState) -> None:
         """Measure at ``state.step``. Inside training the parameters' ``.grad`` hold the step's gradient of L_u;
@@ -93,7 +94,22 @@ class GEffectRecorder:
         device = next(model.parameters()).device
         risks = {k: v.to(device) for k, v in self.risk_batches.items()}
         last = self.measurements[-1]
-        last.realised_change, last.measured_change = step_changes(model, before, risks)
+        change = step_changes(model, before, risks)
+        last.realised_change, last.measured_change = change.realised, change.measured
+        last.realised_blocks, last.risk = change.realised_blocks, change.risk
+        self.seconds += time.perf_counter() - start
+
+    def finish(self, model: torch.nn.Module) -> None:
+        """After training: the risk R(D)(theta_end) of every set on the trained model (one forward each, eager
+        attention, eval mode), the end point of the measured change between recorded steps."""
+        start = time.perf_counter()
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        with torch.no_grad(), eager_attention(model):
+            self.final_risk = {name: float(per_item_nll(model, batch.to(device)).double().mean())
+                               for name, batch in self.risk_batches.items()}
+        model.train(was_training)
         self.seconds += time.perf_counter() - start
 
     def jsonl(self) -> str:
@@ -138,7 +154,7 @@ class GEffectRecorder:
         if weights:
             out["npo_weight"] = {"first": weights[0], "last": weights[-1]}
         out["finite"] = all(math.isfinite(v) for m in self.measurements for v in m.total.values())
-        out.update(self._step_change_summary(steps))
+        out.update(self._step_change_summary(steps, groups))
         return out
 
     def _spans(self, steps: list[int]) -> list[int]:
@@ -146,39 +162,67 @@ class GEffectRecorder:
         ends = [*steps[1:], min(steps[-1] + self.every, self.total_steps or 1 << 62)]
         return [max(end - step, 1) for step, end in zip(steps, ends)]
 
-    def _step_change_summary(self, steps: list[int]) -> dict:
-        """Over the recorded steps that have the step's changes (``step_taken``; each scaled by its span, like the
-        cumulative G-effect), per data set D: sum r_t(D) * span_t (``realised_change``), sum m_t(D) * span_t
-        (``measured_change``), both changes of R(D) (positive: the risk rose; with a measurement every step, the
-        measured one is R(D) at the end minus R(D) at the start), and ``agreement``: ``realised_error`` =
-        |sum r - sum m| / |sum m|, ``paper_error`` = |sum (-lr e) - sum m| / |sum m| (the paper's prediction under
-        gradient descent, same spans), and the Pearson correlations over the recorded steps of r_t and of
-        -lr_t e_t(D) with m_t (``realised_corr``, ``paper_corr``; with at least 3 steps and both series varying).
-        Empty without them."""
+    def _step_change_summary(self, steps: list[int], groups: dict[str, str]) -> dict:
+        """The changes of every risk R(D) over the recorded steps t_0 < ... < t_K (each standing for span_k
+        training steps, like the cumulative G-effect; positive: the risk rose), from the measurements that have the
+        step's changes (``step_taken``):
+
+        * ``realised_change`` = sum_k r_k(D) * span_k, the first-order change along the updates the optimizer applied
+          (each recorded step's for its span); ``realised_groups``: the same per block group (D -> shallow / middle /
+          deep), from the per-block values;
+        * ``measured_change`` = sum_k (R(D)(theta_{t_k+1}) - R(D)(theta_{t_k})) = R(D)(theta_end) - R(D)(theta_{t_0}),
+          the change of the risk measured between recorded steps (t_{K+1} = the end of training: ``finish``), the
+          change every prediction is scored against;
+        * ``one_step_change`` = sum_k m_k(D) * span_k, the one-step finite differences at the recorded steps scaled
+          like the predictions (how far the first-order value is from its own step, apart from how well a step
+          stands for its span);
+        * ``agreement``: ``realised_error`` = |sum r span - measured| / |measured|, ``paper_error`` =
+          |sum (-lr e) span - measured| / |measured| (the paper's prediction under gradient descent, same spans),
+          and over the intervals (at least 3, both series varying) the Pearson correlations of r_k span_k and of
+          -lr_k e_k span_k with the measured change of the interval (``realised_corr``, ``paper_corr``).
+
+        Without the risks between recorded steps (records before they were kept, or no ``finish``) the measured
+        change is the one-step sum (``one_step_change``; the only measurement there is). Empty without step
+        changes."""
         rows = [(m, span) for m, span in zip(self.measurements, self._spans(steps)) if m.measured_change]
         if not rows:
             return {}
+        final = getattr(self, "final_risk", {})
         realised: dict[str, float] = {}
         measured: dict[str, float] = {}
+        one_step: dict[str, float] = {}
         agreement: dict[str, dict[str, float]] = {}
+        between = len(rows) == len(self.measurements) and all(m.risk for m, _ in rows)
         for d in rows[0][0].measured_change:
-            r = [m.realised_change[d] for m, _ in rows]
-            m_t = [m.measured_change[d] for m, _ in rows]
-            paper = [-m.lr * m.total[d] for m, _ in rows]
             spans = [span for _, span in rows]
-            realised[d] = sum(x * n for x, n in zip(r, spans))
-            measured[d] = sum(x * n for x, n in zip(m_t, spans))
-            predicted = sum(x * n for x, n in zip(paper, spans))
+            r = [m.realised_change[d] * n for (m, _), n in zip(rows, spans)]
+            paper = [-m.lr * m.total[d] * n for (m, _), n in zip(rows, spans)]
+            one = [m.measured_change[d] * n for (m, _), n in zip(rows, spans)]
+            if between and d in final:
+                risks = [m.risk[d] for m, _ in rows] + [final[d]]
+                intervals = [b - a for a, b in zip(risks, risks[1:])]
+            else:
+                intervals = one
+            realised[d], measured[d], one_step[d] = sum(r), sum(intervals), sum(one)
             facts = {}
             if measured[d] != 0:
                 facts = {"realised_error": abs(realised[d] - measured[d]) / abs(measured[d]),
-                         "paper_error": abs(predicted - measured[d]) / abs(measured[d])}
+                         "paper_error": abs(sum(paper) - measured[d]) / abs(measured[d])}
             for name, series in (("realised_corr", r), ("paper_corr", paper)):
-                value = _correlation(series, m_t)
+                value = _correlation(series, intervals)
                 if value is not None:
                     facts[name] = value
             agreement[d] = facts
-        return {"realised_change": realised, "measured_change": measured, "agreement": agreement}
+        out = {"realised_change": realised, "measured_change": measured, "one_step_change": one_step,
+               "agreement": agreement, **({"final_risk": dict(final)} if between and final else {})}
+        by_group: dict[str, dict[str, float]] = {}
+        for m, span in rows:
+            for d, blocks in m.realised_blocks.items():
+                acc = by_group.setdefault(d, {})
+                for block, value in blocks.items():
+                    group = groups.get(block, "middle")
+                    acc[group] = acc.get(group, 0.0) + value * span
+        return {**out, "realised_groups": by_group} if by_group else out
 
 
 def _correlation(a: list[float], b: list[float]) -> float | None:
@@ -189,8 +233,8 @@ def _correlation(a: list[float], b: list[float]) -> float | None:
 
 
 GEFFECT = "geffect"
-# per data set: the paper's cumulative e(D); the realised first-order and the measured change of R(D) across the
-# recorded optimizer steps; the relative errors of the realised and of the paper's prediction against the measured
+# per data set: the paper's cumulative e(D); the realised first-order change of R(D) along the recorded optimizer
+# steps and the change of R(D) measured between recorded steps (to the end of training); the relative errors of the realised and of the paper's prediction against the measured
 PER_SET = ("cumulative", "realised", "measured", "realised_error", "paper_error")
 COLUMNS = (*(f"{GEFFECT}/{name}/{s}" for name in PER_SET for s in DATA_SETS), f"{GEFFECT}/top_group_share",
            f"{GEFFECT}/top_group")
@@ -217,7 +261,8 @@ def _describe(key: MetricKey) -> str:
         return f"realised first-order change of R({d}): Σ ∇R({d})ᵀ(θ_t+1 − θ_t)·steps over the recorded steps, " \
                f"along the update the optimizer applied (positive: the risk rose)"
     if key.name == "measured":
-        return f"measured change of R({d}): Σ (R({d})(θ_t+1) − R({d})(θ_t))·steps over the recorded steps " \
+        return f"measured change of R({d}) between the recorded steps: R({d})(θ_end) − R({d})(θ_0), the risk " \
+               f"after training minus at the first recorded step " \
                f"(positive: the risk rose)"
     if key.name in ("realised_error", "paper_error"):
         which = "the realised first-order change" if key.name == "realised_error" else "the paper's −Σ lr·e·steps"
@@ -272,7 +317,8 @@ EVALUATIONS.add(GEFFECT, EvaluationSpec(
                 "steps over the recorded steps, the first-order fall of the risk per unit step of plain gradient "
                 "descent (negative on forget: the forget risk rose), not the change AdamW's steps made; "
                 "`realised/<set>` is the first-order change of the risk along the update the optimizer applied, "
-                "Σ ∇Rᵀ(θ_t+1 − θ_t)·steps, and `measured/<set>` the measured change Σ (R(θ_t+1) − R(θ_t))·steps "
+                "Σ ∇Rᵀ(θ_t+1 − θ_t)·steps, and `measured/<set>` the change of the risk measured between the recorded "
+                "steps, R(θ_end) − R(θ_0) "
                 "(both positive: the risk rose); `realised_error/<set>` and `paper_error/<set>` are |realised − "
                 "measured| / |measured| and |−cumulative − measured| / |measured|; `top_group` is the block group "
                 "(shallow / middle / deep thirds) with the largest share of |cumulative e(forget)| and "

@@ -16,8 +16,12 @@ e(D) is the paper's quantity: the first-order change of R(D) per unit step of pl
 beside it a recorded training step also gets (``step_changes``), with Delta theta_t = theta_{t+1} - theta_t the
 update the optimizer actually applied:
 
-* realised first-order change r_t(D) = grad R(D)(theta_t)^T Delta theta_t (one forward-mode pass at theta_t);
-* measured change m_t(D) = R(D)(theta_{t+1}) - R(D)(theta_t) (one forward at theta_{t+1}).
+* realised first-order change r_t(D) = grad R(D)(theta_t)^T Delta theta_t, in total and per block (one reverse-mode
+  pass at theta_t);
+* one-step change m_t(D) = R(D)(theta_{t+1}) - R(D)(theta_t) (one forward at theta_{t+1}: the finite difference
+  the first-order values are checked against), and the risk R(D)(theta_t) itself, so that with the risk after
+  training (``GEffectRecorder.finish``) the measured change between recorded steps R(D)(theta_t') - R(D)(theta_t)
+  and over the run R(D)(theta_end) - R(D)(theta_0) are known.
 
 Both are changes of R, so POSITIVE r, m = the risk ROSE (unlearning on forget); the paper's prediction of the same
 change is -eta e(D). Under SGD without momentum, weight decay or clipping, r_t = -eta e(D) up to round-off.
@@ -188,22 +192,47 @@ def value_and_directional_derivatives(model: torch.nn.Module, fn, batch: TokenBa
     return value, derivative
 
 
+@dataclass
+class StepChange:
+    """The changes of every risk R(D) across one optimizer step (positive: the risk rose): the realised first-order
+    change in total and per block, and the measured change."""
+
+    realised: dict[str, float]  # D -> r(D) = grad R(D)(theta_t)^T (theta_{t+1} - theta_t)
+    realised_blocks: dict[str, dict[str, float]]  # D -> block -> the same inner product over the block's parameters
+    measured: dict[str, float]  # D -> R(D)(theta_{t+1}) - R(D)(theta_t)
+    risk: dict[str, float]  # D -> R(D)(theta_t)
+
+
 def step_changes(model: torch.nn.Module, before: Sequence[torch.Tensor],
-                 risk_batches: dict[str, TokenBatch]) -> tuple[dict[str, float], dict[str, float]]:
-    """(realised, measured) per data set D across one optimizer step, the model now at theta_{t+1} and ``before``
-    theta_t (its trainable parameters, in ``trainable`` order): realised r(D) = grad R(D)(theta_t)^T
-    (theta_{t+1} - theta_t), measured m(D) = R(D)(theta_{t+1}) - R(D)(theta_t). Both are changes of R (positive:
-    the risk rose). Both risks are evaluated with eager attention, so m has no attention-kernel round-off."""
-    current = [p.detach() for _, p in trainable(model)]
-    delta = [after - b for after, b in zip(current, before)]
-    realised, measured = {}, {}
+                 risk_batches: dict[str, TokenBatch]) -> StepChange:
+    """The changes of every R(D) across one optimizer step, the model now at theta_{t+1} and ``before`` theta_t (its
+    trainable parameters, in ``trainable`` order), Delta = theta_{t+1} - theta_t: realised r(D) = grad R(D)(theta_t)^T
+    Delta, per block r_b(D) = sum over the block's parameters p of <grad_p R(D)(theta_t), Delta_p> (so r = sum_b r_b),
+    and measured m(D) = R(D)(theta_{t+1}) - R(D)(theta_t). grad R(D)(theta_t) is one reverse-mode pass at the
+    substituted parameters theta_t (one risk gradient held at a time), R(D)(theta_{t+1}) one forward; both risks
+    are evaluated with eager attention and the model in eval mode, so m has no attention-kernel or dropout noise."""
+    was_training = model.training
+    model.eval()
+    named = trainable(model)
+    names = [n for n, _ in named]
+    current = [p.detach() for _, p in named]
+    delta = [after - b.detach() for after, b in zip(current, before)]
+    change = StepChange({}, {}, {}, {})
     for data_name, batch in risk_batches.items():
-        risk_before, derivative = value_and_directional_derivatives(model, per_item_nll, batch, delta, at=before)
-        with torch.no_grad(), eager_attention(model):
-            risk_after = per_item_nll(model, batch).mean()
-        realised[data_name] = float(derivative.double().mean())
-        measured[data_name] = float(risk_after.double() - risk_before.double().mean())
-    return realised, measured
+        at = [b.detach().requires_grad_(True) for b in before]
+        with eager_attention(model):
+            risk_before = per_item_nll(_Functional(model, dict(zip(names, at))), batch).mean()
+            gradient = grads_of(risk_before, at)
+            with torch.no_grad():
+                risk_after = per_item_nll(model, batch).mean()
+        blocks = blockwise_dot(names, gradient, delta)
+        del gradient
+        change.realised_blocks[data_name] = blocks
+        change.realised[data_name] = sum(blocks.values())
+        change.measured[data_name] = float(risk_after.double() - risk_before.detach().double())
+        change.risk[data_name] = float(risk_before.detach().double())
+    model.train(was_training)
+    return change
 
 
 class _Functional(torch.nn.Module):
@@ -247,17 +276,23 @@ class GEffect:
     objective_norm: float = 0.0
     per_instance: dict[str, list[float]] = field(default_factory=dict)  # D -> [grad R(D)^T grad log p(s_i)]
     diagnostics: dict = field(default_factory=dict)
-    # across the optimizer step taken after the measurement (``step_changes``; empty outside training): D -> r, m
+    # across the optimizer step taken after the measurement (``step_changes``; empty outside training): D -> r, m,
+    # and D -> block -> r_block
     realised_change: dict[str, float] = field(default_factory=dict)
     measured_change: dict[str, float] = field(default_factory=dict)
+    realised_blocks: dict[str, dict[str, float]] = field(default_factory=dict)
+    risk: dict[str, float] = field(default_factory=dict)  # D -> R(D)(theta_t), for the change between recorded steps
 
     def to_dict(self) -> dict:
-        """The ``geffect.jsonl`` row; ``realised_change`` and ``measured_change`` only when recorded."""
+        """The ``geffect.jsonl`` row; ``realised_change``, ``measured_change``, ``realised_blocks`` and ``risk`` only
+        when recorded."""
         out = {"step": self.step, "lr": self.lr, "loss": self.loss, "total": self.total, "blocks": self.blocks,
                "cosine": self.cosine, "objective_norm": self.objective_norm, "per_instance": self.per_instance,
                "diagnostics": self.diagnostics}
         return {**out, **{k: v for k, v in (("realised_change", self.realised_change),
-                                                        ("measured_change", self.measured_change)) if v}}
+                                            ("measured_change", self.measured_change),
+                                            ("realised_blocks", self.realised_blocks),
+                                            ("risk", self.risk)) if v}}
 
 
 def measure(model: torch.nn.Module, method: Method | None, objective_batch: UnlearnBatch | None,

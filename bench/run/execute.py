@@ -161,6 +161,7 @@ def _unlearn(spec: RunSpec, data: TaskData, refs: References, method: Method, pa
                               reference, callbacks=callbacks, idk=idk, alternate=alternate)
         exceeded = trained.use.exceeded(spec.budget)
         if recorder is not None:
+            recorder.finish(model)  # R(D) of the trained model: the end point of the measured change
             parts["geffect"] = GEffectSummary.from_dict(recorder.summary(model.config.num_hidden_layers))
             files[GEFFECT_FILE] = recorder.jsonl()
             timings["geffect_seconds"] = round(recorder.seconds, 3)

@@ -226,12 +226,15 @@ class GEffectSummary(_Section):
     finite: bool | None = None  # every measurement finite
     # the changes of R(D) the optimizer's updates made (positive: the risk rose), absent from older records
     realised_change: dict[str, float] | None = None  # sum of grad R(D)^T (theta_{t+1} - theta_t) * span
-    measured_change: dict[str, float] | None = None  # sum of (R(D)(theta_{t+1}) - R(D)(theta_t)) * span
+    measured_change: dict[str, float] | None = None  # R(D) at the end of training minus at the first recorded step
+    one_step_change: dict[str, float] | None = None  # sum of (R(D)(theta_{t+1}) - R(D)(theta_t)) * span
     agreement: dict[str, dict[str, float]] | None = None  # D -> realised/paper relative errors and correlations
+    realised_groups: dict[str, dict[str, float]] | None = None  # D -> block group -> realised change
     extra: dict[str, Any] = field(default_factory=dict)  # per-block sums, the first and last measurement
     OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"cumulative", "cumulative_groups", "top_group",
                                                      "top_group_share", "npo_weight", "sign_pattern", "steps",
-                                                     "finite", "realised_change", "measured_change", "agreement"})
+                                                     "finite", "realised_change", "measured_change", "agreement",
+                                                     "realised_groups", "one_step_change"})
 
     @property
     def measured(self) -> bool:
