@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.board.analysis import GEFFECT_SIGN_LINE, geffect_paragraph
+from bench.board.geffect_findings import GEFFECT_SIGN_LINE, geffect_paragraph
 from bench.board.geffect_plots import plot_index
 from bench.board.markdown import to_markdown
 from bench.board.table import build_table
@@ -96,8 +96,9 @@ def test_markdown_states_the_sign_and_the_computed_paragraph(ran) -> None:
     assert f"npo's mean weight w {'falls' if weight['last'] < weight['first'] else 'does not fall'} from " \
            f"{weight['first']:.3f} to {weight['last']:.3f}" in paragraph
     e_kl, e_plain = (records[k].geffect.cumulative["retain"] for k in ("GA+KL", "GA"))
-    verdict = "higher" if e_kl > e_plain else "not higher"
-    assert f"{verdict} for GA+KL {e_kl:.4g} vs GA {e_plain:.4g}" in paragraph
+    # records without the step changes: the regulariser's retain effect on the paper's quantity (rise = -e_r)
+    assert f"on the paper's −Σ lr·e, paired over seeds" in paragraph
+    assert f"GA+KL vs GA: retain {-e_kl:+.3g} vs {-e_plain:+.3g}: " in paragraph
     assert geffect_paragraph(board, pd.DataFrame(table.to_dict())) == ""  # no records behind it: no paragraph
 
 
@@ -126,7 +127,8 @@ def test_paragraph_follows_the_numbers() -> None:
             "would, to first order, rise by 2.5 (the paper's quantity, not the change AdamW's steps made)") in paragraph
     assert "|e_u| goes from 8 at step 30 to 2 at step 40 (×0.25): it shrinks, so e_u settles" in paragraph
     assert "NPO's mean weight w falls from 0.900 to 0.300 (step 10 → 40)" in paragraph
-    assert "higher for GA+KL -0.5 vs GA -1" in paragraph and "not higher for NPO+KL -0.3 vs NPO -0.2" in paragraph
+    assert "GA+KL vs GA: retain +0.5 vs +1: lower (point values; the board has no seed draws" in paragraph
+    assert "NPO+KL vs NPO: retain +0.3 vs +0.2: higher (point values" in paragraph
     assert "Measured change" not in paragraph  # no entry has the step changes
 
 
@@ -154,7 +156,7 @@ def test_paragraph_says_which_prediction_agrees_with_the_measured_change() -> No
         "NPO": facts("npo", "none", (1.0, 0.5)), "NPO+KL": facts("npo", "kl", None)}}
     paragraph = geffect_paragraph(board, table)
     assert ("GA +14.8 (realised +13.9, paper +2.5); GA+KL +2.4 (realised +1, paper +2.5); NPO +1 (realised +0.5, "
-            "paper +2.5); the realised one is the closer for 2 of 3.") in paragraph
+            "paper +2.5); the realised one is the closer for 2 of 3, so the findings below are stated on it") in paragraph
     assert "NPO+KL +" not in paragraph
 
 
@@ -289,3 +291,57 @@ def test_cli_unknown_method_is_exit_2_with_did_you_mean(tmp_path: Path, capsys) 
     assert "unknown method 'nop'" in err and "did you mean 'npo'" in err
     assert main(["geffect", "--task", MINI, "--split", "forget10", "--method", "npo", "--params", "{bad"]) == 2
     assert "--params: invalid JSON" in capsys.readouterr().err
+
+
+def test_findings_are_stated_on_the_agreeing_quantity_with_wrappers_against_their_plain_entries() -> None:
+    """Entries with the step changes, where the realised change agrees with the measured one: GA's rise and whether
+    its realised per-step rise settles; NPO's falling weight against its realised per-step rise (here it does not
+    shrink); every wrapper (GRU, KL, temperature) against the plain entry of its method, its retain and forget rises
+    on the realised change with the measured one in brackets, significance from the board's paired seed draws of
+    ``geffect/realised/<set>``; an entry that also changes a non-wrapper parameter (GA cap 0.5 + GRU) has no plain
+    entry and is left out."""
+    from types import SimpleNamespace
+
+    from bench.specs.board import MethodEntry, TaskEntry
+
+    labels = {"GA": ("ga", {}), "GA+GRU": ("ga", {"rectify": "gru"}), "GA (T=2)": ("ga", {"temperature": 2.0}),
+              "GA cap+GRU": ("ga", {"cap": 0.5, "rectify": "gru"}), "NPO": ("npo", {"beta": 0.1}),
+              "NPO+KL": ("npo", {"beta": 0.1, "retain_loss": "kl", "retain_weight": 1.0})}
+    board = SimpleNamespace(tasks=(TaskEntry(MINI, "forget10"),),
+                            methods=tuple(MethodEntry(m, label, p) for label, (m, p) in labels.items()))
+    changes = {"GA": (14.8, 13.9, 3.0, 2.8), "GA+GRU": (10.0, 9.5, 0.5, 0.4), "GA (T=2)": (12.0, 11.0, 2.9, 2.7),
+               "GA cap+GRU": (5.0, 4.0, 0.1, 0.1), "NPO": (8.0, 7.5, 1.0, 0.9), "NPO+KL": (7.0, 6.9, 0.8, 0.85)}
+
+    def facts(label: str) -> dict:
+        method, params = labels[label]
+        forget_m, forget_r, retain_m, retain_r = changes[label]
+        return {"method": method, "hparams": params, "cumulative": {"forget": -2.5, "retain": -1.0},
+                "measured_change": {"forget": forget_m, "retain": retain_m},
+                "realised_change": {"forget": forget_r, "retain": retain_r}}
+
+    data = {label: facts(label) for label in labels}
+    data["GA"]["realised_series"] = {"steps": [0, 10, 20, 30], "forget": [0.5, 0.4, 0.3, 0.2], "retain": [0.1] * 4}
+    data["NPO"]["npo_weight"] = {"first": 0.9, "last": 0.3, "steps": [0, 30]}
+    data["NPO"]["realised_series"] = {"steps": [0, 30], "forget": [0.3, 0.4], "retain": [0.1, 0.1]}
+    task = f"{MINI}/forget10"
+    table = pd.DataFrame({"task": [task]})
+    table.attrs["geffect"] = {task: data}
+    offsets = np.linspace(-0.05, 0.05, 200)
+    table.attrs["draws"] = {task: {f"geffect/realised/{d}": {
+        label: changes[label][1 if d == "forget" else 3] + (0.3 if label in ("NPO", "NPO+KL") else 1.0) * offsets
+        for label in labels} for d in ("forget", "retain")}}
+    table.attrs["draws"][task]["geffect/realised/retain"]["NPO+KL"] = 0.85 + 3 * offsets  # overlaps NPO's
+    table.attrs["draws"][task]["geffect/realised/retain"]["GA (T=2)"] = 2.7 - 3 * offsets  # overlaps GA's
+    paragraph = geffect_paragraph(board, table)
+    assert "the realised one is the closer for 6 of 6, so the findings below are stated on it" in paragraph
+    assert ("GA's forget risk rose by 14.8 (measured; realised 13.9, the paper's quantity 2.5); its realised "
+            "per-step rise goes from 0.3 at step 20 to 0.2 at step 30 (×0.667): it settles.") in paragraph
+    assert ("NPO's mean weight w falls from 0.900 to 0.300 (step 0 → 30); its realised per-step forget rise goes "
+            "from 0.3 to 0.4 (×1.33) over the same steps: AdamW's step does not shrink with it (Adam rescales the "
+            "damped gradient back).") in paragraph
+    assert "on realised (measured change between recorded steps in brackets), paired over seeds" in paragraph
+    assert "GA+GRU vs GA: retain +0.4 vs +2.8 [+0.5 vs +3]: lower; forget +9.5 vs +13.9 [+10 vs +14.8]: lower" \
+        in paragraph
+    assert "GA (T=2) vs GA: retain +2.7 vs +2.8 [+2.9 vs +3]: not significantly different" in paragraph
+    assert "NPO+KL vs NPO: retain +0.85 vs +0.9 [+0.8 vs +1]: not significantly different" in paragraph
+    assert "GA cap+GRU vs" not in paragraph

@@ -1,5 +1,5 @@
-"""The analysis paragraphs of a board, computed from its table and records: robustness and utility (the relearning
-attack, lm-eval utility) and the G-effect (GA's e_u, NPO's weights, the KL regulariser's e_r)."""
+"""The robustness and utility paragraph of a board, computed from its table and records (the relearning attack, the
+attack battery, lm-eval utility); the G-effect paragraph is ``bench.board.geffect_findings``."""
 
 from __future__ import annotations
 
@@ -7,56 +7,11 @@ import numpy as np
 import pandas as pd
 
 from bench.board.attack_analysis import attack_sentence
-from bench.board.findings import ga_label, name_list
+from bench.board.findings import name_list
 from bench.board.format import REFERENCE_LABELS
 from bench.board.seedstats import significantly
 from bench.board.table import column_draws
-from bench.geffect.callback import GEFFECT
-from bench.grid.columns import parse_key
 from bench.specs.board import LeaderboardSpec
-
-GEFFECT_SIGN_LINE = (
-    "G-effect (arXiv 2502.19301): e(D) = ∇R(D)ᵀ∇L_u, the first-order fall of the risk R(D) (mean answer NLL) per "
-    "unit step of plain gradient descent on the objective L_u; **negative e(forget) = the forget risk rises = "
-    "unlearning**, e(retain) ≥ 0 wanted; `geffect/cumulative/<set>` is Σ lr·e(D)·steps over the recorded steps "
-    "(forget ↓, others ↑): the paper's quantity, the change gradient descent would make to first order, not the "
-    "change AdamW's steps made; `geffect/realised/<set>` is the first-order change along the update AdamW applied, "
-    "Σ ∇R(D)ᵀ(θ_t+1 − θ_t)·steps, `geffect/measured/<set>` the change of R(D) measured between the recorded steps, "
-    "R(D)(θ_end) − R(D)(θ_0) "
-    "(both positive: the risk rose; forget ↑, others ↓), `geffect/realised_error/<set>` and "
-    "`geffect/paper_error/<set>` their relative errors against the measured change; "
-    "`geffect/top_group_share` (· no direction) the share of |cumulative e(forget)| in the most-affected block "
-    "group (shallow/middle/deep thirds), `geffect/top_group` that group.")
-
-
-def has_geffect(board: LeaderboardSpec, table: pd.DataFrame) -> bool:
-    return any(parse_key(c).evaluation == GEFFECT for c in board.columns) or bool(table.attrs.get("geffect"))
-
-
-def _paired_plain(facts: dict[str, dict], label: str) -> str | None:
-    """The plain entry of a "+KL" variant ``label``: the same registered method whose hyper-parameters, apart from
-    the retain regulariser (``retain_loss``, ``retain_weight``), are the KL variant's, with ``retain_loss: none``
-    (the first such entry in board order), or None."""
-    kl = facts[label]
-    if kl["hparams"].get("retain_loss") != "kl":
-        return None
-    rest = {k: v for k, v in kl["hparams"].items() if k not in ("retain_loss", "retain_weight")}
-    for other, f in facts.items():
-        if other == label or f["method"] != kl["method"] or f["hparams"].get("retain_loss", "none") != "none":
-            continue
-        if {k: v for k, v in f["hparams"].items() if k not in ("retain_loss", "retain_weight")} == rest:
-            return other
-    return None
-
-
-def _npo_label(board: LeaderboardSpec, facts: dict[str, dict]) -> str | None:
-    """The board's plain NPO row with G-effect data: labelled ``NPO``, else an ``npo`` entry without regulariser."""
-    entries = [m.display for m in board.methods if m.method == "npo" and m.display in facts]
-    exact = [d for d in entries if d.lower() == "npo"]
-    plain = [d for d in entries if facts[d]["hparams"].get("retain_loss", "none") == "none"]
-    pick = exact or plain or entries
-    return pick[0] if pick else None
-
 
 RELEARN_KEY, RELEARN_MARGIN = "relearn/forget/es", 0.1
 LM_EVAL_KEY = "lm_eval/synthetic_world_mc/acc"
@@ -154,84 +109,3 @@ def robustness_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
     if not paragraphs:
         return ""
     return "**Robustness and utility.** " + "\n\n".join(paragraphs)
-
-
-def geffect_paragraph(board: LeaderboardSpec, table: pd.DataFrame) -> str:
-    """The "G-effect" paragraph, computed from the records behind ``table`` (``table.attrs["geffect"]``, set by
-    ``build_table``): GA's cumulative e_u and whether its |e_u| settles (the last two recorded steps), NPO's mean
-    weight at the first and last recorded step, for each method with a "+KL" variant on the board, whether
-    the variant's cumulative e_r is higher than the plain objective's, and (records that have them) the measured
-    change of the forget risk against its two first-order predictions (``_change_sentence``). Empty without
-    G-effect data."""
-    data = table.attrs.get("geffect") or {}
-    ga = ga_label(board)
-    paragraphs = []
-    for task_name, facts in data.items():
-        parts = []
-        if ga in facts and "forget" in facts[ga]["cumulative"]:
-            e_u = facts[ga]["cumulative"]["forget"]
-            direction = "rise" if e_u < 0 else "fall" if e_u > 0 else "not move"
-            text = (f"{ga}'s cumulative e_u is {e_u:.4g}: under plain gradient descent with the same learning rates "
-                    f"its forget risk would, to first order, {direction} by {abs(e_u):.4g} (the paper's quantity, "
-                    f"not the change AdamW's steps made)")
-            tail = facts[ga].get("e_u_tail")
-            if tail and all(np.isfinite(tail["abs"])):
-                (s0, s1), (a0, a1) = tail["steps"], tail["abs"]
-                ratio = f" (×{a1 / a0:.3g})" if a0 > 0 else ""
-                verdict = "shrinks, so e_u settles" if a1 < a0 else "does not shrink, so e_u does not settle"
-                text += f"; |e_u| goes from {a0:.4g} at step {s0} to {a1:.4g} at step {s1}{ratio}: it {verdict}"
-            parts.append(text + ".")
-        npo = _npo_label(board, facts)
-        if npo and "npo_weight" in facts[npo]:
-            weight = facts[npo]["npo_weight"]
-            steps = weight.get("steps")
-            where = f" (step {steps[0]} → {steps[1]})" if steps else " (first → last recorded step)"
-            trend = "falls" if weight["last"] < weight["first"] else "does not fall"
-            parts.append(f"{npo}'s mean weight w {trend} from {weight['first']:.3f} to {weight['last']:.3f}{where}"
-                         + (": it damps the ascent on items already forgotten." if weight["last"] < weight["first"]
-                            else "."))
-        higher, not_higher = [], []
-        for label in facts:
-            plain = _paired_plain(facts, label)
-            if plain is None:
-                continue
-            e_kl, e_plain = facts[label]["cumulative"].get("retain"), facts[plain]["cumulative"].get("retain")
-            if e_kl is None or e_plain is None:
-                continue
-            item = f"{label} {e_kl:.4g} vs {plain} {e_plain:.4g}"
-            (higher if e_kl > e_plain else not_higher).append(item)
-        if higher or not_higher:
-            text = "Cumulative e_r with the KL retain regulariser against without: "
-            pieces = []
-            if higher:
-                pieces.append(f"higher for {'; '.join(higher)}")
-            if not_higher:
-                pieces.append(f"not higher for {'; '.join(not_higher)}")
-            parts.append(text + ", ".join(pieces) + ".")
-        change = _change_sentence(facts)
-        if change:
-            parts.append(change)
-        if parts:
-            prefix = f"On `{task_name}`: " if len(board.tasks) > 1 else ""
-            paragraphs.append(f"**G-effect.** {prefix}" + " ".join(parts))
-    return "\n\n".join(paragraphs)
-
-
-def _change_sentence(facts: dict[str, dict]) -> str | None:
-    """Per entry whose records have the step changes, the measured change of the forget risk over the recorded
-    steps against its realised first-order prediction (along AdamW's applied update) and the paper's (−cumulative
-    e_u, plain gradient descent), and which of the two is closer for how many entries; None without such entries."""
-    items, realised_closer = [], 0
-    for label, f in facts.items():
-        measured = (f.get("measured_change") or {}).get("forget")
-        realised = (f.get("realised_change") or {}).get("forget")
-        paper = f["cumulative"].get("forget")
-        if measured is None or realised is None or paper is None:
-            continue
-        items.append(f"{label} {measured:+.4g} (realised {realised:+.4g}, paper {-paper:+.4g})")
-        realised_closer += abs(realised - measured) < abs(-paper - measured)
-    if not items:
-        return None
-    return ("Measured change of the forget risk over the recorded steps (positive: it rose) against the first-order "
-            "change along the update AdamW applied (realised) and the paper's −Σ lr·e_u: " + "; ".join(items)
-            + f"; the realised one is the closer for {realised_closer} of {len(items)}.")

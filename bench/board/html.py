@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.board.analysis import GEFFECT_SIGN_LINE, geffect_paragraph, has_geffect, robustness_paragraph
+from bench.board.analysis import robustness_paragraph
 from bench.board.findings import finding, protocol_line
+from bench.board.geffect_findings import GEFFECT_SIGN_LINE, geffect_paragraph, has_geffect
 from bench.board.geffect_plots import plot_index
 from bench.board.html_details import EntryDetails, Image, details_html, entry_details
 from bench.board.html_tables import table_html

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 import pandas as pd
 from tabulate import tabulate
 
-from bench.board.analysis import GEFFECT_SIGN_LINE, geffect_paragraph, has_geffect, robustness_paragraph
+from bench.board.analysis import robustness_paragraph
 from bench.board.findings import finding, protocol_line
 from bench.board.format import ARROWS, cell_text
+from bench.board.geffect_findings import GEFFECT_SIGN_LINE, geffect_paragraph, has_geffect
 from bench.board.geffect_plots import plot_index
 from bench.board.plots import PLOT_NAME, plot_paths
 from bench.board.table import order_text

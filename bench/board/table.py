@@ -164,7 +164,8 @@ def _geffect_facts(cells: list[Cell], ok: list[RunRecord], records: BoardRecords
     """What the G-effect paragraph needs of one board entry, from its ``ok`` records and their ``geffect.jsonl``
     (means over seeds): the registered method and hyper-parameters, the cumulative G-effect per data set, the
     realised first-order and the measured change of each risk (over the seeds whose records have them), |e_u| at
-    the last two recorded steps, and NPO's mean weight at the first and last recorded step. Empty without
+    the last two recorded steps, the realised change of the forget and retain risks at each recorded step
+    (``realised_series``), and NPO's mean weight at the first and last recorded step. Empty without
     G-effect data. Kept in ``table.attrs["geffect"]``, not in the table's columns (nor the CSV)."""
     summaries = [(r, r.geffect) for r in ok if r.geffect is not None and r.geffect.measured]
     if not summaries or not cells:
@@ -182,9 +183,12 @@ def _geffect_facts(cells: list[Cell], ok: list[RunRecord], records: BoardRecords
             sets = set.intersection(*(set(getattr(s, attribute)) for s in changed))
             facts[name] = {d: float(np.mean([getattr(s, attribute)[d] for s in changed])) for d in sorted(sets)}
         facts["changed_seeds"] = len(changed)
-    tails, weight_steps = [], []
+    tails, weight_steps, series = [], [], []
     for record, _ in summaries:
         measured = records.measurements(record)
+        stepped = [m for m in measured if m.get("realised_change")]
+        if stepped:
+            series.append({int(m["step"]): m["realised_change"] for m in stepped})
         if len(measured) >= 2:
             tails.append([(int(m["step"]), abs(float(m["total"].get("forget", np.nan)))) for m in measured[-2:]])
         weighted = [int(m["step"]) for m in measured if "npo_weight" in (m.get("diagnostics") or {})]
@@ -193,6 +197,10 @@ def _geffect_facts(cells: list[Cell], ok: list[RunRecord], records: BoardRecords
     if tails:
         facts["e_u_tail"] = {"steps": [step for step, _ in tails[0]],
                              "abs": [float(np.mean([t[k][1] for t in tails])) for k in range(2)]}
+    steps = sorted(set.intersection(*(set(s) for s in series))) if series else []
+    if steps:  # the realised change of each recorded step, mean over the seeds (forget and retain)
+        facts["realised_series"] = {"steps": steps, **{d: [float(np.mean([s[t].get(d, np.nan) for s in series]))
+                                                           for t in steps] for d in ("forget", "retain")}}
     weights = [s.npo_weight for _, s in summaries if s.npo_weight]
     if weights:
         facts["npo_weight"] = {k: float(np.mean([w[k] for w in weights])) for k in ("first", "last")}
