@@ -439,3 +439,13 @@ def test_a_release_bundles_the_references_of_every_replicate(tmp_path: Path) -> 
     store.root.joinpath("refs", sorted(expected)[0], "result.json").unlink()  # one replicate's reference gone
     snap = snapshot(board, store)
     assert len(snap.incomplete) == 1 and sorted(expected)[0] in snap.incomplete[0]
+
+
+def test_option_papers_follow_the_entries_options() -> None:
+    """GRU and SAM are options of any method: an entry that switches one on cites its paper (by arXiv id), one that
+    leaves it at its default does not."""
+    from bench.release.citations import option_papers
+
+    assert [p.eprint for p in option_papers({"rectify": "gru"})] == ["2503.09117"]
+    assert [p.eprint for p in option_papers({"sam_rho": 0.01, "beta": 0.1})] == ["2502.05374"]
+    assert option_papers({"rectify": "none", "sam_rho": 0.0, "temperature": 2.0}) == ()

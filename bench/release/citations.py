@@ -15,13 +15,13 @@ The suite's URL is a placeholder (``SUITE_URL``) until the project has a public 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from importlib.metadata import version as installed
 from pathlib import Path
 
 from bench.data.tasks import load_task_config, task_names
-from bench.methods.papers import WANG2025_RETHINKING
+from bench.methods.papers import FAN2025_SAM, WANG2025_GRU, WANG2025_RETHINKING
 from bench.registry import METHODS
 from bench.runtime.paths import REPO_ROOT
 from bench.specs.mapping import SpecError
@@ -80,6 +80,17 @@ def method_papers(method: str) -> tuple[Paper, ...]:
         return tuple(getattr(METHODS.get(method), "bibtex", ()) or ())
     except LookupError:
         return ()
+
+
+def option_papers(params: Mapping[str, object]) -> tuple[Paper, ...]:
+    """The papers of the objective options an entry's ``params`` switch on: GRU (``rectify: gru``), SAM on the forget
+    step (``sam_rho`` > 0); temperature scaling is the control paper's, cited with the protocol."""
+    papers = []
+    if params.get("rectify") == "gru":
+        papers.append(WANG2025_GRU)
+    if float(params.get("sam_rho", 0.0) or 0.0) > 0:  # type: ignore[arg-type]
+        papers.append(FAN2025_SAM)
+    return tuple(papers)
 
 
 def family_papers(family: str) -> tuple[Paper, ...]:

@@ -16,6 +16,7 @@ from bench.release.citations import (
     family_papers,
     method_paper_text,
     method_papers,
+    option_papers,
     paper_entry,
     suite_entry,
 )
@@ -98,8 +99,8 @@ def submitted_citations(origins: dict[str, dict]) -> list[str]:
 
 def cite(board: LeaderboardSpec, store: Store, version: str | None = None) -> str:
     """BibTeX: the suite, the board version (a release, or the current unreleased state with its content hash),
-    the protocol papers, the papers of the board's methods and task families (a ``%`` comment for those without
-    an entry), and the BibTeX of each submitted entry (``ubench submit``'s ``citation``) after a ``%`` line on its
+    the protocol papers, the papers of the board's methods, of the objective options its entries switch on (GRU,
+    SAM) and of its task families (a ``%`` comment for those without an entry), and the BibTeX of each submitted entry (``ubench submit``'s ``citation``) after a ``%`` line on its
     origin. No local path: the bundle is named relative to the checkout or the board file."""
     board_entry, facts = _board_entry(board, store, version)
     methods, families, origins = facts["methods"], facts["families"], facts["origins"]
@@ -115,6 +116,8 @@ def cite(board: LeaderboardSpec, store: Store, version: str | None = None) -> st
         if not found and method not in cited:
             paper = method_paper_text(method)
             comments.append(f"% method {method}: no BibTeX entry" + (f" (paper: {paper})" if paper else ""))
+    for entry in board.methods:
+        papers += option_papers(entry.params)  # GRU, SAM: options of any method
     for family in families:
         found = family_papers(family)
         papers += found
