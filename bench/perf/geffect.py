@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.data.alternates import alternate_answers
 from bench.data.tasks import load_task
 from bench.data.tokenize import TokenBatch, collate, encode_qa
 from bench.geffect.compute import (
@@ -135,6 +136,7 @@ class _Bench:
     forget: list
     retain: list
     idk: list
+    alternate: list | None  # AltPO's preferred answers
     pad: int
     model: torch.nn.Module
     names: list[str]
@@ -163,17 +165,20 @@ def _prepare(task: str, split: str, method: str, batch_size: int) -> _Bench:
     forget, retain, idk = encode(data.forget), encode(data.retain), encode(data.forget, "idk_answer")
     rows = list(range(len(forget)))
     instance = make_method(method)
+    alternate = (encode(data.forget.add_column("alternate", alternate_answers(data)[:len(data.forget)]), "alternate")
+                 if instance.needs_alternate else None)
     objective = UnlearnBatch(collate(forget, pad, rows).to(device),
                              collate(retain, pad, rows).to(device) if instance.needs_retain else None,
-                             collate(idk, pad, rows).to(device) if instance.needs_idk else None)
+                             collate(idk, pad, rows).to(device) if instance.needs_idk else None,
+                             collate(alternate, pad, rows).to(device) if alternate is not None else None)
     risks = {"forget": collate(encode(data.forget, eos=False), pad, rows).to(device),
              "retain": collate(encode(data.retain, eos=False), pad, rows).to(device)}
     reference = ReferenceModel(target.load().to(device)) if instance.needs_reference else None
     model = target.load().to(device)
     named = trainable(model)
     return _Bench(target, instance, LossContext(reference=reference), reference, objective, risks, forget, retain,
-                  idk, pad, model, [n for n, _ in named], [p for _, p in named], _single_rows(risks["forget"]),
-                  device)
+                  idk, alternate, pad, model, [n for n, _ in named], [p for _, p in named],
+                  _single_rows(risks["forget"]), device)
 
 
 def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -213,7 +218,8 @@ def _round(bench: _Bench, budget: Budget, g_forget: list[torch.Tensor]) -> dict:
     """One alternating repeat: ``budget.steps`` harness steps, a measurement (mean of 3), its parts, and the three
     per-instance paths; times in ms, with the jvp values and the per-item backward values."""
     trained = unlearn(bench.target.load().to(bench.device), bench.instance, bench.forget, bench.retain, budget,
-                      seed=0, pad_id=bench.pad, reference=bench.reference, idk=bench.idk)
+                      seed=0, pad_id=bench.pad, reference=bench.reference, idk=bench.idk,
+                      alternate=bench.alternate)
     bench.sync()
     g_step, _ = objective_gradient(bench.model, bench.instance, bench.objective,
                                    bench.ctx)  # what the step's backward left in .grad
@@ -244,7 +250,7 @@ def _cuda_peaks(bench: _Bench, batch_size: int) -> tuple[int, int]:
     step_model = bench.target.load().to(bench.device)  # resident before the peak is taken, like ``model`` above
     step = peak(lambda: unlearn(step_model, bench.instance, bench.forget, bench.retain,
                                 Budget(steps=1, lr=1e-5, batch_size=batch_size), seed=0, pad_id=bench.pad,
-                                reference=bench.reference, idk=bench.idk))
+                                reference=bench.reference, idk=bench.idk, alternate=bench.alternate))
     return measured, step
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.data.alternates import alternate_answers
 from bench.data.tasks import load_task
 from bench.data.tokenize import collate, encode_qa
 from bench.methods.base import ReferenceModel, make_method
@@ -106,13 +107,16 @@ def _step_overhead(task: str, split: str, method_name: str, steps: int, repeats:
            for q, a in zip(data.forget["question"][:batch_size], data.forget["idk_answer"][:batch_size])]
     batch = collate(forget, tokenizer.pad_token_id).to(runtime().device)
     method = make_method(method_name)
+    alternate = ([encode_qa(tokenizer, template, q, a, add_eos=True)  # AltPO's preferred answers
+                  for q, a in zip(data.forget["question"][:batch_size], alternate_answers(data)[:batch_size])]
+                 if method.needs_alternate else None)
     budget = Budget(steps=steps, lr=1e-5, batch_size=batch_size)
     reference = ReferenceModel(target.load()) if method.needs_reference else None
     harness, bare = [], []
     for _ in range(repeats + 1):  # the first round warms allocator and caches and is discarded
         model = target.load()
         result = unlearn(model, method, forget, retain, budget, seed=0, pad_id=tokenizer.pad_token_id,
-                         reference=reference, idk=idk)
+                         reference=reference, idk=idk, alternate=alternate)
         _synchronize()
         harness.append(result.seconds / steps * 1000)
         del model
