@@ -200,7 +200,7 @@ def _variants_sentence(table: pd.DataFrame, task: str, facts: dict[str, dict],
         items.append(f"{label} vs {plain}: retain {retain}" + (f"; forget {forget}" if forget else ""))
     if not items:
         return None
-    measured = " (measured change between recorded steps in brackets)" if q.realised else ""
+    measured = " (the measured change between recorded steps in brackets)" if q.realised else ""
     return (f"Each wrapper or regulariser against its plain objective, the rise of the retain and forget risks on "
             f"{q.text()}{measured}, paired over seeds at 95% (a retain rise significantly lower is the retain effect "
             f"the wrapper promises): " + "; ".join(items) + ".")
@@ -208,27 +208,37 @@ def _variants_sentence(table: pd.DataFrame, task: str, facts: dict[str, dict],
 
 def _compare(table: pd.DataFrame, task: str, facts: dict[str, dict], label: str, plain: str, q: Quantity,
              data_set: str) -> str | None:
-    """"+a vs +b [measured +c vs +d]: lower / higher / not significantly different" for ``data_set``'s risk rise."""
+    """"+a vs +b: lower / higher / not significantly different" for ``data_set``'s risk rise on ``q``, and on the
+    realised quantity the measured change the same way: " [measured +c vs +d: ...]"."""
     mine, base = q.rise(facts[label], data_set), q.rise(facts[plain], data_set)
     if mine is None or base is None:
         return None
-    text = f"{mine:+.3g} vs {base:+.3g}"
+    text = f"{mine:+.3g} vs {base:+.3g}: {_verdict(table, task, q.column, data_set, label, plain, mine, base)}"
     if q.realised:
         m_mine = (facts[label].get("measured_change") or {}).get(data_set)
         m_base = (facts[plain].get("measured_change") or {}).get(data_set)
         if m_mine is not None and m_base is not None:
-            text += f" [{m_mine:+.3g} vs {m_base:+.3g}]"
-    draws = column_draws(table, task, f"{GEFFECT}/{q.column}/{data_set}")
+            verdict = _verdict(table, task, "measured", data_set, label, plain, m_mine, m_base)
+            text += f" [measured {m_mine:+.3g} vs {m_base:+.3g}: {verdict}]"
+    return text
+
+
+def _verdict(table: pd.DataFrame, task: str, column: str, data_set: str, label: str, plain: str, mine: float,
+             base: float) -> str:
+    """Whether ``label``'s rise is lower or higher than ``plain``'s by the paired seed draws of
+    ``geffect/<column>/<data_set>`` at 95% (rise: the column's values, or the cumulative G-effect negated), else
+    not significantly different; the point comparison, said so, without draws."""
+    draws = column_draws(table, task, f"{GEFFECT}/{column}/{data_set}")
     a, b = draws.get(label), draws.get(plain)
     if a is None or b is None:
         word = "lower" if mine < base else "higher" if mine > base else "equal"
-        return f"{text}: {word} (point values; the board has no seed draws of this column)"
-    rise_a, rise_b = (a, b) if q.realised else (-a, -b)
+        return f"{word} (point values; the board has no seed draws of this column)"
+    rise_a, rise_b = (-a, -b) if column == "cumulative" else (a, b)
     if significantly(rise_b - rise_a):
-        return f"{text}: lower"
+        return "lower"
     if significantly(rise_a - rise_b):
-        return f"{text}: higher"
-    return f"{text}: not significantly different"
+        return "higher"
+    return "not significantly different"
 
 
 def _plain_of(facts: dict[str, dict], label: str) -> str | None:
