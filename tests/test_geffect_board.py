@@ -352,3 +352,22 @@ def test_findings_are_stated_on_the_agreeing_quantity_with_wrappers_against_thei
     assert ("NPO+KL vs NPO: retain +0.85 vs +0.9: not significantly different [measured +0.8 vs +1: lower]"
             in paragraph)
     assert "GA cap+GRU vs" not in paragraph
+
+
+def test_realised_top_group_columns_read_the_summary_by_depth() -> None:
+    """`geffect/realised_top_group` and `geffect/realised_top_group_share`: the group with the largest |realised
+    change of R(forget)| and its share of the sum of |group values| (here middle, 3 / (1 + 3 + 0) = 0.75); blank
+    without per-block values."""
+    from types import SimpleNamespace
+
+    from bench.grid.columns import record_text, record_value
+    from bench.runtime.sections import GEffectSummary
+
+    summary = GEffectSummary(realised_groups={"forget": {"shallow": 1.0, "middle": -3.0, "deep": 0.0},
+                                              "retain": {"shallow": 9.0}})
+    record = SimpleNamespace(geffect=summary, ok=True)
+    assert record_value(record, "geffect/realised_top_group_share") == pytest.approx(0.75)
+    assert record_text(record, "geffect/realised_top_group") == "middle"
+    empty = SimpleNamespace(geffect=GEffectSummary(), ok=True)
+    assert record_value(empty, "geffect/realised_top_group_share") is None
+    assert record_text(empty, "geffect/realised_top_group") is None

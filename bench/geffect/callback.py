@@ -234,10 +234,13 @@ def _correlation(a: list[float], b: list[float]) -> float | None:
 
 GEFFECT = "geffect"
 # per data set: the paper's cumulative e(D); the realised first-order change of R(D) along the recorded optimizer
-# steps and the change of R(D) measured between recorded steps (to the end of training); the relative errors of the realised and of the paper's prediction against the measured
+# steps and the change of R(D) measured between recorded steps (to the end of training); the relative errors of the
+# realised and of the paper's prediction against the measured one
 PER_SET = ("cumulative", "realised", "measured", "realised_error", "paper_error")
-COLUMNS = (*(f"{GEFFECT}/{name}/{s}" for name in PER_SET for s in DATA_SETS), f"{GEFFECT}/top_group_share",
-           f"{GEFFECT}/top_group")
+# the block group (shallow / middle / deep thirds) holding the largest share of the forget set's cumulative e (the
+# paper's) or realised change, and that share
+TOP_GROUP = ("top_group_share", "top_group", "realised_top_group_share", "realised_top_group")
+COLUMNS = (*(f"{GEFFECT}/{name}/{s}" for name in PER_SET for s in DATA_SETS), *(f"{GEFFECT}/{n}" for n in TOP_GROUP))
 
 
 def _direction(key: MetricKey) -> str:
@@ -269,6 +272,11 @@ def _describe(key: MetricKey) -> str:
         return f"|{which} − the measured change| / |the measured change| of R({d})"
     if key.name == "top_group_share":
         return "share of |cumulative e(forget)| in the most-affected block group (shallow/middle/deep thirds)"
+    if key.name == "realised_top_group_share":
+        return ("share of the |realised change of R(forget)| in the block group where it is largest "
+                "(shallow/middle/deep thirds)")
+    if key.name == "realised_top_group":
+        return "the block group with the largest |realised change of R(forget)|"
     return "the most-affected block group of the cumulative e(forget)"
 
 
@@ -292,6 +300,9 @@ def _read(record, key: MetricKey) -> MetricEntry | None:
               "measured": summary.measured_change}
     if key.name == "top_group_share":
         value = summary.top_group_share
+    elif key.name == "realised_top_group_share":
+        top = realised_top_group(summary.realised_groups)
+        value = None if top is None else top[1]
     elif key.name in by_set:
         value = (by_set[key.name] or {}).get(key.split)
     elif key.name in ("realised_error", "paper_error"):
@@ -303,7 +314,23 @@ def _read(record, key: MetricKey) -> MetricEntry | None:
 
 def _read_text(record, key: MetricKey) -> str | None:
     summary = record.geffect
-    return None if summary is None or summary.top_group is None else str(summary.top_group)
+    if summary is None:
+        return None
+    if key.name == "realised_top_group":
+        top = realised_top_group(summary.realised_groups)
+        return None if top is None else top[0]
+    return None if summary.top_group is None else str(summary.top_group)
+
+
+def realised_top_group(groups: dict[str, dict[str, float]] | None) -> tuple[str, float] | None:
+    """(group, share): the block group g with the largest |r_g(forget)| of the realised change split by depth, and
+    |r_g| / sum over groups of |r_group|; None without per-block values or when every group is 0."""
+    forget = (groups or {}).get("forget") or {}
+    magnitude = sum(abs(v) for v in forget.values())
+    if magnitude <= 0:
+        return None
+    top = max(forget, key=lambda g: abs(forget[g]))
+    return top, abs(forget[top]) / magnitude
 
 
 EVALUATIONS.add(GEFFECT, EvaluationSpec(
@@ -311,7 +338,7 @@ EVALUATIONS.add(GEFFECT, EvaluationSpec(
                     "errors, top group: none",
     keys="`geffect/cumulative/<set>`, `geffect/realised/<set>`, `geffect/measured/<set>`, "
          "`geffect/realised_error/<set>`, `geffect/paper_error/<set>`, `geffect/top_group_share`, "
-         "`geffect/top_group`",
+         "`geffect/top_group`, `geffect/realised_top_group_share`, `geffect/realised_top_group`",
     description="G-effect of the unlearning objective, recorded during training every `budget.callback_every` "
                 "steps (set: forget, retain, holdout, world_facts): `cumulative/<set>` is the paper's Σ lr·e(set)·"
                 "steps over the recorded steps, the first-order fall of the risk per unit step of plain gradient "
@@ -322,9 +349,11 @@ EVALUATIONS.add(GEFFECT, EvaluationSpec(
                 "(both positive: the risk rose); `realised_error/<set>` and `paper_error/<set>` are |realised − "
                 "measured| / |measured| and |−cumulative − measured| / |measured|; `top_group` is the block group "
                 "(shallow / middle / deep thirds) with the largest share of |cumulative e(forget)| and "
-                "`top_group_share` that share. Blank on reference rows, and the step changes blank on records "
+                "`top_group_share` that share; `realised_top_group` and `realised_top_group_share` the same for the "
+                "realised change of the forget risk, split by block (∇_b R(θ_t)ᵀ(θ_t+1 − θ_t)_b). Blank on "
+                "reference rows, and the step changes blank on records "
                 "written before they were recorded.",
     source="Wang et al. 2025, Rethinking LLM Unlearning Objectives: A Gradient Perspective (arXiv 2502.19301)",
     direction=_direction, describe=_describe, problem=_key_problem, read=_read, read_text=_read_text,
-    name_first=True, number_format=lambda key: ".3f" if key.name == "top_group_share" else ".3g",
-    text_names=frozenset({"top_group"}), known=COLUMNS, run_only=True))
+    name_first=True, number_format=lambda key: ".3f" if key.name.endswith("top_group_share") else ".3g",
+    text_names=frozenset({"top_group", "realised_top_group"}), known=COLUMNS, run_only=True))
