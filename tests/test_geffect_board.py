@@ -97,7 +97,7 @@ def test_markdown_states_the_sign_and_the_computed_paragraph(ran) -> None:
            f"{weight['first']:.3f} to {weight['last']:.3f}" in paragraph
     e_kl, e_plain = (records[k].geffect.cumulative["retain"] for k in ("GA+KL", "GA"))
     # records without the step changes: the regulariser's retain effect on the paper's quantity (rise = -e_r)
-    assert f"on the paper's −Σ lr·e, paired over seeds" in paragraph
+    assert "on the paper's −Σ lr·e, paired over seeds" in paragraph
     assert f"GA+KL vs GA: retain {-e_kl:+.3g} vs {-e_plain:+.3g}: " in paragraph
     assert geffect_paragraph(board, pd.DataFrame(table.to_dict())) == ""  # no records behind it: no paragraph
 

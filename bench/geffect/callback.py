@@ -215,14 +215,20 @@ class GEffectRecorder:
             agreement[d] = facts
         out = {"realised_change": realised, "measured_change": measured, "one_step_change": one_step,
                "agreement": agreement, **({"final_risk": dict(final)} if between and final else {})}
-        by_group: dict[str, dict[str, float]] = {}
-        for m, span in rows:
-            for d, blocks in m.realised_blocks.items():
-                acc = by_group.setdefault(d, {})
-                for block, value in blocks.items():
-                    group = groups.get(block, "middle")
-                    acc[group] = acc.get(group, 0.0) + value * span
+        by_group = _realised_by_group(rows, groups)
         return {**out, "realised_groups": by_group} if by_group else out
+
+
+def _realised_by_group(rows: list[tuple[GEffect, int]], groups: dict[str, str]) -> dict[str, dict[str, float]]:
+    """D -> block group -> sum over the recorded steps of the group's realised change r_t,block(D) * span_t."""
+    by_group: dict[str, dict[str, float]] = {}
+    for m, span in rows:
+        for d, blocks in m.realised_blocks.items():
+            acc = by_group.setdefault(d, {})
+            for block, value in blocks.items():
+                group = groups.get(block, "middle")
+                acc[group] = acc.get(group, 0.0) + value * span
+    return by_group
 
 
 def _correlation(a: list[float], b: list[float]) -> float | None:

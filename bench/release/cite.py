@@ -100,8 +100,9 @@ def submitted_citations(origins: dict[str, dict]) -> list[str]:
 def cite(board: LeaderboardSpec, store: Store, version: str | None = None) -> str:
     """BibTeX: the suite, the board version (a release, or the current unreleased state with its content hash),
     the protocol papers, the papers of the board's methods, of the objective options its entries switch on (GRU,
-    SAM) and of its task families (a ``%`` comment for those without an entry), and the BibTeX of each submitted entry (``ubench submit``'s ``citation``) after a ``%`` line on its
-    origin. No local path: the bundle is named relative to the checkout or the board file."""
+    SAM) and of its task families (a ``%`` comment for those without an entry), and the BibTeX of each submitted
+    entry (``ubench submit``'s ``citation``) after a ``%`` line on its origin. No local path: the bundle is named
+    relative to the checkout or the board file."""
     board_entry, facts = _board_entry(board, store, version)
     methods, families, origins = facts["methods"], facts["families"], facts["origins"]
     lines = [f"% unlearning-bench: BibTeX for leaderboard {board.name} "

@@ -16,8 +16,16 @@ from dataclasses import dataclass
 import torch
 
 from bench.data.tokenize import TokenBatch
-from bench.methods.base import LossContext, Method, ObjectiveParams, UnlearnBatch, gather_logprobs, next_token_logits
-from bench.methods.base import answer_mask, row_mean
+from bench.methods.base import (
+    LossContext,
+    Method,
+    ObjectiveParams,
+    UnlearnBatch,
+    answer_mask,
+    gather_logprobs,
+    next_token_logits,
+    row_mean,
+)
 from bench.registry import METHODS
 
 
