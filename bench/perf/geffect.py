@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,6 +20,7 @@ from bench.geffect.compute import (
     objective_gradient,
     per_item_logprob,
     risk_gradient,
+    step_changes,
     trainable,
 )
 from bench.methods.base import LossContext, Method, ReferenceModel, UnlearnBatch, make_method
@@ -36,7 +37,10 @@ class GEffectReport:
     per-instance values) over one unlearning step of the harness; (b) the per-instance PG-effect of N forget items
     in one forward-mode pass over N backward passes, one per item, each followed by the dot product (through the
     batch's graph after one forward, and, the cheaper baseline on a CPU, each item alone);
-    (c) the extra memory a measurement holds: whole gradients alive at once, and the CUDA peak when there is one.
+    (c) the extra memory a measurement holds: whole gradients alive at once, and the CUDA peak when there is one;
+    (d) the step changes recorded after the update of a measured step (``step_changes`` on D in {forget, retain}:
+    a copy of theta_t, per set one reverse-mode risk gradient at theta_t, the blockwise dot with the update and one
+    forward at theta_t+1) over one unlearning step.
     """
 
     task: str
@@ -55,6 +59,7 @@ class GEffectReport:
     cuda_peak_bytes: int | None = None
     cuda_step_peak_bytes: int | None = None
     device: str = "cpu"
+    step_change_ms: list[float] = field(default_factory=list)
 
     @property
     def measure_ratio(self) -> float:
@@ -98,6 +103,11 @@ class GEffectReport:
         ]
         if self.cuda_peak_bytes is None:
             lines.append("      CUDA peak: no CUDA device")
+        if self.step_change_ms:
+            ratio = statistics.median(self.step_change_ms) / statistics.median(self.step_ms)
+            lines += [f"  (d) step changes after a measured update (realised per block + measured), D = forget + "
+                      f"retain: {med(self.step_change_ms)}",
+                      f"      ratio step changes/step: {ratio:.3f} ({verdict(ratio, 2.0)})"]
         else:
             lines.append(f"      CUDA peak above the resident model during a measurement: "
                          f"{self.cuda_peak_bytes / mib:.2f} MiB (one unlearning step: "
@@ -232,8 +242,11 @@ def _round(bench: _Bench, budget: Budget, g_forget: list[torch.Tensor]) -> dict:
                                                            g_forget).tolist()))
     exact, expected = _timed(lambda: _per_item_backward(bench, g_forget))
     graph, _ = _timed(lambda: _per_item_graph(bench, g_forget))
+    # the recorder's copy of theta_t and its step changes (the cost does not depend on the update's values)
+    changes, _ = _timed(lambda: (step_changes(bench.model, [p.detach().clone() for p in bench.params], bench.risks),
+                                 bench.sync()))
     return {"step": trained.seconds / budget.steps * 1000, "measure": took, "fast": fast, "exact": exact,
-            "graph": graph, "parts": split_up, "values": values, "expected": expected}
+            "graph": graph, "parts": split_up, "values": values, "expected": expected, "step_change": changes}
 
 
 def _cuda_peaks(bench: _Bench, batch_size: int) -> tuple[int, int]:
@@ -263,7 +276,8 @@ def geffect_cost(task: str = "synthetic", split: str = "forget10", method: str =
     retain items, built the way the recorder builds them (objective rows with EOS, risk rows without)."""
     bench = _prepare(task, split, method, batch_size)
     budget = Budget(steps=steps, lr=1e-5, batch_size=batch_size)
-    times: dict[str, list[float]] = {"measure": [], "step": [], "fast": [], "exact": [], "graph": []}
+    times: dict[str, list[float]] = {"measure": [], "step": [], "fast": [], "exact": [], "graph": [],
+                                     "step_change": []}
     parts_ms: dict[str, list[float]] = {}
     g_forget = risk_gradient(bench.model, bench.risks["forget"])
     max_rel = 0.0
@@ -280,4 +294,4 @@ def geffect_cost(task: str = "synthetic", split: str = "forget10", method: str =
     cuda_peak, cuda_step_peak = _cuda_peaks(bench, batch_size) if bench.device.type == "cuda" else (None, None)
     return GEffectReport(task, method, batch_size, steps, times["measure"], times["step"], times["fast"],
                          times["exact"], times["graph"], parts_ms, grad_bytes, 2, max_rel, cuda_peak, cuda_step_peak,
-                         bench.device.type)
+                         bench.device.type, times["step_change"])
