@@ -262,7 +262,7 @@ def test_blocks_sum_to_the_total_and_signs_are_the_papers() -> None:
 
 def _recorder(measurements: list[GEffect]) -> GEffectRecorder:
     recorder = GEffectRecorder.__new__(GEffectRecorder)  # the summary reads the measurements and the spacing
-    recorder.measurements = measurements
+    recorder.measurements, recorder.final_risk = measurements, {}
     recorder.every, recorder.total_steps = 3, 7
     return recorder
 

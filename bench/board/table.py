@@ -164,7 +164,7 @@ def _geffect_facts(cells: list[Cell], ok: list[RunRecord], records: BoardRecords
     """What the G-effect paragraph needs of one board entry, from its ``ok`` records and their ``geffect.jsonl``
     (means over seeds): the registered method and hyper-parameters, the cumulative G-effect per data set, the
     realised first-order and the measured change of each risk (over the seeds whose records have them), |e_u| at
-    the last two recorded steps, the realised change of the forget and retain risks at each recorded step
+    the last two recorded steps, the realised change of the forget risk at each recorded step
     (``realised_series``), and NPO's mean weight at the first and last recorded step. Empty without
     G-effect data. Kept in ``table.attrs["geffect"]``, not in the table's columns (nor the CSV)."""
     summaries = [(r, r.geffect) for r in ok if r.geffect is not None and r.geffect.measured]
@@ -198,9 +198,9 @@ def _geffect_facts(cells: list[Cell], ok: list[RunRecord], records: BoardRecords
         facts["e_u_tail"] = {"steps": [step for step, _ in tails[0]],
                              "abs": [float(np.mean([t[k][1] for t in tails])) for k in range(2)]}
     steps = sorted(set.intersection(*(set(s) for s in series))) if series else []
-    if steps:  # the realised change of each recorded step, mean over the seeds (forget and retain)
-        facts["realised_series"] = {"steps": steps, **{d: [float(np.mean([s[t].get(d, np.nan) for s in series]))
-                                                           for t in steps] for d in ("forget", "retain")}}
+    if steps:  # the realised change of the forget risk at each recorded step, mean over the seeds
+        facts["realised_series"] = {"steps": steps, "forget": [float(np.mean([s[t].get("forget", np.nan)
+                                                                             for s in series])) for t in steps]}
     weights = [s.npo_weight for _, s in summaries if s.npo_weight]
     if weights:
         facts["npo_weight"] = {k: float(np.mean([w[k] for w in weights])) for k in ("first", "last")}

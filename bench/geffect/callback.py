@@ -187,7 +187,7 @@ class GEffectRecorder:
         rows = [(m, span) for m, span in zip(self.measurements, self._spans(steps)) if m.measured_change]
         if not rows:
             return {}
-        final = getattr(self, "final_risk", {})
+        final = self.final_risk
         realised: dict[str, float] = {}
         measured: dict[str, float] = {}
         one_step: dict[str, float] = {}

@@ -170,26 +170,16 @@ def directional_derivatives(model: torch.nn.Module, fn, batch: TokenBatch,
                             direction: Sequence[torch.Tensor]) -> torch.Tensor:
     """d/d eps fn(theta + eps v)[i] at eps = 0 for every row i, i.e. v^T grad fn_i, in ONE forward-mode pass
     (``torch.func.jvp``; needs eager attention: sdpa has no forward-mode rule on CPU)."""
-    return value_and_directional_derivatives(model, fn, batch, direction)[1]
-
-
-def value_and_directional_derivatives(model: torch.nn.Module, fn, batch: TokenBatch,
-                                      direction: Sequence[torch.Tensor],
-                                      at: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fn(theta)[i], v^T grad fn_i(theta)) for every row i in one forward-mode pass, at the trainable parameters
-    theta = ``at`` (one tensor per trainable parameter; default: the model's own), the other parameters and buffers
-    the model's."""
     named = trainable(model)
     names = [n for n, _ in named]
-    primals = tuple(p.detach() for _, p in named) if at is None else tuple(a.detach() for a in at)
+    primals = tuple(p.detach() for _, p in named)
     tangents = tuple(v.detach().to(p.dtype) for v, (_, p) in zip(direction, named))
 
     def f(*values: torch.Tensor) -> torch.Tensor:
         return fn(_Functional(model, dict(zip(names, values))), batch)
 
     with eager_attention(model):
-        value, derivative = jvp(f, primals, tangents)
-    return value, derivative
+        return jvp(f, primals, tangents)[1]
 
 
 @dataclass
